@@ -1,0 +1,1 @@
+"""Backbones: the Encoder protocol and its implementations (HF Qwen-VL, composed MLLM, vLLM)."""

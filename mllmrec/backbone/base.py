@@ -1,0 +1,86 @@
+"""The Encoder protocol every backbone implements, and the small pieces they share.
+
+`encode(batch of RenderedItem) -> {channel: Tensor[n, d]}` (DESIGN.md). `mm` is always the hidden
+state of the last prompt token; extra channels (e.g. `visual` for mICL) come from the slots the
+prompt marks. Vectors are returned as float32 on the CPU, in batch order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from mllmrec.types import RenderedItem
+
+if TYPE_CHECKING:
+    import torch
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    name: str  # backbone id as the user gave it (hub id or path)
+    image_placeholder: str  # what the prompt renderer inserts once per image
+    hidden_size: int
+
+    def render_chat(self, user_text: str, system: str | None = None) -> str | None:
+        """Wrap a user message with the model's chat template (generation prompt opened), or None
+        when the tokenizer has no chat template."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Identity of the weights for manifests: backbone id, revision, weights fingerprint."""
+
+    def estimate_length(self, item: RenderedItem) -> int:
+        """Cheap token-count estimate used to sort items into batches of similar length."""
+
+    def encode(self, batch: Sequence[RenderedItem]) -> dict[str, torch.Tensor]:
+        """Embed a batch: {channel: float32 CPU tensor [len(batch), hidden_size]}."""
+
+
+def render_with_chat_template(tokenizer: Any, user_text: str, system: str | None = None) -> str | None:
+    """Shared implementation of `Encoder.render_chat` for tokenizer-backed encoders."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": user_text}
+    ]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def weights_fingerprint(module: torch.nn.Module, sample: int = 1024) -> str:
+    """A cheap, stable fingerprint of a model's weights.
+
+    Hashing every byte of a 2B-parameter model would take longer than embedding a small catalogue,
+    so each tensor contributes its name, shape, dtype and a strided sample of at most `sample`
+    values. Different checkpoints of the same architecture (or a different random init) differ in
+    the sample with overwhelming probability.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        flat = t.detach().reshape(-1)
+        step = max(1, flat.numel() // sample)
+        picked = flat[::step][:sample].to("cpu", torch.float32).contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(picked.numpy().tobytes())
+    return h.hexdigest()
+
+
+def resolve_device(device: str | None) -> str:
+    """'auto'/None -> cuda when available, else cpu."""
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str | None, device: str):
+    """Default precision: bf16 on GPU, fp32 on CPU (DESIGN.md / issue 2)."""
+    import torch
+
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+            "float16": torch.float16, "fp16": torch.float16}[dtype]

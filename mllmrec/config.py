@@ -1,0 +1,287 @@
+"""Typed stage configs: frozen dataclasses with help text; YAML in, unknown keys are an error.
+
+Every field carries its help text in `metadata["help"]`; `cli.py` turns the fields into flags, so
+`--help` documents every option and a YAML file (`--config`) can set the same keys. Flags given on
+the command line win over the YAML file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+def opt(default: Any, help: str, *, positional: bool = False, choices: tuple | None = None, **kw: Any):
+    """A dataclass field with CLI metadata."""
+    meta = {"help": help, "positional": positional, "choices": choices}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda d=tuple(default): d, metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+REQUIRED = dataclasses.MISSING
+
+
+class ConfigError(ValueError):
+    """A config value or key is wrong; the message says which and why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 0: catalogue
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class CatalogSpec:
+    """How to read a catalogue file into Items."""
+
+    catalog: str = opt(REQUIRED, "Catalogue file: .jsonl, .csv or .parquet, one item per row.")
+    id_field: str = opt("id", "Column holding the item id (ids are compared as strings).")
+    text_fields: tuple[str, ...] = opt(
+        ("title", "description"),
+        "Text columns in prompt order, each NAME or NAME:MAX_CHARS (truncation in characters), "
+        "e.g. --text-fields title:64 description:512.",
+    )
+    image_field: str | None = opt(
+        "image",
+        "Column holding an image reference (path relative to the catalogue file, absolute path or "
+        "file:// URI) or a list of them. 'none' for text-only catalogues.",
+    )
+    max_images: int = opt(1, "Use at most the first N images of an item.")
+    on_bad_image: Literal["text-only", "reject", "error"] = opt(
+        "text-only",
+        "What to do with an item whose image is missing, unreadable, corrupt, too large or outside "
+        "the catalogue folder: embed it from its text, leave it out (both recorded in the "
+        "manifest), or stop with an error.",
+        choices=("text-only", "reject", "error"),
+    )
+    allow_outside_paths: bool = opt(
+        False, "Allow image paths that point outside the catalogue file's folder."
+    )
+    max_image_pixels: int = opt(
+        40_000_000,
+        "Refuse images with more pixels than this before decoding them (decompression bombs).",
+    )
+
+    def __post_init__(self) -> None:
+        if self.image_field is not None and self.image_field.lower() in ("", "none", "null"):
+            object.__setattr__(self, "image_field", None)
+        if self.max_images < 1:
+            raise ConfigError(f"max_images must be >= 1, got {self.max_images}")
+        if self.max_image_pixels < 1:
+            raise ConfigError(f"max_image_pixels must be >= 1, got {self.max_image_pixels}")
+        parse_text_fields(self.text_fields)
+
+
+def parse_text_fields(specs: tuple[str, ...]) -> list[tuple[str, int | None]]:
+    """['title:64', 'description'] -> [('title', 64), ('description', None)]."""
+    out = []
+    for spec in specs:
+        name, _, limit = spec.partition(":")
+        if not name:
+            raise ConfigError(f"empty text field name in {spec!r}")
+        if limit and (not limit.isdigit() or int(limit) < 1):
+            raise ConfigError(f"text field {spec!r}: the limit after ':' must be a positive integer")
+        out.append((name, int(limit) if limit else None))
+    if len({n for n, _ in out}) != len(out):
+        raise ConfigError(f"text field listed twice in {list(specs)}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Backbone and prompt (shared by embed and prompts show)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    model: str = opt(
+        REQUIRED,
+        "Backbone: a hub id (e.g. Qwen/Qwen2-VL-2B-Instruct), a local transformers directory, or a "
+        "directory written by `mllmrec compose`.",
+    )
+    revision: str | None = opt(None, "Hub revision (branch, tag or commit) of --model.")
+    device: str = opt("auto", "Device: auto (cuda if available), cpu, cuda, cuda:1 ...")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
+        "auto", "Compute precision; auto = bfloat16 on GPU, float32 on CPU.",
+        choices=("auto", "float32", "bfloat16", "float16"),
+    )
+    min_pixels: int | None = opt(None, "Smallest image area after resizing (Qwen-VL); default: the model's.")
+    max_pixels: int | None = opt(
+        None, "Largest image area after resizing (Qwen-VL), bounds image tokens; default: the model's."
+    )
+    trust_remote_code: bool = opt(False, "Allow model code from the hub (off unless you ask).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbedConfig(CatalogSpec, ModelSpec):
+    out: str = opt(REQUIRED, "Output directory for the embedding store.")
+    prompt: str = opt(
+        "notellm2", "Prompt template: a built-in name (see `mllmrec prompts list`) or a YAML file."
+    )
+    batch_size: int = opt(16, "Items per forward pass (sorted by length to limit padding).")
+    shard_size: int = opt(1024, "Items per shard file; a crash loses at most one shard of work per process.")
+    store_dtype: Literal["float32", "float16"] = opt(
+        "float32", "Precision of the stored vectors.", choices=("float32", "float16")
+    )
+    format: Literal["safetensors", "parquet"] = opt(
+        "safetensors", "File format of the stored vectors.", choices=("safetensors", "parquet")
+    )
+    resume: bool = opt(False, "Continue an interrupted run in --out (refused if model or prompt differ).")
+    overwrite: bool = opt(False, "Delete an existing store in --out and start again.")
+    progress: bool = opt(True, "Show a progress bar with items/s.")
+
+    def __post_init__(self) -> None:
+        CatalogSpec.__post_init__(self)
+        if self.batch_size < 1 or self.shard_size < 1:
+            raise ConfigError("batch_size and shard_size must be >= 1")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptShowConfig(CatalogSpec):
+    name: str = opt(REQUIRED, "Template name or YAML file.", positional=True)
+    item: str = opt(REQUIRED, "Id of the item to render.")
+    model: str | None = opt(
+        None, "Render with this backbone's tokenizer (chat template, image placeholder); "
+        "default: plain text with a generic <image> placeholder."
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComposeConfig:
+    """NoteLLM-2's own construction: causal LM + vision encoder + connector, saved as one directory."""
+
+    lm: str = opt(REQUIRED, "Causal language model: hub id or local directory (with --gguf-file: where the GGUF file is).")
+    gguf_file: str | None = opt(None, "Load the LM from this GGUF file inside --lm (transformers' gguf_file=; needs the gguf extra).")
+    vision: str | None = opt(
+        None, "Vision encoder: hub id or local directory of any transformers vision model (CLIP, SigLIP ...); "
+        "omit for a text-only composed model."
+    )
+    connector: Literal["mlp", "qformer"] = opt(
+        "mlp", "Connector from vision features to LM embeddings: a 2-layer MLP per patch, or a Q-Former "
+        "with --query-tokens learned queries.", choices=("mlp", "qformer"),
+    )
+    query_tokens: int = opt(32, "Q-Former: number of query tokens spliced into the prompt per image.")
+    qformer_layers: int = opt(2, "Q-Former: cross-attention layers.")
+    out: str = opt(REQUIRED, "Directory to write the composed model into.")
+    seed: int = opt(0, "Seed for the connector's initialisation.")
+    trust_remote_code: bool = opt(False, "Allow model code from the hub (off unless you ask).")
+
+
+# ---------------------------------------------------------------------------------------------
+# Search
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class IndexConfig:
+    store: str = opt(REQUIRED, "Embedding store directory written by `mllmrec embed`.", positional=True)
+    channel: str = opt("mm", "Which vector channel to index (mm, visual, fused ...).")
+    kind: Literal["flat", "ivf", "hnsw"] = opt(
+        "flat", "Index type: exact inner product (flat), IVF-Flat or HNSW.", choices=("flat", "ivf", "hnsw")
+    )
+    nlist: int | None = opt(None, "IVF: number of lists (default ~ 4*sqrt(n)).")
+    nprobe: int = opt(16, "IVF: lists probed per query.")
+    hnsw_m: int = opt(32, "HNSW: neighbours per node.")
+    ef_search: int = opt(128, "HNSW: search breadth.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeighborsConfig:
+    store: str = opt(REQUIRED, "Embedding store directory.", positional=True)
+    item: str = opt(REQUIRED, "Query item id.", positional=True)
+    k: int = opt(10, "How many neighbours to print.")
+    channel: str = opt("mm", "Vector channel to search.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic data and demo
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class SyntheticConfig:
+    out: str = opt(REQUIRED, "Directory to write the synthetic catalogue into.", positional=True)
+    n_items: int = opt(400, "Number of items.")
+    n_users: int = opt(300, "Number of users.")
+    interactions_per_user: int = opt(20, "Mean interactions per user.")
+    image_size: int = opt(64, "Side of the rendered square images, in pixels.")
+    seed: int = opt(0, "Random seed (same seed, same files).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoConfig:
+    out: str = opt("mllmrec-demo", "Working directory for the demo's catalogue, model and store.")
+    family: Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl", "composed"] = opt(
+        "qwen2-vl", "Tiny random backbone family to build.",
+        choices=("qwen2-vl", "qwen2.5-vl", "qwen3-vl", "composed"),
+    )
+    n_items: int = opt(200, "Synthetic catalogue size.")
+    seed: int = opt(0, "Seed for data and the random model.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading from dicts / YAML
+# ---------------------------------------------------------------------------------------------
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if value is None:
+        if type(None) in args or tp is type(None):
+            return None
+        raise ConfigError(f"{name}: a value is required")
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, inner[0], value)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        return tuple(_coerce(name, args[0], v) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError as e:
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from e
+    if tp is float:
+        return float(value)
+    if tp is str:
+        return str(value)
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any]):
+    """Build a config, refusing unknown keys and values of the wrong type."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} key(s): {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    missing = [n for n, f in fields.items() if n not in data and f.default is REQUIRED and f.default_factory is REQUIRED]
+    if missing:
+        raise ConfigError(f"missing required {cls.__name__} value(s): {', '.join(missing)}")
+    return cls(**{k: _coerce(k, hints[k], v) for k, v in data.items()})
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """JSON-ready dict of a config (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}

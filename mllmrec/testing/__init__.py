@@ -1,0 +1,1 @@
+"""Tiny offline models for tests and the demo: built from configs in seconds, no download."""
