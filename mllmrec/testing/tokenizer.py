@@ -76,6 +76,7 @@ def build_tokenizer(vocab_size: int = 1024, extra_special_tokens: tuple[str, ...
         vocab_size=vocab_size,
         special_tokens=[QWEN_SPECIALS[0]],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer)
     model = json.loads(tok.to_str())["model"]
