@@ -1,0 +1,295 @@
+"""The composed backbone: any causal LM + a vision encoder + a connector, NoteLLM-2's construction.
+
+An image goes vision encoder -> patch features [P, dv] -> connector -> T tokens [T, dl], and those
+T vectors replace the T `<image>` tokens the prompt holds for it (the placeholder is expanded to
+`tokens_per_image` copies before tokenizing). The LM's decoder then reads the spliced sequence
+and, as for every backbone, the item vector is the hidden state of the last prompt token.
+
+`compose(cfg)` builds one from sources (a transformers LM directory or hub id, optionally a GGUF
+file through transformers' `gguf_file=`, plus any transformers vision model) and writes a single
+directory; `ComposedEncoder.load(dir)` reads it back:
+
+    composed.json           format version, connector config, image token, sources, versions
+    lm/                     LM (dense safetensors, also when the source was GGUF) + tokenizer
+    vision/                 vision model + image processor (absent for a text-only model)
+    connector.safetensors   connector weights (absent for a text-only model)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mllmrec.backbone.base import render_with_chat_template, resolve_device, resolve_dtype, weights_fingerprint
+from mllmrec.backbone.connector import build_connector
+from mllmrec.backbone.pooling import expand_placeholders, pool, tokenize_with_slots
+from mllmrec.config import ComposeConfig
+from mllmrec.types import RenderedItem
+
+FORMAT = "mllmrec-composed"
+FORMAT_VERSION = 1
+IMAGE_TOKEN = "<image>"
+META_FILE = "composed.json"
+CONNECTOR_FILE = "connector.safetensors"
+
+
+def is_composed_dir(path: str | os.PathLike[str]) -> bool:
+    """True when `path` is a directory written by `compose`."""
+    return (Path(path) / META_FILE).is_file()
+
+
+class ComposedEncoder:
+    """Encoder protocol over a composed MLLM (see module docstring).
+
+    `accepts_images` is False for a text-only model (no vision encoder): it still has the
+    `<image>` placeholder, but `encode` refuses items that carry images.
+    """
+
+    image_placeholder = IMAGE_TOKEN
+
+    def __init__(self, name: str, lm: Any, tokenizer: Any, vision: nn.Module | None, image_processor: Any,
+                 connector: nn.Module | None, meta: dict[str, Any]) -> None:
+        self.name, self.lm, self.tokenizer, self.meta = name, lm.eval(), tokenizer, meta
+        self.vision = vision.eval() if vision is not None else None
+        self.image_processor = image_processor
+        self.connector = connector.eval() if connector is not None else None
+        self.accepts_images = vision is not None
+        self.hidden_size = int(lm.config.get_text_config().hidden_size)
+        self.image_token_id = int(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
+        self.tokens_per_image = int(meta.get("tokens_per_image") or 0)
+        self.device = next(lm.parameters()).device
+        self.dtype = next(lm.parameters()).dtype
+
+    # ----------------------------------------------------------------------------------------
+    # construction, saving, loading
+    # ----------------------------------------------------------------------------------------
+    @classmethod
+    def from_sources(cls, cfg: ComposeConfig) -> ComposedEncoder:
+        """Load LM, tokenizer and vision model from `cfg`'s sources and build a seeded connector."""
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+        remote = cfg.trust_remote_code
+        tokenizer = AutoTokenizer.from_pretrained(cfg.lm, gguf_file=cfg.gguf_file, trust_remote_code=remote)
+        if IMAGE_TOKEN not in tokenizer.get_vocab():
+            tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]},
+                                         replace_extra_special_tokens=False)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        lm = _load_lm(cfg)
+        vision = processor = connector = None
+        meta: dict[str, Any] = {"connector": None, "patches_per_image": None, "tokens_per_image": None}
+        if cfg.vision is not None:
+            vision = _standalone_vision(AutoModel.from_pretrained(cfg.vision, trust_remote_code=remote))
+            processor = AutoImageProcessor.from_pretrained(cfg.vision, trust_remote_code=remote)
+            with torch.no_grad():
+                probe = _vision_patches(vision, processor, [_blank_image()])  # [1, P, dv]
+            options = ({"n_query": cfg.query_tokens, "n_layers": cfg.qformer_layers}
+                       if cfg.connector == "qformer" else {})
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed)
+                connector = build_connector(cfg.connector, probe.shape[-1],
+                                            lm.get_input_embeddings().embedding_dim, **options)
+            meta.update(connector=connector.config(), patches_per_image=probe.shape[1],
+                        tokens_per_image=connector.tokens_per_image(probe.shape[1]))
+        from mllmrec import __version__
+
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "mllmrec_version": __version__,
+                "image_token": IMAGE_TOKEN, **meta,
+                "sources": {"lm": cfg.lm, "gguf_file": cfg.gguf_file, "vision": cfg.vision, "seed": cfg.seed}}
+        return cls(cfg.out, lm, tokenizer, vision, processor, connector, meta)
+
+    def save(self, out: str | os.PathLike[str]) -> Path:
+        """Write the one-directory format; refuses a non-empty `out`, never leaves a half-written one."""
+        from safetensors.torch import save_file
+
+        out = Path(out)
+        if out.exists() and any(out.iterdir()):
+            raise FileExistsError(f"{out} exists and is not empty; choose a new directory for the composed model")
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.lm.save_pretrained(tmp / "lm")
+        self.tokenizer.save_pretrained(tmp / "lm")
+        if self.vision is not None:
+            self.vision.save_pretrained(tmp / "vision")
+            self.image_processor.save_pretrained(tmp / "vision")
+            state = {k: v.detach().contiguous().cpu() for k, v in self.connector.state_dict().items()}
+            save_file(state, str(tmp / CONNECTOR_FILE))
+        (tmp / META_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | None = "auto", dtype: str | None = "auto",
+             trust_remote_code: bool = False) -> ComposedEncoder:
+        """Read a directory written by `compose`, on `device` in `dtype` (auto: bf16 on GPU, fp32 on CPU)."""
+        from safetensors.torch import load_file
+        from transformers import AutoImageProcessor, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+        root = Path(path)
+        if not is_composed_dir(root):
+            raise FileNotFoundError(f"{root} is not a composed model directory (no {META_FILE})")
+        meta = json.loads((root / META_FILE).read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{root}: composed format {meta.get('format')} v{meta.get('format_version')} is "
+                             f"not the {FORMAT} v{FORMAT_VERSION} this mllmrec reads")
+        device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, device)
+        tokenizer = AutoTokenizer.from_pretrained(root / "lm", trust_remote_code=trust_remote_code)
+        tokenizer.padding_side = "left"
+        lm = AutoModelForCausalLM.from_pretrained(root / "lm", dtype=torch_dtype,
+                                                  trust_remote_code=trust_remote_code).to(device)
+        vision = processor = connector = None
+        if meta.get("connector"):
+            vision = AutoModel.from_pretrained(root / "vision", dtype=torch_dtype,
+                                               trust_remote_code=trust_remote_code).to(device)
+            processor = AutoImageProcessor.from_pretrained(root / "vision", trust_remote_code=trust_remote_code)
+            connector = build_connector(**meta["connector"])
+            connector.load_state_dict(load_file(str(root / CONNECTOR_FILE)))
+            connector.to(device=device, dtype=torch_dtype)
+        return cls(str(path), lm, tokenizer, vision, processor, connector, meta)
+
+    # ----------------------------------------------------------------------------------------
+    # Encoder protocol
+    # ----------------------------------------------------------------------------------------
+    def render_chat(self, user_text: str, system: str | None = None) -> str | None:
+        return render_with_chat_template(self.tokenizer, user_text, system)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Backbone id, the composition's sources and connector, and a hash over all three parts."""
+        parts = nn.ModuleDict({"lm": self.lm, **({"vision": self.vision, "connector": self.connector}
+                                                  if self.vision is not None else {})})
+        return {"backbone": self.name, "revision": None, "kind": "composed", "weights": weights_fingerprint(parts),
+                "sources": self.meta["sources"], "connector": self.meta["connector"]}
+
+    def estimate_length(self, item: RenderedItem) -> int:
+        """~4 characters per text token, plus the spliced image tokens."""
+        return len(item.text) // 4 + len(item.images) * self.tokens_per_image
+
+    def tokenize(self, batch: Sequence[RenderedItem]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Expand each `<image>` to `tokens_per_image` copies and tokenize left-padded (with slots)."""
+        if not self.accepts_images and any(it.images for it in batch):
+            bad = next(it.item_id for it in batch if it.images)
+            raise ValueError(f"item {bad!r} has images, but this composed model is text-only (no vision "
+                             "encoder); render such items without images")
+        texts, slots = [], []
+        for it in batch:
+            text, s = expand_placeholders(it.text, IMAGE_TOKEN, [self.tokens_per_image] * len(it.images), it.slots)
+            texts.append(text)
+            slots.append(s)
+        return tokenize_with_slots(self.tokenizer, texts, slots)
+
+    def image_tokens(self, images: Sequence[Any]) -> torch.Tensor:
+        """PIL images -> connector outputs [n_img, T, dl] in the LM's dtype."""
+        patches = _vision_patches(self.vision, self.image_processor, images)  # [n_img, P, dv]
+        if patches.shape[1] != self.meta["patches_per_image"]:
+            raise ValueError(f"vision encoder gave {patches.shape[1]} patches per image, expected "
+                             f"{self.meta['patches_per_image']} (fixed when the model was composed)")
+        return self.connector(patches.to(self.dtype))  # [n_img, T, dl]
+
+    def hidden_states(self, batch: Sequence[RenderedItem]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Last-layer hidden states [n, L, d] (left padded) and slot indices; differentiable.
+
+        Positions come from the mask, p_t = max(0, Σ_{s≤t} m_s − 1), so a left-padded row gets
+        the same positions as the unpadded prompt (transformers does not derive them itself).
+        """
+        enc, slot_idx = self.tokenize(batch)
+        ids = enc["input_ids"].to(self.device)  # [n, L]
+        mask = enc["attention_mask"].to(self.device)  # [n, L]
+        is_image = ids == self.image_token_id  # [n, L]
+        embed = self.lm.get_input_embeddings()
+        # `<image>` may lie beyond the embedding matrix (added to the tokenizer only): look up a
+        # valid id there, the rows are overwritten below anyway.
+        embeds = embed(ids.masked_fill(is_image, 0))  # [n, L, dl]
+        images = [im for it in batch for im in it.images]
+        if images:
+            tokens = self.image_tokens(images)  # [n_img, T, dl]
+            if int(is_image.sum()) != tokens.shape[0] * tokens.shape[1]:
+                raise ValueError(f"prompt holds {int(is_image.sum())} {IMAGE_TOKEN} tokens for "
+                                 f"{tokens.shape[0]} images of {tokens.shape[1]} tokens each")
+            embeds = embeds.masked_scatter(is_image.unsqueeze(-1), tokens.to(embeds.dtype))  # [n, L, dl]
+        elif bool(is_image.any()):
+            raise ValueError(f"prompt holds {IMAGE_TOKEN} tokens but the item has no images")
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [n, L]
+        out = self.lm.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                 use_cache=False)
+        return out.last_hidden_state, slot_idx  # [n, L, d]
+
+    def encode(self, batch: Sequence[RenderedItem]) -> dict[str, torch.Tensor]:
+        """{"mm": [n, d], slot channel: [n, d]} as float32 CPU tensors, in batch order."""
+        if not batch:
+            return {"mm": torch.zeros(0, self.hidden_size)}
+        with torch.inference_mode():
+            hidden, slot_idx = self.hidden_states(batch)
+            return pool(hidden, slot_idx)
+
+
+def compose(cfg: ComposeConfig) -> Path:
+    """Build a composed MLLM from `cfg`'s sources and save it as one directory (`cfg.out`)."""
+    return ComposedEncoder.from_sources(cfg).save(cfg.out)
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+def _load_lm(cfg: ComposeConfig) -> Any:
+    """The causal LM, as a plain dense model even when it comes from a GGUF file.
+
+    transformers keeps a GGUF-loaded model marked as quantized and refuses `save_pretrained` on
+    it; we dequantize on load and copy the weights into a fresh model of the same class.
+    """
+    from transformers import AutoModelForCausalLM, GgufConfig
+
+    if cfg.gguf_file is None:
+        return AutoModelForCausalLM.from_pretrained(cfg.lm, trust_remote_code=cfg.trust_remote_code)
+    packed = AutoModelForCausalLM.from_pretrained(cfg.lm, gguf_file=cfg.gguf_file,
+                                                  quantization_config=GgufConfig(dequantize=True))
+    config = copy.deepcopy(packed.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    dense = type(packed)(config).to(packed.dtype)
+    dense.load_state_dict(packed.state_dict())
+    return dense
+
+
+def _standalone_vision(model: nn.Module) -> nn.Module:
+    """A vision-only model: the tower of a dual model (CLIPModel, SiglipModel), else `model` itself.
+
+    The tower of a dual model is a bare module without `save_pretrained`, so it is copied into the
+    stand-alone class its `vision_config` maps to (CLIPVisionModel, SiglipVisionModel ...).
+    """
+    from transformers import AutoModel
+
+    vision_config = getattr(model.config, "vision_config", None)
+    tower = getattr(model, "vision_model", None)
+    if vision_config is None or tower is None:
+        return model
+    standalone = AutoModel.from_config(vision_config).to(next(model.parameters()).dtype)
+    target = getattr(standalone, "vision_model", standalone)
+    target.load_state_dict(tower.state_dict())
+    return standalone
+
+
+def _vision_patches(vision: nn.Module, processor: Any, images: Sequence[Any]) -> torch.Tensor:
+    """PIL images -> the vision model's last hidden state [n_img, P, dv]."""
+    param = next(vision.parameters())
+    rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+    pixels = processor(images=rgb, return_tensors="pt")["pixel_values"]  # [n_img, 3, H, W]
+    return vision(pixel_values=pixels.to(param.device, param.dtype)).last_hidden_state  # [n_img, P, dv]
+
+
+def _blank_image() -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", (224, 224), (127, 127, 127))

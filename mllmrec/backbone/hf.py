@@ -1,0 +1,126 @@
+"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL through transformers.
+
+One forward of the *base* model (`model.model`, never the LM head: full-vocabulary logits cost
+~10x the rest for a 151k vocabulary) over a left-padded batch; `mm` is the last position's hidden
+state. The image processor's output grid says how many `<|image_pad|>` tokens each image needs;
+we expand them ourselves so the tokenizer's character offsets locate prompt slots (mICL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from mllmrec.backbone.base import (
+    render_with_chat_template,
+    resolve_device,
+    resolve_dtype,
+    weights_fingerprint,
+)
+from mllmrec.backbone.pooling import expand_placeholders, pool, tokenize_with_slots
+from mllmrec.backbone.presets import Family, family_for
+from mllmrec.types import RenderedItem
+
+
+class QwenVLEncoder:
+    """Encoder over a transformers Qwen-VL `...ForConditionalGeneration` model."""
+
+    accepts_images = True
+
+    def __init__(self, model: Any, tokenizer: Any, image_processor: Any, *, name: str, family: Family,
+                 revision: str | None = None) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.name = name
+        self.family = family
+        self.revision = revision
+        self.image_placeholder = family.image_placeholder
+        cfg = model.config
+        self.hidden_size = int(getattr(cfg, "text_config", cfg).hidden_size)
+        self.merge = int(getattr(image_processor, "merge_size", 2))
+        self.image_token_id = int(cfg.image_token_id)
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def load(cls, model: str, *, revision: str | None = None, device: str | None = "auto",
+             dtype: str | None = "auto", min_pixels: int | None = None, max_pixels: int | None = None,
+             trust_remote_code: bool = False) -> QwenVLEncoder:
+        from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+
+        kw = {"revision": revision, "trust_remote_code": trust_remote_code}
+        config = AutoConfig.from_pretrained(model, **kw)
+        family = family_for(config.model_type)
+        tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left", **kw)
+        image_processor = AutoImageProcessor.from_pretrained(model, **kw)
+        set_pixel_bounds(image_processor, min_pixels, max_pixels)
+        dev = resolve_device(device)
+        net = AutoModelForImageTextToText.from_pretrained(model, dtype=resolve_dtype(dtype, dev), **kw).to(dev)
+        return cls(net, tokenizer, image_processor, name=model, family=family,
+                   revision=getattr(config, "_commit_hash", None) or revision)
+
+    # -- Encoder protocol -------------------------------------------------------------------
+    def render_chat(self, user_text: str, system: str | None = None) -> str | None:
+        return render_with_chat_template(self.tokenizer, user_text, system)
+
+    def fingerprint(self) -> dict[str, Any]:
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.model)
+        return {"backbone": self.name, "family": self.family.name, "revision": self.revision,
+                "weights_fingerprint": self._fingerprint}
+
+    def estimate_length(self, item: RenderedItem) -> int:
+        # Text: ~3 characters per token is close enough for sorting; images: exact token count.
+        return len(item.text) // 3 + sum(self.image_tokens(im.height, im.width) for im in item.images)
+
+    def image_tokens(self, height: int, width: int) -> int:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+        ip = self.image_processor
+        factor = int(ip.patch_size) * self.merge
+        h, w = smart_resize(height, width, factor=factor, min_pixels=ip.size["shortest_edge"],
+                            max_pixels=ip.size["longest_edge"])
+        return (h // factor) * (w // factor)
+
+    def encode(self, batch: Sequence[RenderedItem]) -> dict[str, torch.Tensor]:
+        images = [im for it in batch for im in it.images]
+        inputs: dict[str, Any] = {}
+        counts: list[int] = []
+        if images:
+            px = self.image_processor(images=images, return_tensors="pt")
+            grid = px["image_grid_thw"]  # [n_images, 3]
+            counts = (grid.prod(-1) // self.merge**2).tolist()
+            inputs = {"pixel_values": px["pixel_values"], "image_grid_thw": grid}
+        texts, slots, k = [], [], 0
+        for it in batch:
+            n = len(it.images)
+            text, sl = expand_placeholders(it.text, self.family.image_pad, counts[k : k + n], it.slots)
+            texts.append(text)
+            slots.append(sl)
+            k += n
+        enc, slot_idx = tokenize_with_slots(self.tokenizer, texts, slots)
+        if images:
+            # transformers 5.x computes M-RoPE positions from this mask (1 = image token).
+            inputs["mm_token_type_ids"] = (enc["input_ids"] == self.image_token_id).int()
+        dev = self.model.device
+        inputs = {**enc, **inputs}
+        inputs = {k: (v.to(dev, self.model.dtype) if k == "pixel_values" else v.to(dev)) for k, v in inputs.items()}
+        with torch.inference_mode():
+            hidden = self.model.model(**inputs).last_hidden_state  # [n, L, d]
+        return pool(hidden, slot_idx)
+
+
+def set_pixel_bounds(image_processor: Any, min_pixels: int | None, max_pixels: int | None) -> None:
+    """Override the processor's resize bounds (Qwen: size = {shortest_edge: min, longest_edge: max})."""
+    if min_pixels is None and max_pixels is None:
+        return
+    size = dict(image_processor.size)
+    if min_pixels is not None:
+        size["shortest_edge"] = int(min_pixels)
+    if max_pixels is not None:
+        size["longest_edge"] = int(max_pixels)
+    if size["shortest_edge"] > size["longest_edge"]:
+        raise ValueError(f"min_pixels {size['shortest_edge']} exceeds max_pixels {size['longest_edge']}")
+    image_processor.size = size

@@ -1,0 +1,39 @@
+"""Open the right Encoder for a model reference (hub id, transformers dir, composed dir)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mllmrec.config import ModelSpec
+
+
+def open_encoder(spec: ModelSpec, device: str | None = None) -> Any:
+    """Load the backbone named by `spec.model`: a `mllmrec compose` directory or a Qwen-VL model."""
+    from mllmrec.backbone.composed import ComposedEncoder, is_composed_dir
+
+    dev = device or spec.device
+    if is_composed_dir(spec.model):
+        return ComposedEncoder.load(spec.model, device=dev, dtype=spec.dtype)
+    from mllmrec.backbone.hf import QwenVLEncoder
+
+    return QwenVLEncoder.load(
+        spec.model, revision=spec.revision, device=dev, dtype=spec.dtype, min_pixels=spec.min_pixels,
+        max_pixels=spec.max_pixels, trust_remote_code=spec.trust_remote_code,
+    )
+
+
+def open_renderer(model: str, trust_remote_code: bool = False) -> tuple[Any, str]:
+    """(chat function, image placeholder) for rendering prompts without loading any weights."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from mllmrec.backbone.base import render_with_chat_template
+    from mllmrec.backbone.composed import COMPOSED_TOKENIZER_SUBDIR, IMAGE_TOKEN, is_composed_dir
+    from mllmrec.backbone.presets import family_for
+
+    if is_composed_dir(model):
+        tok = AutoTokenizer.from_pretrained(f"{model}/{COMPOSED_TOKENIZER_SUBDIR}")
+        placeholder = IMAGE_TOKEN
+    else:
+        placeholder = family_for(AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code).model_type).image_placeholder
+        tok = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    return (lambda user, system: render_with_chat_template(tok, user, system)), placeholder

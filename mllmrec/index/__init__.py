@@ -1,0 +1,1 @@
+"""Embedding store, faiss search, and (later) the FeatureProvider and exporters."""

@@ -1,0 +1,237 @@
+"""The embedding store: what `mllmrec embed` writes and every downstream stage reads.
+
+Layout of a store directory:
+
+    manifest.json                 stage, version, config, backbone, prompt, dims, counts, rejected
+    vectors.safetensors           {channel: [n, d]} in catalogue order   (or vectors.parquet)
+    items.parquet                 id (str), label (first text field, for display), in the same order
+    shards/shard-000123.safetensors   work in progress; removed once the store is complete
+
+Shards are written to a temporary name and renamed into place, so a shard file either exists
+whole or not at all: after a crash (even `kill -9`) a resumed run redoes only the missing shards.
+A shard holds the vectors of the items it embedded plus, in its metadata, their ids and the
+shard's rejected items, so the final manifest can account for every input item.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+SHARDS = "shards"
+ITEMS = "items.parquet"
+VECTOR_FILES = {"safetensors": "vectors.safetensors", "parquet": "vectors.parquet"}
+
+
+class StoreError(ValueError):
+    """A store is missing, incomplete or does not match what the caller expects."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False).encode())
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    p = Path(path) / MANIFEST
+    if not p.is_file():
+        raise StoreError(f"{path} is not an mllmrec store: no {MANIFEST}")
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Shards (work in progress)
+# ---------------------------------------------------------------------------------------------
+def shard_path(out: Path, index: int) -> Path:
+    return out / SHARDS / f"shard-{index:06d}.safetensors"
+
+
+def write_shard(
+    out: Path, index: int, ids: list[str], vectors: dict[str, np.ndarray], rejected: list[dict[str, str]]
+) -> None:
+    """Write one finished shard atomically. vectors: {channel: [len(ids), d]}."""
+    from safetensors.numpy import save
+
+    for ch, v in vectors.items():
+        if v.shape[0] != len(ids):
+            raise ValueError(f"shard {index}: channel {ch} has {v.shape[0]} rows for {len(ids)} ids")
+    meta = {"ids": json.dumps(ids), "rejected": json.dumps(rejected)}
+    data = save({ch: np.ascontiguousarray(v) for ch, v in vectors.items()}, metadata=meta)
+    (out / SHARDS).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(shard_path(out, index), data)
+
+
+def read_shard(path: Path) -> tuple[list[str], dict[str, np.ndarray], list[dict[str, str]]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        meta = f.metadata()
+        vectors = {k: f.get_tensor(k) for k in f.keys()}
+    return json.loads(meta["ids"]), vectors, json.loads(meta["rejected"])
+
+
+def done_shards(out: Path) -> set[int]:
+    d = out / SHARDS
+    if not d.is_dir():
+        return set()
+    return {int(p.stem.split("-")[1]) for p in d.glob("shard-*.safetensors")}
+
+
+def clean_partial_files(out: Path) -> int:
+    """Remove temporary files left by a killed run; returns how many."""
+    n = 0
+    for d in (out, out / SHARDS):
+        if d.is_dir():
+            for p in d.glob(".*.tmp-*"):
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+# Final store
+# ---------------------------------------------------------------------------------------------
+def write_vectors(out: Path, fmt: str, ids: list[str], labels: list[str], vectors: dict[str, np.ndarray]) -> None:
+    """Write the consolidated vectors and items table atomically (vectors first, items second)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if fmt == "safetensors":
+        from safetensors.numpy import save
+
+        atomic_write_bytes(out / VECTOR_FILES[fmt], save({c: np.ascontiguousarray(v) for c, v in vectors.items()}))
+    else:
+        cols = {"id": pa.array(ids, pa.string())}
+        for ch, v in vectors.items():
+            flat = pa.array(v.reshape(-1))
+            cols[ch] = pa.FixedSizeListArray.from_arrays(flat, v.shape[1])
+        _write_parquet(out / VECTOR_FILES[fmt], pa.table(cols), pq)
+    _write_parquet(out / ITEMS, pa.table({"id": pa.array(ids, pa.string()), "label": pa.array(labels, pa.string())}), pq)
+
+
+def _write_parquet(path: Path, table: Any, pq: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class EmbeddingStore:
+    """Read side of a complete store. `vectors()` memory-maps safetensors stores."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: str | Path) -> EmbeddingStore:
+        path = Path(path)
+        manifest = read_manifest(path)
+        if manifest.get("stage") != "embed":
+            raise StoreError(f"{path} holds a {manifest.get('stage')!r} artefact, not an embedding store")
+        if manifest.get("status") != "complete":
+            raise StoreError(f"{path} is an unfinished store (status {manifest.get('status')!r}); "
+                             "finish it with `mllmrec embed ... --resume`")
+        return cls(path, manifest)
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.manifest["channels"])
+
+    @property
+    def format(self) -> str:
+        return self.manifest["config"]["format"]
+
+    def _items(self):
+        import pyarrow.parquet as pq
+
+        if not hasattr(self, "_items_table"):
+            self._items_table = pq.read_table(self.path / ITEMS)
+        return self._items_table
+
+    @property
+    def ids(self) -> list[str]:
+        return self._items().column("id").to_pylist()
+
+    @property
+    def labels(self) -> list[str]:
+        return self._items().column("label").to_pylist()
+
+    def index_of(self, item_id: str | int) -> int:
+        if not hasattr(self, "_pos"):
+            self._pos = {i: n for n, i in enumerate(self.ids)}
+        try:
+            return self._pos[str(item_id)]
+        except KeyError:
+            raise KeyError(f"item {item_id!r} is not in the store {self.path}") from None
+
+    def vectors(self, channel: str = "mm", *, mmap: bool = True) -> np.ndarray:
+        """[n, d] vectors of one channel, in store order (memory-mapped for safetensors)."""
+        if channel not in self.channels:
+            raise StoreError(f"channel {channel!r} not in store {self.path} (has {', '.join(self.channels)})")
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            col = pq.read_table(self.path / VECTOR_FILES["parquet"], columns=[channel]).column(channel)
+            flat = col.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            return flat.reshape(len(col), -1)
+        return read_safetensors_tensor(self.path / VECTOR_FILES["safetensors"], channel, mmap=mmap)
+
+
+_NP_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": None, "F64": np.float64}
+
+
+def read_safetensors_tensor(path: Path, name: str, *, mmap: bool = True) -> np.ndarray:
+    """One tensor of a safetensors file; with mmap=True a read-only np.memmap (no full load).
+
+    The format is an 8-byte little-endian header length, a JSON header with dtype/shape/offsets,
+    then the raw C-order data, which maps straight onto np.memmap.
+    """
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    info = header[name]
+    dtype = _NP_DTYPES.get(info["dtype"])
+    if dtype is None:
+        raise StoreError(f"{path}: dtype {info['dtype']} of {name!r} is not supported")
+    start, end = info["data_offsets"]
+    shape = tuple(info["shape"])
+    if mmap:
+        return np.memmap(path, dtype=dtype, mode="r", offset=8 + n + start, shape=shape)
+    with open(path, "rb") as f:
+        f.seek(8 + n + start)
+        return np.frombuffer(f.read(end - start), dtype=dtype).reshape(shape)
+
+
+def concat_shards(out: Path, n_shards: int) -> tuple[list[str], dict[str, np.ndarray], list[dict[str, str]]]:
+    """Read shards 0..n-1 in order: (ids, {channel: [n, d]}, rejected)."""
+    ids: list[str] = []
+    parts: dict[str, list[np.ndarray]] = {}
+    rejected: list[dict[str, str]] = []
+    for k in range(n_shards):
+        s_ids, s_vec, s_rej = read_shard(shard_path(out, k))
+        ids += s_ids
+        rejected += s_rej
+        for ch, v in s_vec.items():
+            parts.setdefault(ch, []).append(v)
+    return ids, {ch: np.concatenate(v) for ch, v in parts.items()}, rejected
+
+
+def iter_chunks(seq: list, size: int) -> Iterable[tuple[int, list]]:
+    for k in range(0, len(seq), size):
+        yield k // size, seq[k : k + size]
