@@ -95,6 +95,8 @@ def parse_text_fields(specs: tuple[str, ...]) -> list[tuple[str, int | None]]:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
+    """Which backbone to load and how."""
+
     model: str = opt(
         REQUIRED,
         "Backbone: a hub id (e.g. Qwen/Qwen2-VL-2B-Instruct), a local transformers directory, or a "
@@ -115,6 +117,12 @@ class ModelSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class EmbedConfig(CatalogSpec, ModelSpec):
+    """Embed a catalogue (image + text per item) through a compression prompt into an embedding store.
+
+    The vector of an item is the hidden state of the last prompt token (NoteLLM-2). The store is
+    written in shards; an interrupted run continues with --resume.
+    """
+
     out: str = opt(REQUIRED, "Output directory for the embedding store.")
     prompt: str = opt(
         "notellm2", "Prompt template: a built-in name (see `mllmrec prompts list`) or a YAML file."
@@ -141,6 +149,8 @@ class EmbedConfig(CatalogSpec, ModelSpec):
 
 @dataclass(frozen=True, kw_only=True)
 class PromptShowConfig(CatalogSpec):
+    """Print one catalogue item rendered through a prompt template (slots marked as <<slot:NAME>>)."""
+
     name: str = opt(REQUIRED, "Template name or YAML file.", positional=True)
     item: str = opt(REQUIRED, "Id of the item to render.")
     model: str | None = opt(
@@ -175,6 +185,8 @@ class ComposeConfig:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class IndexConfig:
+    """Build a faiss index over one channel of an embedding store (cosine similarity)."""
+
     store: str = opt(REQUIRED, "Embedding store directory written by `mllmrec embed`.", positional=True)
     channel: str = opt("mm", "Which vector channel to index (mm, visual, fused ...).")
     kind: Literal["flat", "ivf", "hnsw"] = opt(
@@ -188,6 +200,8 @@ class IndexConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class NeighborsConfig:
+    """Print the nearest items to a query item, with their titles."""
+
     store: str = opt(REQUIRED, "Embedding store directory.", positional=True)
     item: str = opt(REQUIRED, "Query item id.", positional=True)
     k: int = opt(10, "How many neighbours to print.")
@@ -199,6 +213,9 @@ class NeighborsConfig:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class SyntheticConfig:
+    """Write a deterministic synthetic multimodal catalogue: some attributes only in the image, some
+    only in the text; users prefer attributes of both kinds."""
+
     out: str = opt(REQUIRED, "Directory to write the synthetic catalogue into.", positional=True)
     n_items: int = opt(400, "Number of items.")
     n_users: int = opt(300, "Number of users.")
@@ -209,6 +226,9 @@ class SyntheticConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DemoConfig:
+    """Run the main job end to end offline: synthetic catalogue, tiny random backbone, embed, index,
+    neighbours. Real use needs a real model, e.g. `mllmrec embed --model Qwen/Qwen2-VL-2B-Instruct`."""
+
     out: str = opt("mllmrec-demo", "Working directory for the demo's catalogue, model and store.")
     family: Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl", "composed"] = opt(
         "qwen2-vl", "Tiny random backbone family to build.",

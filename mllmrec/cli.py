@@ -1,0 +1,129 @@
+"""`mllmrec` command line: a thin dispatcher from subcommand to (config class, run function).
+
+Flags and their help text come from the config dataclasses in `mllmrec.config`, so the CLI, YAML
+configs (`--config FILE`) and the Python API take the same keys. Run functions are imported only
+when their subcommand runs, which keeps `mllmrec --help` fast (no torch import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import logging
+import sys
+import typing
+from typing import Any, Literal
+
+from mllmrec import __version__
+from mllmrec import config as C
+
+# subcommand -> (config class, "module:function", one-line help)
+COMMANDS: dict[str, tuple[type, str, str]] = {
+    "demo": (C.DemoConfig, "mllmrec.demo:run_demo",
+             "Run the whole embed job offline on a synthetic catalogue with a tiny random model."),
+    "embed": (C.EmbedConfig, "mllmrec.embed:run", "Embed a catalogue into an embedding store."),
+    "index": (C.IndexConfig, "mllmrec.index.search:run_index", "Build a faiss index next to a store."),
+    "neighbors": (C.NeighborsConfig, "mllmrec.index.search:run_neighbors",
+                  "Print an item's nearest neighbours (with titles) from a store."),
+    "make-synthetic": (C.SyntheticConfig, "mllmrec.datasets.synthetic:run",
+                       "Write a deterministic synthetic multimodal catalogue with interactions."),
+    "compose": (C.ComposeConfig, "mllmrec.backbone.composed:run_compose",
+                "Build a composed MLLM (causal LM + vision encoder + connector) directory."),
+}
+PROMPT_COMMANDS: dict[str, tuple[type | None, str, str]] = {
+    "list": (None, "mllmrec.prompts.show:run_list", "List the built-in prompt templates."),
+    "show": (C.PromptShowConfig, "mllmrec.prompts.show:run_show", "Print an item rendered through a template."),
+}
+
+
+def _add_fields(p: argparse.ArgumentParser, cls: type) -> None:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, meta = hints[f.name], f.metadata
+        help_text = meta.get("help", "")
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if not required:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            help_text += f" (default: {' '.join(default) if isinstance(default, tuple) else default})"
+        elif not meta.get("positional"):
+            help_text += " (required)"
+        kw: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}
+        base = _base_type(tp)
+        if typing.get_origin(base) is Literal:
+            kw["choices"] = typing.get_args(base)
+        elif typing.get_origin(base) is tuple:
+            kw["nargs"] = "+"
+            kw["metavar"] = f.name.upper().rstrip("S")
+        elif base is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif base in (int, float):
+            kw["type"] = base
+        if meta.get("positional"):
+            p.add_argument(f.name, metavar=f.name.upper(), **{k: v for k, v in kw.items() if k != "default"})
+        else:
+            if "metavar" not in kw and "choices" not in kw and base is not bool:
+                kw["metavar"] = f.name.upper()
+            p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kw)
+
+
+def _base_type(tp: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType) and len(args) == 1:
+        return args[0]
+    return tp
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mllmrec",
+        description="Multimodal-LLM item representations for recommender systems. "
+        "Start with `mllmrec demo`; every subcommand has its own --help.",
+    )
+    parser.add_argument("--version", action="version", version=f"mllmrec {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log progress details.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (cls, _, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=(cls.__doc__ or help_text).strip())
+        p.add_argument("--config", metavar="YAML", help="Read options from a YAML file; flags given here win.")
+        _add_fields(p, cls)
+    prompts = sub.add_parser("prompts", help="Inspect prompt templates.")
+    psub = prompts.add_subparsers(dest="prompts_command", metavar="ACTION", required=True)
+    for name, (cls, _, help_text) in PROMPT_COMMANDS.items():
+        p = psub.add_parser(name, help=help_text, description=help_text)
+        if cls is not None:
+            _add_fields(p, cls)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = vars(build_parser().parse_args(argv))
+    logging.basicConfig(level=logging.INFO if args.pop("verbose") else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    command = args.pop("command")
+    if command == "prompts":
+        cls, target, _ = PROMPT_COMMANDS[args.pop("prompts_command")]
+    else:
+        cls, target, _ = COMMANDS[command]
+    data = C.load_yaml(args.pop("config")) if args.get("config") else {}
+    args.pop("config", None)
+    module, func = target.split(":")
+    try:
+        cfg = C.from_dict(cls, {**data, **args}) if cls is not None else None
+        run = getattr(importlib.import_module(module), func)
+        result = run(cfg) if cfg is not None else run()
+    except KeyboardInterrupt:
+        print("interrupted; a resumable job can continue with --resume", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError, OSError) as e:
+        # Expected failures (bad input, mismatched artefacts) get one clear line, not a traceback.
+        if logging.getLogger().isEnabledFor(logging.INFO):
+            raise
+        print(f"mllmrec {command}: error: {e}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
