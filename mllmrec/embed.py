@@ -274,10 +274,14 @@ def _device_for_rank(device: str, rank: int, world: int) -> str:
 
 
 def _barrier(world: int) -> None:
+    """Wait for every process. `accelerate launch` (and torchrun) set RANK/WORLD_SIZE and the
+    rendezvous address; on CPU accelerate does not open a process group, so we open a gloo one."""
     if world > 1:
-        from accelerate import PartialState
+        import torch.distributed as dist
 
-        PartialState().wait_for_everyone()
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        dist.barrier()
 
 
 def run(cfg: EmbedConfig) -> int:

@@ -1,0 +1,142 @@
+"""End-to-end embed stage on tiny offline models: store, channels, resume, bad input, manifests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_catalog
+
+from mllmrec.config import EmbedConfig
+from mllmrec.embed import EmbedError, run_embed
+from mllmrec.index import store as st
+from mllmrec.index.store import EmbeddingStore
+
+
+def cfg_for(catalog: Path, model: Path, out: Path, **kw) -> EmbedConfig:
+    return EmbedConfig(catalog=str(catalog), model=str(model), out=str(out), progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    """One loaded tiny Qwen2-VL encoder shared by the tests of this module (loading is the slow part)."""
+    from mllmrec.backbone.hf import QwenVLEncoder
+    from mllmrec.testing.qwen import cached_tiny_qwen
+
+    d = cached_tiny_qwen("qwen2-vl", cache_dir=tmp_path_factory.getbasetemp() / "mllmrec-cache")
+    return d, QwenVLEncoder.load(str(d))
+
+
+@pytest.mark.parametrize("family", ["qwen2-vl", "qwen2.5-vl", "qwen3-vl"])
+def test_each_family_embeds_a_catalog(family, tiny_qwen_dirs, catalog, tmp_path):
+    r = run_embed(cfg_for(catalog, tiny_qwen_dirs[family], tmp_path / "store", shard_size=5, batch_size=4))
+    s = EmbeddingStore.open(r.out)
+    assert s.ids == [f"x{i}" for i in range(12)]
+    v = np.asarray(s.vectors("mm"))
+    assert v.shape == (12, s.manifest["dims"]["mm"]) and np.isfinite(v).all()
+    assert len({tuple(np.round(row, 5)) for row in v}) == 12  # every item gets its own vector
+    m = s.manifest
+    assert m["backbone"]["family"] == family and m["prompt"]["name"] == "notellm2"
+    assert m["counts"] == {"input": 12, "embedded": 12, "rejected": 0, "text_only": 0}
+    assert not (r.out / st.SHARDS).exists()  # shards are consolidated and removed
+
+
+def test_batched_equals_one_at_a_time(encoder, catalog, tmp_path):
+    d, enc = encoder
+    a = run_embed(cfg_for(catalog, d, tmp_path / "a", batch_size=8), encoder=enc)
+    b = run_embed(cfg_for(catalog, d, tmp_path / "b", batch_size=1), encoder=enc)
+    va, vb = (np.asarray(EmbeddingStore.open(r.out).vectors("mm")) for r in (a, b))
+    np.testing.assert_allclose(va, vb, atol=1e-5)
+
+
+def test_micl_gives_visual_channel_independent_of_text(encoder, tmp_path):
+    d, enc = encoder
+    cat_a = write_catalog(tmp_path / "a", n=6, title_prefix="first")
+    cat_b = write_catalog(tmp_path / "b", n=6, title_prefix="totally other words")  # same images, other text
+    ra = run_embed(cfg_for(cat_a, d, tmp_path / "sa", prompt="notellm2-micl"), encoder=enc)
+    rb = run_embed(cfg_for(cat_b, d, tmp_path / "sb", prompt="notellm2-micl"), encoder=enc)
+    sa, sb = EmbeddingStore.open(ra.out), EmbeddingStore.open(rb.out)
+    assert sa.channels == ["mm", "visual"]
+    np.testing.assert_allclose(np.asarray(sa.vectors("visual")), np.asarray(sb.vectors("visual")), atol=1e-5)
+    assert np.abs(np.asarray(sa.vectors("mm")) - np.asarray(sb.vectors("mm"))).max() > 1e-3
+
+
+def test_resume_after_injected_crash_equals_uninterrupted(encoder, tmp_path, monkeypatch):
+    d, enc = encoder
+    cat = write_catalog(tmp_path / "cat", n=20)
+    full = run_embed(cfg_for(cat, d, tmp_path / "full", shard_size=4, batch_size=3), encoder=enc)
+
+    real_write = st.write_shard
+    calls = {"n": 0}
+
+    def crashing_write(out, index, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # die half-way through writing the third shard
+            (out / st.SHARDS / f".shard-{index:06d}.safetensors.tmp-999").write_bytes(b"partial")
+            raise KeyboardInterrupt("simulated crash")
+        return real_write(out, index, *a, **k)
+
+    monkeypatch.setattr(st, "write_shard", crashing_write)
+    cfg = cfg_for(cat, d, tmp_path / "crashed", shard_size=4, batch_size=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_embed(cfg, encoder=enc)
+    assert st.read_manifest(cfg.out)["status"] == "running"
+    assert st.done_shards(Path(cfg.out)) == {0, 1}
+    monkeypatch.setattr(st, "write_shard", real_write)
+
+    with pytest.raises(EmbedError, match="--resume"):  # a plain rerun must not clobber the work
+        run_embed(cfg, encoder=enc)
+    resumed = run_embed(cfg_for(cat, d, tmp_path / "crashed", shard_size=4, batch_size=3, resume=True), encoder=enc)
+    a, b = EmbeddingStore.open(full.out), EmbeddingStore.open(resumed.out)
+    assert a.ids == b.ids
+    assert np.array_equal(np.asarray(a.vectors("mm")), np.asarray(b.vectors("mm")))
+    assert not (Path(cfg.out) / st.SHARDS).exists()  # the partial temp file went with the shards
+    assert resumed.manifest["counts"]["embedded"] == 20
+
+
+def test_resume_refuses_other_prompt_or_model(encoder, tiny_qwen_dirs, catalog, tmp_path):
+    d, enc = encoder
+    out = tmp_path / "s"
+    run_embed(cfg_for(catalog, d, out, shard_size=4), encoder=enc)
+    (out / st.MANIFEST).write_text(json.dumps({**st.read_manifest(out), "status": "running"}))
+    with pytest.raises(EmbedError, match=r"prompt\.name: store has 'notellm2', this run has 'text-only'"):
+        run_embed(cfg_for(catalog, d, out, shard_size=4, prompt="text-only", resume=True), encoder=enc)
+    with pytest.raises(EmbedError, match=r"backbone\.(backbone|family|weights_fingerprint)"):
+        run_embed(cfg_for(catalog, tiny_qwen_dirs["qwen3-vl"], out, shard_size=4, resume=True))
+    with pytest.raises(EmbedError, match=r"config\.shard_size"):
+        run_embed(cfg_for(catalog, d, out, shard_size=5, resume=True), encoder=enc)
+
+
+def test_resume_of_complete_store_is_a_no_op_and_overwrite_restarts(encoder, catalog, tmp_path):
+    d, enc = encoder
+    out = tmp_path / "s"
+    first = run_embed(cfg_for(catalog, d, out), encoder=enc)
+    again = run_embed(cfg_for(catalog, d, out, resume=True), encoder=enc)
+    assert again.manifest["completed"] == first.manifest["completed"]
+    with pytest.raises(EmbedError, match="already holds a store"):
+        run_embed(cfg_for(catalog, d, out), encoder=enc)
+    run_embed(cfg_for(catalog, d, out, overwrite=True, prompt="text-only"), encoder=enc)
+    assert EmbeddingStore.open(out).manifest["prompt"]["name"] == "text-only"
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_store(encoder, catalog, tmp_path):
+    d, enc = encoder
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.tex").write_text("do not delete")
+    with pytest.raises(EmbedError, match="not an mllmrec store"):
+        run_embed(cfg_for(catalog, d, out, overwrite=True), encoder=enc)
+    assert (out / "thesis.tex").exists()
+
+
+@pytest.mark.parametrize("fmt,dtype", [("parquet", "float32"), ("safetensors", "float16")])
+def test_store_formats(encoder, catalog, tmp_path, fmt, dtype):
+    d, enc = encoder
+    ref = EmbeddingStore.open(run_embed(cfg_for(catalog, d, tmp_path / "ref"), encoder=enc).out)
+    s = EmbeddingStore.open(run_embed(cfg_for(catalog, d, tmp_path / "s", format=fmt, store_dtype=dtype),
+                                      encoder=enc).out)
+    v = np.asarray(s.vectors("mm"))
+    assert v.dtype == np.dtype(dtype) and s.ids == ref.ids
+    np.testing.assert_allclose(v.astype(np.float32), np.asarray(ref.vectors("mm")), atol=2e-2 if dtype == "float16" else 0)

@@ -1,0 +1,123 @@
+"""Bad input through the whole embed stage: every row ends up embedded or recorded with a reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_catalog
+
+from mllmrec.catalog import BadImageError, CatalogError
+from mllmrec.cli import main
+from mllmrec.config import EmbedConfig
+from mllmrec.embed import run_embed
+from mllmrec.index.store import EmbeddingStore
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    from mllmrec.backbone.hf import QwenVLEncoder
+    from mllmrec.testing.qwen import cached_tiny_qwen
+
+    d = cached_tiny_qwen("qwen2-vl", cache_dir=tmp_path_factory.getbasetemp() / "mllmrec-cache")
+    return d, QwenVLEncoder.load(str(d))
+
+
+@pytest.fixture
+def messy_catalog(tmp_path: Path) -> Path:
+    """Six good items plus one of each kind of bad input."""
+    from PIL import Image
+
+    path = write_catalog(tmp_path / "cat", n=6)
+    root = path.parent
+    (root / "images" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    Image.new("L", (3000, 3000)).save(root / "images" / "huge.png")  # 9 Mpx, tiny file
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows += [
+        {"id": "missing", "title": "a missing image", "image": "images/nope.png"},
+        {"id": "corrupt", "title": "a corrupt image", "image": "images/corrupt.png"},
+        {"id": "huge", "title": "a decompression bomb", "image": "images/huge.png"},
+        {"id": "outside", "title": "escapes the folder", "image": "../outside.png"},
+        {"id": "remote", "title": "a web image", "image": "https://example.com/a.png"},
+        {"id": "empty", "title": "", "description": "", "image": None},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _cfg(catalog: Path, d: Path, out: Path, **kw) -> EmbedConfig:
+    return EmbedConfig(catalog=str(catalog), model=str(d), out=str(out), progress=False,
+                       max_image_pixels=1_000_000, **kw)
+
+
+def _reasons(manifest: dict) -> dict[str, dict]:
+    return {r["id"]: r for r in manifest["rejected"]}
+
+
+def test_text_only_policy_embeds_degraded_items_and_records_why(encoder, messy_catalog, tmp_path):
+    d, enc = encoder
+    m = run_embed(_cfg(messy_catalog, d, tmp_path / "s"), encoder=enc).manifest
+    rs = _reasons(m)
+    assert m["counts"] == {"input": 12, "embedded": 11, "rejected": 1, "text_only": 5}
+    assert rs["empty"] == {"id": "empty", "reason": "no text and no image", "action": "rejected"}
+    for item, words in {"missing": "not found|does not exist|missing", "corrupt": "corrupt|not a readable",
+                        "huge": "pixels", "outside": "allow-outside-paths", "remote": "not fetched"}.items():
+        assert rs[item]["action"] == "text-only"
+        assert any(w in rs[item]["reason"].lower() for w in words.split("|")), rs[item]
+    assert "empty" not in EmbeddingStore.open(tmp_path / "s").ids
+
+
+def test_reject_policy_leaves_bad_items_out(encoder, messy_catalog, tmp_path):
+    d, enc = encoder
+    m = run_embed(_cfg(messy_catalog, d, tmp_path / "s", on_bad_image="reject"), encoder=enc).manifest
+    assert m["counts"]["embedded"] == 6 and m["counts"]["rejected"] == 6
+    assert EmbeddingStore.open(tmp_path / "s").ids == [f"x{i}" for i in range(6)]
+    assert all(r["action"] == "rejected" for r in m["rejected"])
+
+
+def test_error_policy_stops_and_names_the_item(encoder, messy_catalog, tmp_path):
+    d, enc = encoder
+    with pytest.raises(BadImageError, match="missing"):
+        run_embed(_cfg(messy_catalog, d, tmp_path / "s", on_bad_image="error"), encoder=enc)
+
+
+def test_allow_outside_paths_lets_the_image_in(encoder, messy_catalog, tmp_path):
+    d, enc = encoder
+    m = run_embed(_cfg(messy_catalog, d, tmp_path / "s", allow_outside_paths=True), encoder=enc).manifest
+    assert "outside" not in _reasons(m)
+
+
+def test_image_only_template_rejects_items_without_a_usable_image(encoder, messy_catalog, tmp_path):
+    d, enc = encoder
+    m = run_embed(_cfg(messy_catalog, d, tmp_path / "s", prompt="image-only"), encoder=enc).manifest
+    rs = _reasons(m)
+    assert rs["missing"]["action"] == "rejected" and "needs image" in rs["missing"]["reason"]
+    assert "not found" in rs["missing"]["reason"] or "does not exist" in rs["missing"]["reason"]
+    assert m["counts"]["embedded"] == 6
+
+
+def test_duplicate_ids_are_an_error_naming_them(encoder, tmp_path):
+    d, enc = encoder
+    path = write_catalog(tmp_path / "cat", n=4)
+    rows = path.read_text().splitlines()
+    path.write_text("\n".join(rows + [rows[1], rows[2]]) + "\n")
+    with pytest.raises(CatalogError, match="x1.*x2|x2.*x1"):
+        run_embed(_cfg(path, d, tmp_path / "s"), encoder=enc)
+    assert not (tmp_path / "s").exists()  # nothing written for a catalogue that cannot be embedded
+
+
+def test_cli_embed_prints_summary_and_reports_errors_cleanly(encoder, messy_catalog, tmp_path, capsys):
+    d, _ = encoder
+    out = tmp_path / "s"
+    args = ["embed", "--catalog", str(messy_catalog), "--model", str(d), "--out", str(out), "--no-progress",
+            "--max-image-pixels", "1000000", "--text-fields", "title:20", "description"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "embedded 11 of 12 items" in printed and "manifest.json" in printed
+    assert EmbeddingStore.open(out).manifest["config"]["text_fields"] == ["title:20", "description"]
+    assert main(args) == 2  # store exists, no --resume
+    assert "--resume" in capsys.readouterr().err
+    assert np.asarray(EmbeddingStore.open(out).vectors()).shape[0] == 11
