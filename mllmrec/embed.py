@@ -68,6 +68,7 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
         "catalog_sha256": catalog.sha256,
         "backbone": encoder.fingerprint(),
         "prompt": template.identity(),
+        "fusion_gate": _gate_fingerprint(encoder),
     }
     n_shards = -(-len(catalog.items) // cfg.shard_size)
     if rank == 0:
@@ -139,12 +140,13 @@ def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: A
             rejected = [r for r in rejected if r["id"] != it.id]
             rejected.append(Rejection(it.id, "; ".join([*prior, str(e)])).to_dict())
     store_dtype = np.float16 if cfg.store_dtype == "float16" else np.float32
-    vectors = {ch: np.zeros((len(rendered), encoder.hidden_size), store_dtype) for ch in template.channels}
+    channels = output_channels(template, encoder)
+    vectors = {ch: np.zeros((len(rendered), encoder.hidden_size), store_dtype) for ch in channels}
     order = sorted(range(len(rendered)), key=lambda i: encoder.estimate_length(rendered[i]))
     for b in range(0, len(order), cfg.batch_size):
         rows = order[b : b + cfg.batch_size]
         out = encoder.encode([rendered[i] for i in rows])
-        for ch in template.channels:
+        for ch in channels:
             vectors[ch][rows] = out[ch].numpy().astype(store_dtype)
     return [r.item_id for r in rendered], vectors, rejected
 
@@ -204,15 +206,30 @@ def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any,
                     "rows": len(catalog.items) + len(catalog.rejected)},
         "backbone": encoder.fingerprint(),
         "adapter": None,
+        "fusion_gate": identity["fusion_gate"],
         "prompt": template.identity(),
-        "channels": list(template.channels),
-        "dims": {ch: encoder.hidden_size for ch in template.channels},
+        "channels": list(output_channels(template, encoder)),
+        "dims": {ch: encoder.hidden_size for ch in output_channels(template, encoder)},
         "dtype": cfg.store_dtype,
         "plan": {"items": len(catalog.items), "shard_size": cfg.shard_size, "shards": n_shards,
                  "batch_size": cfg.batch_size},
         "processes": world,
         "notes": _notes(template, encoder),
     }
+
+
+def _gate_fingerprint(encoder: Any) -> str | None:
+    gate = getattr(encoder, "fusion_gate", None)
+    if gate is None:
+        return None
+    from mllmrec.backbone.base import weights_fingerprint
+
+    return weights_fingerprint(gate)
+
+
+def output_channels(template: Any, encoder: Any) -> tuple[str, ...]:
+    """The template's channels, plus `fused` when the encoder carries a late-fusion gate."""
+    return (*template.channels, *(("fused",) if getattr(encoder, "fusion_gate", None) is not None else ()))
 
 
 def _notes(template: Any, encoder: Any) -> list[str]:

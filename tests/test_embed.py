@@ -140,3 +140,31 @@ def test_store_formats(encoder, catalog, tmp_path, fmt, dtype):
     v = np.asarray(s.vectors("mm"))
     assert v.dtype == np.dtype(dtype) and s.ids == ref.ids
     np.testing.assert_allclose(v.astype(np.float32), np.asarray(ref.vectors("mm")), atol=2e-2 if dtype == "float16" else 0)
+
+
+def test_fusion_gate_adds_fused_channel_following_the_formula(encoder, catalog, tmp_path):
+    import torch
+
+    from mllmrec.fusion.gate import LateFusionGate
+
+    d, enc = encoder
+    torch.manual_seed(0)
+    enc.fusion_gate = LateFusionGate(enc.hidden_size, enc.hidden_size)
+    try:
+        r = run_embed(cfg_for(catalog, d, tmp_path / "s"), encoder=enc)
+        s = EmbeddingStore.open(r.out)
+        assert s.channels == ["mm", "fused"] and r.manifest["fusion_gate"]
+        mm, fused = (torch.from_numpy(np.asarray(s.vectors(c))) for c in ("mm", "fused"))
+        # Recompute by hand for item 0: pooled = mean of its merged image tokens.
+        from mllmrec.catalog import load_catalog, load_item_images
+
+        cat = load_catalog(cfg_for(catalog, d, tmp_path / "x"))
+        images, _ = load_item_images(cat.items[0], cat.base_dir, cfg_for(catalog, d, tmp_path / "x"))
+        px = enc.image_processor(images=images, return_tensors="pt")
+        with torch.inference_mode():
+            feats = enc.model.model.get_image_features(**px).pooler_output[0].mean(0, keepdim=True)
+            expected = enc.fusion_gate(mm[:1], feats)
+        torch.testing.assert_close(fused[:1], expected, atol=1e-5, rtol=1e-5)
+        assert (fused - mm).abs().max() > 1e-3
+    finally:
+        enc.fusion_gate = None

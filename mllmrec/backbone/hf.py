@@ -43,6 +43,8 @@ class QwenVLEncoder:
         self.merge = int(getattr(image_processor, "merge_size", 2))
         self.image_token_id = int(cfg.image_token_id)
         self._fingerprint: str | None = None
+        # Late-fusion gate (NoteLLM-2) supplied by a trained run; adds the `fused` channel.
+        self.fusion_gate: Any = None
 
     @classmethod
     def load(cls, model: str, *, revision: str | None = None, device: str | None = "auto",
@@ -109,7 +111,27 @@ class QwenVLEncoder:
         inputs = {k: (v.to(dev, self.model.dtype) if k == "pixel_values" else v.to(dev)) for k, v in inputs.items()}
         with torch.inference_mode():
             hidden = self.model.model(**inputs).last_hidden_state  # [n, L, d]
-        return pool(hidden, slot_idx)
+            out = pool(hidden, slot_idx)
+            if self.fusion_gate is not None:
+                pooled = self._vision_pooled(inputs, [len(it.images) for it in batch])  # [n, d]
+                out["fused"] = self.fusion_gate.to(dev)(out["mm"].to(dev), pooled).float().cpu()
+        return out
+
+    def _vision_pooled(self, inputs: dict[str, Any], n_images: list[int]) -> torch.Tensor:
+        """Mean of each item's merged image tokens (LLM space), zeros for items without images."""
+        dev = self.model.device
+        pooled = torch.zeros(len(n_images), self.hidden_size, device=dev)
+        if "pixel_values" not in inputs:
+            return pooled
+        feats = self.model.model.get_image_features(
+            pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"]
+        ).pooler_output  # tuple: one [tokens_i, d] per image
+        k = 0
+        for row, n in enumerate(n_images):
+            if n:
+                pooled[row] = torch.stack([f.float().mean(0) for f in feats[k : k + n]]).mean(0)
+            k += n
+        return pooled
 
 
 def set_pixel_bounds(image_processor: Any, min_pixels: int | None, max_pixels: int | None) -> None:

@@ -1,0 +1,1 @@
+"""Fusion of the LLM's multimodal vector with a directly pooled visual feature (NoteLLM-2)."""
