@@ -154,7 +154,7 @@ def test_fusion_gate_adds_fused_channel_following_the_formula(encoder, catalog, 
         r = run_embed(cfg_for(catalog, d, tmp_path / "s"), encoder=enc)
         s = EmbeddingStore.open(r.out)
         assert s.channels == ["mm", "fused"] and r.manifest["fusion_gate"]
-        mm, fused = (torch.from_numpy(np.asarray(s.vectors(c))) for c in ("mm", "fused"))
+        mm, fused = (torch.from_numpy(np.array(s.vectors(c))) for c in ("mm", "fused"))
         # Recompute by hand for item 0: pooled = mean of its merged image tokens.
         from mllmrec.catalog import load_catalog, load_item_images
 

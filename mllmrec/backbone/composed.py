@@ -28,7 +28,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from mllmrec.backbone.base import render_with_chat_template, resolve_device, resolve_dtype, weights_fingerprint
+from mllmrec import __version__
+from mllmrec.backbone.base import (
+    render_with_chat_template,
+    resolve_device,
+    resolve_dtype,
+    weights_fingerprint,
+)
 from mllmrec.backbone.connector import build_connector
 from mllmrec.backbone.pooling import expand_placeholders, pool, tokenize_with_slots
 from mllmrec.config import ComposeConfig
@@ -38,6 +44,7 @@ FORMAT = "mllmrec-composed"
 FORMAT_VERSION = 1
 IMAGE_TOKEN = "<image>"
 META_FILE = "composed.json"
+LM_SUBDIR = COMPOSED_TOKENIZER_SUBDIR = "lm"  # the LM and its tokenizer (with `<image>`) live here
 CONNECTOR_FILE = "connector.safetensors"
 
 
@@ -68,12 +75,10 @@ class ComposedEncoder:
         self.device = next(lm.parameters()).device
         self.dtype = next(lm.parameters()).dtype
 
-    # ----------------------------------------------------------------------------------------
-    # construction, saving, loading
-    # ----------------------------------------------------------------------------------------
     @classmethod
     def from_sources(cls, cfg: ComposeConfig) -> ComposedEncoder:
         """Load LM, tokenizer and vision model from `cfg`'s sources and build a seeded connector."""
+        from PIL import Image
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
         remote = cfg.trust_remote_code
@@ -91,7 +96,7 @@ class ComposedEncoder:
             vision = _standalone_vision(AutoModel.from_pretrained(cfg.vision, trust_remote_code=remote))
             processor = AutoImageProcessor.from_pretrained(cfg.vision, trust_remote_code=remote)
             with torch.no_grad():
-                probe = _vision_patches(vision, processor, [_blank_image()])  # [1, P, dv]
+                probe = _vision_patches(vision, processor, [Image.new("RGB", (224, 224))])  # [1, P, dv]
             options = ({"n_query": cfg.query_tokens, "n_layers": cfg.qformer_layers}
                        if cfg.connector == "qformer" else {})
             with torch.random.fork_rng(devices=[]):
@@ -100,8 +105,6 @@ class ComposedEncoder:
                                             lm.get_input_embeddings().embedding_dim, **options)
             meta.update(connector=connector.config(), patches_per_image=probe.shape[1],
                         tokens_per_image=connector.tokens_per_image(probe.shape[1]))
-        from mllmrec import __version__
-
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "mllmrec_version": __version__,
                 "image_token": IMAGE_TOKEN, **meta,
                 "sources": {"lm": cfg.lm, "gguf_file": cfg.gguf_file, "vision": cfg.vision, "seed": cfg.seed}}
@@ -117,17 +120,21 @@ class ComposedEncoder:
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self.lm.save_pretrained(tmp / "lm")
-        self.tokenizer.save_pretrained(tmp / "lm")
-        if self.vision is not None:
-            self.vision.save_pretrained(tmp / "vision")
-            self.image_processor.save_pretrained(tmp / "vision")
-            state = {k: v.detach().contiguous().cpu() for k, v in self.connector.state_dict().items()}
-            save_file(state, str(tmp / CONNECTOR_FILE))
-        (tmp / META_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
+        try:
+            self.lm.save_pretrained(tmp / LM_SUBDIR)
+            self.tokenizer.save_pretrained(tmp / LM_SUBDIR)
+            if self.vision is not None:
+                self.vision.save_pretrained(tmp / "vision")
+                self.image_processor.save_pretrained(tmp / "vision")
+                state = {k: v.detach().contiguous().cpu() for k, v in self.connector.state_dict().items()}
+                save_file(state, str(tmp / CONNECTOR_FILE))
+            meta = json.dumps(self.meta, indent=2, sort_keys=True) + "\n"
+            (tmp / META_FILE).write_text(meta, encoding="utf-8")
+            if out.exists():
+                out.rmdir()
+            os.replace(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return out
 
     @classmethod
@@ -146,9 +153,9 @@ class ComposedEncoder:
                              f"not the {FORMAT} v{FORMAT_VERSION} this mllmrec reads")
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
-        tokenizer = AutoTokenizer.from_pretrained(root / "lm", trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(root / LM_SUBDIR, trust_remote_code=trust_remote_code)
         tokenizer.padding_side = "left"
-        lm = AutoModelForCausalLM.from_pretrained(root / "lm", dtype=torch_dtype,
+        lm = AutoModelForCausalLM.from_pretrained(root / LM_SUBDIR, dtype=torch_dtype,
                                                   trust_remote_code=trust_remote_code).to(device)
         vision = processor = connector = None
         if meta.get("connector"):
@@ -160,9 +167,6 @@ class ComposedEncoder:
             connector.to(device=device, dtype=torch_dtype)
         return cls(str(path), lm, tokenizer, vision, processor, connector, meta)
 
-    # ----------------------------------------------------------------------------------------
-    # Encoder protocol
-    # ----------------------------------------------------------------------------------------
     def render_chat(self, user_text: str, system: str | None = None) -> str | None:
         return render_with_chat_template(self.tokenizer, user_text, system)
 
@@ -183,11 +187,8 @@ class ComposedEncoder:
             bad = next(it.item_id for it in batch if it.images)
             raise ValueError(f"item {bad!r} has images, but this composed model is text-only (no vision "
                              "encoder); render such items without images")
-        texts, slots = [], []
-        for it in batch:
-            text, s = expand_placeholders(it.text, IMAGE_TOKEN, [self.tokens_per_image] * len(it.images), it.slots)
-            texts.append(text)
-            slots.append(s)
+        texts, slots = zip(*(expand_placeholders(it.text, IMAGE_TOKEN, [self.tokens_per_image] * len(it.images),
+                                                 it.slots) for it in batch), strict=True)
         return tokenize_with_slots(self.tokenizer, texts, slots)
 
     def image_tokens(self, images: Sequence[Any]) -> torch.Tensor:
@@ -222,8 +223,9 @@ class ComposedEncoder:
         elif bool(is_image.any()):
             raise ValueError(f"prompt holds {IMAGE_TOKEN} tokens but the item has no images")
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [n, L]
-        out = self.lm.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                                 use_cache=False)
+        # The decoder without the LM head (no [n, L, vocab] logits); also sees through peft.
+        out = self.lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                    use_cache=False)
         return out.last_hidden_state, slot_idx  # [n, L, d]
 
     def encode(self, batch: Sequence[RenderedItem]) -> dict[str, torch.Tensor]:
@@ -240,16 +242,24 @@ def compose(cfg: ComposeConfig) -> Path:
     return ComposedEncoder.from_sources(cfg).save(cfg.out)
 
 
-# ----------------------------------------------------------------------------------------------
-# helpers
-# ----------------------------------------------------------------------------------------------
+def run_compose(cfg: ComposeConfig) -> int:
+    """`mllmrec compose`: build and save, then say what was written."""
+    enc = ComposedEncoder.from_sources(cfg)
+    out, conn = enc.save(cfg.out), enc.meta["connector"]
+    lm = cfg.lm + (f" ({cfg.gguf_file}, dequantized)" if cfg.gguf_file else "")
+    what = (f"vision {cfg.vision} -> {conn['kind']} connector, {enc.tokens_per_image} tokens per image"
+            if conn else "text-only (no vision encoder)")
+    print(f"composed: {out}  LM {lm}, hidden {enc.hidden_size}; {what}")
+    return 0
+
+
 def _load_lm(cfg: ComposeConfig) -> Any:
     """The causal LM, as a plain dense model even when it comes from a GGUF file.
 
-    transformers keeps a GGUF-loaded model marked as quantized and refuses `save_pretrained` on
-    it; we dequantize on load and copy the weights into a fresh model of the same class.
-    """
+    transformers marks a GGUF-loaded model quantized and refuses `save_pretrained` on it, so we
+    dequantize on load and copy the weights into a fresh (uninitialised) model of its class."""
     from transformers import AutoModelForCausalLM, GgufConfig
+    from transformers.initialization import no_init_weights  # transformers >= 5
 
     if cfg.gguf_file is None:
         return AutoModelForCausalLM.from_pretrained(cfg.lm, trust_remote_code=cfg.trust_remote_code)
@@ -258,23 +268,24 @@ def _load_lm(cfg: ComposeConfig) -> Any:
     config = copy.deepcopy(packed.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    dense = type(packed)(config).to(packed.dtype)
+    with no_init_weights():
+        dense = type(packed)(config).to(packed.dtype)
+    dense.tie_weights()  # skipped when weights are not initialised; else lm_head is saved twice
     dense.load_state_dict(packed.state_dict())
-    return dense
+    return dense.eval()
 
 
 def _standalone_vision(model: nn.Module) -> nn.Module:
     """A vision-only model: the tower of a dual model (CLIPModel, SiglipModel), else `model` itself.
-
-    The tower of a dual model is a bare module without `save_pretrained`, so it is copied into the
-    stand-alone class its `vision_config` maps to (CLIPVisionModel, SiglipVisionModel ...).
-    """
+    A tower without `save_pretrained` (older transformers) is copied into its stand-alone class."""
     from transformers import AutoModel
 
     vision_config = getattr(model.config, "vision_config", None)
     tower = getattr(model, "vision_model", None)
     if vision_config is None or tower is None:
         return model
+    if hasattr(tower, "save_pretrained"):
+        return tower
     standalone = AutoModel.from_config(vision_config).to(next(model.parameters()).dtype)
     target = getattr(standalone, "vision_model", standalone)
     target.load_state_dict(tower.state_dict())
@@ -287,9 +298,3 @@ def _vision_patches(vision: nn.Module, processor: Any, images: Sequence[Any]) ->
     rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
     pixels = processor(images=rgb, return_tensors="pt")["pixel_values"]  # [n_img, 3, H, W]
     return vision(pixel_values=pixels.to(param.device, param.dtype)).last_hidden_state  # [n_img, P, dv]
-
-
-def _blank_image() -> Any:
-    from PIL import Image
-
-    return Image.new("RGB", (224, 224), (127, 127, 127))
