@@ -64,7 +64,8 @@ def _add_fields(p: argparse.ArgumentParser, cls: type) -> None:
         else:
             if "metavar" not in kw and "choices" not in kw and base is not bool:
                 kw["metavar"] = f.name.upper()
-            p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kw)
+            flags = ["--" + f.name.replace("_", "-")] + ([meta["short"]] if meta.get("short") else [])
+            p.add_argument(*flags, dest=f.name, **kw)
 
 
 def _base_type(tp: Any) -> Any:
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         # Expected failures (bad input, mismatched artefacts) get one clear line, not a traceback.
         if logging.getLogger().isEnabledFor(logging.INFO):
             raise
-        print(f"mllmrec {command}: error: {e}", file=sys.stderr)
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # str(KeyError) adds quotes
+        print(f"mllmrec {command}: error: {msg}", file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 
-def opt(default: Any, help: str, *, positional: bool = False, choices: tuple | None = None, **kw: Any):
-    """A dataclass field with CLI metadata."""
-    meta = {"help": help, "positional": positional, "choices": choices}
+def opt(default: Any, help: str, *, positional: bool = False, choices: tuple | None = None,
+        short: str | None = None, **kw: Any):
+    """A dataclass field with CLI metadata (`short`: an extra flag such as "-k")."""
+    meta = {"help": help, "positional": positional, "choices": choices, "short": short}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda d=tuple(default): d, metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -204,7 +205,7 @@ class NeighborsConfig:
 
     store: str = opt(REQUIRED, "Embedding store directory.", positional=True)
     item: str = opt(REQUIRED, "Query item id.", positional=True)
-    k: int = opt(10, "How many neighbours to print.")
+    k: int = opt(10, "How many neighbours to print.", short="-k")
     channel: str = opt("mm", "Vector channel to search.")
 
 

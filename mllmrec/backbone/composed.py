@@ -40,8 +40,7 @@ from mllmrec.backbone.pooling import expand_placeholders, pool, tokenize_with_sl
 from mllmrec.config import ComposeConfig
 from mllmrec.types import RenderedItem
 
-FORMAT = "mllmrec-composed"
-FORMAT_VERSION = 1
+FORMAT, FORMAT_VERSION = "mllmrec-composed", 1
 IMAGE_TOKEN = "<image>"
 META_FILE = "composed.json"
 LM_SUBDIR = COMPOSED_TOKENIZER_SUBDIR = "lm"  # the LM and its tokenizer (with `<image>`) live here
@@ -54,19 +53,15 @@ def is_composed_dir(path: str | os.PathLike[str]) -> bool:
 
 
 class ComposedEncoder:
-    """Encoder protocol over a composed MLLM (see module docstring).
-
-    `accepts_images` is False for a text-only model (no vision encoder): it still has the
-    `<image>` placeholder, but `encode` refuses items that carry images.
-    """
+    """Encoder protocol over a composed MLLM. `accepts_images` is False for a text-only model (no
+    vision encoder): it still has the `<image>` placeholder, but `encode` refuses items with images."""
 
     image_placeholder = IMAGE_TOKEN
 
     def __init__(self, name: str, lm: Any, tokenizer: Any, vision: nn.Module | None, image_processor: Any,
                  connector: nn.Module | None, meta: dict[str, Any]) -> None:
         self.name, self.lm, self.tokenizer, self.meta = name, lm.eval(), tokenizer, meta
-        self.vision = vision.eval() if vision is not None else None
-        self.image_processor = image_processor
+        self.vision, self.image_processor = (vision.eval() if vision is not None else None), image_processor
         self.connector = connector.eval() if connector is not None else None
         self.accepts_images = vision is not None
         self.hidden_size = int(lm.config.get_text_config().hidden_size)
@@ -81,6 +76,7 @@ class ComposedEncoder:
         from PIL import Image
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
+        _refuse_non_empty(Path(cfg.out))
         remote = cfg.trust_remote_code
         tokenizer = AutoTokenizer.from_pretrained(cfg.lm, gguf_file=cfg.gguf_file, trust_remote_code=remote)
         if IMAGE_TOKEN not in tokenizer.get_vocab():
@@ -115,8 +111,7 @@ class ComposedEncoder:
         from safetensors.torch import save_file
 
         out = Path(out)
-        if out.exists() and any(out.iterdir()):
-            raise FileExistsError(f"{out} exists and is not empty; choose a new directory for the composed model")
+        _refuse_non_empty(out)
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -210,8 +205,7 @@ class ComposedEncoder:
         mask = enc["attention_mask"].to(self.device)  # [n, L]
         is_image = ids == self.image_token_id  # [n, L]
         embed = self.lm.get_input_embeddings()
-        # `<image>` may lie beyond the embedding matrix (added to the tokenizer only): look up a
-        # valid id there, the rows are overwritten below anyway.
+        # `<image>` may lie beyond the embedding matrix: look up id 0 there, overwritten below.
         embeds = embed(ids.masked_fill(is_image, 0))  # [n, L, dl]
         images = [im for it in batch for im in it.images]
         if images:
@@ -251,6 +245,11 @@ def run_compose(cfg: ComposeConfig) -> int:
             if conn else "text-only (no vision encoder)")
     print(f"composed: {out}  LM {lm}, hidden {enc.hidden_size}; {what}")
     return 0
+
+
+def _refuse_non_empty(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new directory for the composed model")
 
 
 def _load_lm(cfg: ComposeConfig) -> Any:
