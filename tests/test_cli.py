@@ -61,7 +61,7 @@ def test_journey_prompts_show_embed_index_neighbors(tiny_qwen2_dir, tmp_path, ca
     capsys.readouterr()
     assert main(["neighbors", str(store), "i0003", "-k", "4"]) == 0
     out = capsys.readouterr().out
-    rows = [ln.split() for ln in out.splitlines() if ln.split()[:1] and ln.split()[0].isdigit()]
+    rows = [ln.split() for ln in out.splitlines()[1:] if ln.startswith(" ") and ln.split()[0].isdigit()]
     assert "i0003" in out.splitlines()[0] and [r[0] for r in rows] == ["1", "2", "3", "4"]
     assert all(r[1].startswith("i0") and r[1] != "i0003" for r in rows)
     assert main(["neighbors", str(store), "nope"]) == 2
