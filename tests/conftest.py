@@ -37,30 +37,9 @@ def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cached_tiny_qwen("qwen2-vl", cache_dir=_tiny_model_cache(tmp_path_factory))
 
 
-def write_catalog(root: Path, n: int = 12, *, seed: int = 0, name: str = "items.jsonl",
-                  title_prefix: str = "item") -> Path:
-    """A small catalogue with PNG images of varied colours/sizes and texts of varied length."""
-    import json
-    import random
-
-    from PIL import Image
-
-    rng = random.Random(seed)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        size = (32 + 16 * (i % 4), 32 + 8 * (i % 3))
-        Image.new("RGB", size, (rng.randrange(256), rng.randrange(256), rng.randrange(256))).save(
-            root / "images" / f"{i}.png")
-        words = " ".join(rng.choice(["red", "mug", "lamp", "wool", "modern", "chair"]) for _ in range(1 + 3 * (i % 5)))
-        rows.append({"id": f"x{i}", "title": f"{title_prefix} {i} {words}", "description": words * (1 + i % 3),
-                     "image": f"images/{i}.png"})
-    path = root / name
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def catalog(tmp_path: Path) -> Path:
     """A 12-item catalogue (items.jsonl + images/) in a fresh folder."""
-    return write_catalog(tmp_path / "cat")
+    from mllmrec.testing.catalog import write_small_catalog
+
+    return write_small_catalog(tmp_path / "cat")

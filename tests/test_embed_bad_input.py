@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_catalog
 
 from mllmrec.catalog import BadImageError, CatalogError
 from mllmrec.cli import main
 from mllmrec.config import EmbedConfig
 from mllmrec.embed import run_embed
 from mllmrec.index.store import EmbeddingStore
+from mllmrec.testing.catalog import write_small_catalog as write_catalog
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_catalog
 
 from mllmrec.config import EmbedConfig
 from mllmrec.embed import run_embed
 from mllmrec.index import store as st
 from mllmrec.index.store import EmbeddingStore
+from mllmrec.testing.catalog import write_small_catalog as write_catalog
 
 pytestmark = pytest.mark.slow
 
