@@ -122,12 +122,12 @@ def _vision_config(family: str, d: _Dims) -> dict[str, Any]:
     return {**common, "num_position_embeddings": 256, "deepstack_visual_indexes": list(d.deepstack_blocks)}
 
 
-def _text_config(family: str, d: _Dims, tokenizer: Any) -> dict[str, Any]:
+def _text_config(family: str, d: _Dims, tokenizer: Any, vocab_size: int | None = None) -> dict[str, Any]:
     """LLM settings; vocabulary and special ids come from the tokenizer so they always agree."""
     head_dim = d.text_hidden // d.heads
     eos = tokenizer.eos_token_id
     cfg: dict[str, Any] = {
-        "vocab_size": len(tokenizer),
+        "vocab_size": max(vocab_size or 0, len(tokenizer)),
         "hidden_size": d.text_hidden,
         "num_hidden_layers": d.text_layers,
         "num_attention_heads": d.heads,
@@ -150,7 +150,7 @@ def _text_config(family: str, d: _Dims, tokenizer: Any) -> dict[str, Any]:
     return cfg
 
 
-def _model_config(family: str, size: str, tokenizer: Any) -> Any:
+def _model_config(family: str, size: str, tokenizer: Any, vocab_size: int | None = None) -> Any:
     """The full `...VLConfig` for one family and size, with multimodal ids taken from the tokenizer."""
     import transformers
 
@@ -158,7 +158,7 @@ def _model_config(family: str, size: str, tokenizer: Any) -> Any:
     config_cls = getattr(transformers, _FAMILY_TO_CLASSES[family][0])
     ids = tokenizer.convert_tokens_to_ids
     return config_cls(
-        text_config=_text_config(family, d, tokenizer),
+        text_config=_text_config(family, d, tokenizer, vocab_size),
         vision_config=_vision_config(family, d),
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
@@ -180,13 +180,17 @@ def _image_processor(family: str) -> Any:
     return Qwen2VLImageProcessorPil(**kwargs)
 
 
-def build_tiny_qwen(family: str, out_dir: str | Path, *, size: Size = "tiny", seed: int = 0) -> Path:
+def build_tiny_qwen(
+    family: str, out_dir: str | Path, *, size: Size = "tiny", seed: int = 0, vocab_size: int | None = None
+) -> Path:
     """Build a random-weight `...ForConditionalGeneration` and save model, tokenizer and image processor.
 
     The same (family, size, seed) always gives bit-identical weights: initialisation runs under a
     forked RNG seeded with `seed`, so the caller's global RNG state is left untouched. The result
     loads offline with `AutoModelForImageTextToText`, `AutoTokenizer` and `AutoImageProcessor`.
-    Returns `out_dir` as a Path.
+    Returns `out_dir` as a Path. `vocab_size` pads the embedding and LM head to a real model's
+    vocabulary (Qwen2-VL: 151,936) so benchmarks pay their true cost; the tokenizer never emits the
+    extra ids.
     """
     _check_choice("family", family, FAMILIES)
     _check_choice("size", size, SIZES)
@@ -198,7 +202,7 @@ def build_tiny_qwen(family: str, out_dir: str | Path, *, size: Size = "tiny", se
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
-    config = _model_config(family, size, tokenizer)
+    config = _model_config(family, size, tokenizer, vocab_size)
     model_cls = getattr(transformers, _FAMILY_TO_CLASSES[family][1])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -207,7 +211,8 @@ def build_tiny_qwen(family: str, out_dir: str | Path, *, size: Size = "tiny", se
     tokenizer.save_pretrained(out)
     _image_processor(family).save_pretrained(out)
     # Written last: a directory with this file holds a complete build (see cached_tiny_qwen).
-    meta = {"family": family, "size": size, "seed": seed, "builder_version": BUILDER_VERSION}
+    meta = {"family": family, "size": size, "seed": seed, "vocab_size": config.text_config.vocab_size,
+            "builder_version": BUILDER_VERSION}
     (out / MARKER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -233,7 +238,8 @@ def _make_readable(path: Path) -> None:
 
 
 def cached_tiny_qwen(
-    family: str, *, size: str = "tiny", seed: int = 0, cache_dir: str | Path | None = None
+    family: str, *, size: str = "tiny", seed: int = 0, cache_dir: str | Path | None = None,
+    vocab_size: int | None = None,
 ) -> Path:
     """Return the directory of a built tiny model, building it on first use.
 
@@ -244,14 +250,15 @@ def cached_tiny_qwen(
     _check_choice("family", family, FAMILIES)
     _check_choice("size", size, SIZES)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    final = root / "tiny-models" / f"{family}-{size}-s{seed}-v{BUILDER_VERSION}"
+    vocab = f"-vocab{vocab_size}" if vocab_size else ""
+    final = root / "tiny-models" / f"{family}-{size}-s{seed}{vocab}-v{BUILDER_VERSION}"
     if _is_complete(final):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     # Hidden name on the same filesystem, so os.replace is an atomic rename.
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        build_tiny_qwen(family, tmp, size=size, seed=seed)  # type: ignore[arg-type]
+        build_tiny_qwen(family, tmp, size=size, seed=seed, vocab_size=vocab_size)  # type: ignore[arg-type]
         _make_readable(tmp)
         try:
             # Replaces an empty directory too; fails if another process already put a build there.
