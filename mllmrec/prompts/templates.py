@@ -77,8 +77,9 @@ class PromptTemplate:
 
 
 def builtin_dir() -> Path:
-    """The top-level prompts/ folder (repository checkout or editable install)."""
-    return Path(__file__).resolve().parents[2] / "prompts"
+    """The built-in templates: `builtin` links to the top-level prompts/ folder in a checkout and is
+    a copy of it inside a wheel."""
+    return Path(__file__).parent / "builtin"
 
 
 def list_templates() -> list[str]:
