@@ -1,0 +1,100 @@
+"""The store's files: shards, consolidation, memory-mapped reads, refusal of unfinished stores."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mllmrec.index import store as st
+
+
+def _manifest(out, fmt="safetensors", status="complete"):
+    st.write_manifest(out, {"stage": "embed", "status": status, "channels": ["mm", "visual"],
+                            "config": {"format": fmt}, "counts": {}})
+
+
+def test_shards_round_trip_and_concatenate_in_order(tmp_path):
+    rng = np.random.default_rng(0)
+    parts = []
+    for k, n in enumerate([3, 0, 2]):  # an all-rejected shard has zero rows
+        ids = [f"s{k}-{i}" for i in range(n)]
+        vec = {"mm": rng.normal(size=(n, 4)).astype(np.float32)}
+        rej = [{"id": f"bad{k}", "reason": "r", "action": "rejected"}] if n == 0 else []
+        st.write_shard(tmp_path, k, ids, vec, rej)
+        parts.append((ids, vec, rej))
+    assert st.done_shards(tmp_path) == {0, 1, 2}
+    ids, vectors, rejected = st.concat_shards(tmp_path, 3)
+    assert ids == parts[0][0] + parts[2][0]
+    np.testing.assert_array_equal(vectors["mm"], np.concatenate([parts[0][1]["mm"], parts[2][1]["mm"]]))
+    assert rejected == [{"id": "bad1", "reason": "r", "action": "rejected"}]
+
+
+def test_write_shard_refuses_row_count_mismatch(tmp_path):
+    with pytest.raises(ValueError, match="2 rows for 3 ids"):
+        st.write_shard(tmp_path, 0, ["a", "b", "c"], {"mm": np.zeros((2, 4), np.float32)}, [])
+    assert st.done_shards(tmp_path) == set()
+
+
+def test_partial_files_are_cleaned_and_do_not_count_as_done(tmp_path):
+    (tmp_path / st.SHARDS).mkdir()
+    (tmp_path / st.SHARDS / ".shard-000004.safetensors.tmp-123").write_bytes(b"half")
+    (tmp_path / ".manifest.json.tmp-9").write_bytes(b"{")
+    assert st.done_shards(tmp_path) == set()
+    assert st.clean_partial_files(tmp_path) == 2
+    assert not list(tmp_path.rglob("*.tmp-*"))
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "parquet"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_vectors_read_back_exactly(tmp_path, fmt, dtype):
+    rng = np.random.default_rng(1)
+    vecs = {"mm": rng.normal(size=(7, 5)).astype(dtype), "visual": rng.normal(size=(7, 5)).astype(dtype)}
+    ids = [str(i) for i in range(7)]
+    st.write_vectors(tmp_path, fmt, ids, [f"label {i}" for i in ids], vecs)
+    _manifest(tmp_path, fmt)
+    s = st.EmbeddingStore.open(tmp_path)
+    assert s.ids == ids and s.labels[3] == "label 3" and s.index_of(4) == 4
+    for ch in ("mm", "visual"):
+        got = s.vectors(ch)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(np.asarray(got), vecs[ch])
+    if fmt == "safetensors":
+        assert isinstance(s.vectors("mm"), np.memmap)
+    with pytest.raises(st.StoreError, match="channel 'fused' not in store"):
+        s.vectors("fused")
+    with pytest.raises(KeyError, match="'nope' is not in the store"):
+        s.index_of("nope")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def test_memmap_reads_a_large_store_without_loading_it(tmp_path):
+    """A 1M x 256 float32 store (1 GB, written sparse): reading 1k random rows must not load it."""
+    n, d = 1_000_000, 256
+    path = tmp_path / "vectors.safetensors"
+    header = json.dumps({"mm": {"dtype": "F32", "shape": [n, d], "data_offsets": [0, n * d * 4]}}).encode()
+    with open(path, "wb") as f:  # header, then seek to the end: no 1 GB of writes in a unit test
+        f.write(len(header).to_bytes(8, "little") + header)
+        f.seek(8 + len(header) + n * d * 4 - 1)
+        f.write(b"\0")
+    before = _rss_mb()
+    v = st.read_safetensors_tensor(path, "mm")
+    rows = np.asarray(v[np.random.default_rng(0).integers(0, n, 1000)])
+    grown = _rss_mb() - before
+    assert rows.shape == (1000, d) and grown < 300, f"RSS grew {grown:.0f} MB"
+
+
+def test_unfinished_or_foreign_stores_are_refused(tmp_path):
+    with pytest.raises(st.StoreError, match="no manifest.json"):
+        st.EmbeddingStore.open(tmp_path)
+    _manifest(tmp_path, status="running")
+    with pytest.raises(st.StoreError, match="--resume"):
+        st.EmbeddingStore.open(tmp_path)
+    st.write_manifest(tmp_path, {"stage": "train", "status": "complete"})
+    with pytest.raises(st.StoreError, match="not an embedding store"):
+        st.EmbeddingStore.open(tmp_path)
