@@ -120,11 +120,7 @@ def main() -> int:
                     "costs in a real model; 0 = the tiny tokenizer's own ~700).")
     ap.add_argument("--batch-size", type=int, default=32, help="Batch size of the batched pipeline.")
     ap.add_argument("--out", default=None, help="Write the results as JSON here.")
-    ap.add_argument("--gpu", action="store_true", help="Reserved for the GPU issue; not supported here.")
     args = ap.parse_args()
-    if args.gpu:
-        print("--gpu: the GPU benchmark is not implemented in this version", file=sys.stderr)
-        return 2
 
     from mllmrec.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
