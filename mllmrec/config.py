@@ -259,6 +259,8 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     if origin is tuple:
         if isinstance(value, str):
             value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
         return tuple(_coerce(name, args[0], v) for v in value)
     if tp is bool:
         if isinstance(value, bool):
@@ -274,8 +276,13 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         except ValueError as e:
             raise ConfigError(f"{name}: expected an integer, got {value!r}") from e
     if tp is float:
-        return float(value)
+        try:
+            return float(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from e
     if tp is str:
+        if isinstance(value, (list, dict, tuple)):
+            raise ConfigError(f"{name}: expected a single value, got {value!r}")
         return str(value)
     return value
 
@@ -300,6 +307,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{path}: keys must be names, got {bad!r}")
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 

@@ -39,7 +39,7 @@ def render(
     if wrapped is None:
         text, shift = user + template.answer_prefix, 0
     else:
-        shift = wrapped.find(user)
+        shift = wrapped.rfind(user)  # the user turn is the last message; a system text could repeat it
         if shift < 0:
             raise PromptError("the chat template altered the user message; use `chat: never` in the template")
         text = wrapped + template.answer_prefix
@@ -67,7 +67,7 @@ def _render_user(
                 out.append(placeholder * len(images))
                 used_images = True
             elif key == "fields":
-                out.append(", ".join(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}"
+                out.append(", ".join(f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}"
                                      for k, v in item.texts.items() if v))
             elif key.startswith("field:"):
                 out.append(item.texts.get(key[6:], ""))

@@ -116,7 +116,10 @@ def parse_template(data: Any, source: str = "<dict>") -> PromptTemplate:
     chat = str(data.get("chat", "auto"))
     if chat not in ("auto", "never"):
         raise PromptError(f"{source}: chat must be 'auto' or 'never', got {chat!r}")
-    requires = tuple(data.get("requires") or ())
+    raw_requires = data.get("requires") or []
+    if not isinstance(raw_requires, list) or not all(isinstance(r, str) for r in raw_requires):
+        raise PromptError(f"{source}: requires may list only {CONDITIONS}, as a YAML list; got {raw_requires!r}")
+    requires = tuple(raw_requires)
     if set(requires) - set(CONDITIONS):
         raise PromptError(f"{source}: requires may list only {CONDITIONS}, got {list(requires)}")
     segments = tuple(_segment(s, source) for s in data["user"])
@@ -145,7 +148,10 @@ def _segment(raw: Any, source: str) -> Segment:
     else:
         raise PromptError(f"{source}: a segment is a string or {{if, text, else}}, got {raw!r}")
     for part in (seg.text, seg.otherwise):
-        stray = re.sub(MARKER, "", part)
-        if "{{" in stray and re.search(r"\{\{[a-z]", stray):
-            raise PromptError(f"{source}: unknown marker in segment {part!r}")
+        # Anything still shaped like {{...}} after removing the real markers is a typo ({{ fields }},
+        # {{Image}}) that would otherwise reach the prompt verbatim.
+        stray = re.search(r"\{\{\s*[A-Za-z_][^{}]*\}\}", MARKER.sub("", part))
+        if stray:
+            raise PromptError(f"{source}: unknown marker {stray.group(0)!r} in segment {part!r}; markers are "
+                              "{{image}}, {{fields}}, {{field:NAME}}, {{slot:NAME}}")
     return seg
