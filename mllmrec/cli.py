@@ -10,21 +10,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import inspect
 import logging
 import sys
+import types
 import typing
 from typing import Any, Literal
 
 from mllmrec import __version__
 from mllmrec import config as C
+from mllmrec.errors import MllmrecError
 
 # subcommand -> (config class, "module:function", one-line help)
 COMMANDS: dict[str, tuple[type, str, str]] = {
     "demo": (C.DemoConfig, "mllmrec.demo:run_demo",
              "Run the whole embed job offline on a synthetic catalogue with a tiny random model."),
     "embed": (C.EmbedConfig, "mllmrec.embed:run", "Embed a catalogue into an embedding store."),
-    "index": (C.IndexConfig, "mllmrec.index.search:run_index", "Build a faiss index next to a store."),
-    "neighbors": (C.NeighborsConfig, "mllmrec.index.search:run_neighbors",
+    "index": (C.IndexConfig, "mllmrec.index.search_cli:run_index", "Build a faiss index next to a store."),
+    "neighbors": (C.NeighborsConfig, "mllmrec.index.search_cli:run_neighbors",
                   "Print an item's nearest neighbours (with titles) from a store."),
     "make-synthetic": (C.SyntheticConfig, "mllmrec.datasets.synthetic:run",
                        "Write a deterministic synthetic multimodal catalogue with interactions."),
@@ -70,7 +73,7 @@ def _add_fields(p: argparse.ArgumentParser, cls: type) -> None:
 
 def _base_type(tp: Any) -> Any:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType) and len(args) == 1:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
         return args[0]
     return tp
 
@@ -113,16 +116,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = C.from_dict(cls, {**data, **args}) if cls is not None else None
         run = getattr(importlib.import_module(module), func)
-        result = run(cfg) if cfg is not None else run()
+        if cfg is None:
+            result = run()
+        elif "command" in inspect.signature(run).parameters:  # recorded in manifests
+            result = run(cfg, command=["mllmrec", *argv])
+        else:
+            result = run(cfg)
     except KeyboardInterrupt:
-        print("interrupted; a resumable job can continue with --resume", file=sys.stderr)
+        if command == "embed":
+            again = " ".join(["mllmrec", *argv, *([] if "--resume" in argv else ["--resume"])])
+            print(f"\ninterrupted; finished shards are kept. Continue with:\n  {again}", file=sys.stderr)
+        else:
+            print("\ninterrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError, OSError) as e:
-        # Expected failures (bad input, mismatched artefacts) get one clear line, not a traceback.
+    except (MllmrecError, FileNotFoundError) as e:
+        # Expected failures (bad input, mismatched artefacts) get one clear line; anything else is
+        # a bug and keeps its traceback.
         if logging.getLogger().isEnabledFor(logging.INFO):
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # str(KeyError) adds quotes
-        print(f"mllmrec {command}: error: {msg}", file=sys.stderr)
+        print(f"mllmrec {command}: error: {e}", file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0
 

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mllmrec.errors import MllmrecError
 
-def opt(default: Any, help: str, *, positional: bool = False, choices: tuple | None = None,
-        short: str | None = None, **kw: Any):
-    """A dataclass field with CLI metadata (`short`: an extra flag such as "-k")."""
-    meta = {"help": help, "positional": positional, "choices": choices, "short": short}
+
+def opt(default: Any, help: str, *, positional: bool = False, short: str | None = None, **kw: Any):
+    """A dataclass field with CLI metadata (`short`: an extra flag such as "-k"). Choices come from
+    the field's Literal type."""
+    meta = {"help": help, "positional": positional, "short": short}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda d=tuple(default): d, metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -27,15 +29,27 @@ def opt(default: Any, help: str, *, positional: bool = False, choices: tuple | N
 REQUIRED = dataclasses.MISSING
 
 
-class ConfigError(ValueError):
+class ConfigError(MllmrecError, ValueError):
     """A config value or key is wrong; the message says which and why."""
+
+
+class _Checked:
+    """Checks choice (Literal) fields however the config was built (CLI, YAML or Python)."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            tp = hints[f.name]
+            if typing.get_origin(tp) is Literal and getattr(self, f.name) not in typing.get_args(tp):
+                raise ConfigError(f"{f.name}: {getattr(self, f.name)!r} is not one of "
+                                  f"{', '.join(map(str, typing.get_args(tp)))}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Stage 0: catalogue
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
-class CatalogSpec:
+class CatalogSpec(_Checked):
     """How to read a catalogue file into Items."""
 
     catalog: str = opt(REQUIRED, "Catalogue file: .jsonl, .csv or .parquet, one item per row.")
@@ -55,8 +69,7 @@ class CatalogSpec:
         "text-only",
         "What to do with an item whose image is missing, unreadable, corrupt, too large or outside "
         "the catalogue folder: embed it from its text, leave it out (both recorded in the "
-        "manifest), or stop with an error.",
-        choices=("text-only", "reject", "error"),
+        "manifest), or stop with an error."
     )
     allow_outside_paths: bool = opt(
         False, "Allow image paths that point outside the catalogue file's folder."
@@ -67,6 +80,7 @@ class CatalogSpec:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.image_field is not None and self.image_field.lower() in ("", "none", "null"):
             object.__setattr__(self, "image_field", None)
         if self.max_images < 1:
@@ -95,7 +109,7 @@ def parse_text_fields(specs: tuple[str, ...]) -> list[tuple[str, int | None]]:
 # Backbone and prompt (shared by embed and prompts show)
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
-class ModelSpec:
+class ModelSpec(_Checked):
     """Which backbone to load and how."""
 
     model: str = opt(
@@ -106,8 +120,7 @@ class ModelSpec:
     revision: str | None = opt(None, "Hub revision (branch, tag or commit) of --model.")
     device: str = opt("auto", "Device: auto (cuda if available), cpu, cuda, cuda:1 ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
-        "auto", "Compute precision; auto = bfloat16 on GPU, float32 on CPU.",
-        choices=("auto", "float32", "bfloat16", "float16"),
+        "auto", "Compute precision; auto = bfloat16 on GPU, float32 on CPU."
     )
     min_pixels: int | None = opt(None, "Smallest image area after resizing (Qwen-VL); default: the model's.")
     max_pixels: int | None = opt(
@@ -131,10 +144,10 @@ class EmbedConfig(CatalogSpec, ModelSpec):
     batch_size: int = opt(16, "Items per forward pass (sorted by length to limit padding).")
     shard_size: int = opt(1024, "Items per shard file; a crash loses at most one shard of work per process.")
     store_dtype: Literal["float32", "float16"] = opt(
-        "float32", "Precision of the stored vectors.", choices=("float32", "float16")
+        "float32", "Precision of the stored vectors."
     )
     format: Literal["safetensors", "parquet"] = opt(
-        "safetensors", "File format of the stored vectors.", choices=("safetensors", "parquet")
+        "safetensors", "File format of the stored vectors."
     )
     resume: bool = opt(False, "Continue an interrupted run in --out (refused if model or prompt differ).")
     overwrite: bool = opt(False, "Delete an existing store in --out and start again.")
@@ -161,7 +174,7 @@ class PromptShowConfig(CatalogSpec):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ComposeConfig:
+class ComposeConfig(_Checked):
     """NoteLLM-2's own construction: causal LM + vision encoder + connector, saved as one directory."""
 
     lm: str = opt(REQUIRED, "Causal language model: hub id or local directory (with --gguf-file: where the GGUF file is).")
@@ -172,7 +185,7 @@ class ComposeConfig:
     )
     connector: Literal["mlp", "qformer"] = opt(
         "mlp", "Connector from vision features to LM embeddings: a 2-layer MLP per patch, or a Q-Former "
-        "with --query-tokens learned queries.", choices=("mlp", "qformer"),
+        "with --query-tokens learned queries."
     )
     query_tokens: int = opt(32, "Q-Former: number of query tokens spliced into the prompt per image.")
     qformer_layers: int = opt(2, "Q-Former: cross-attention layers.")
@@ -185,13 +198,13 @@ class ComposeConfig:
 # Search
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
-class IndexConfig:
+class IndexConfig(_Checked):
     """Build a faiss index over one channel of an embedding store (cosine similarity)."""
 
     store: str = opt(REQUIRED, "Embedding store directory written by `mllmrec embed`.", positional=True)
     channel: str = opt("mm", "Which vector channel to index (mm, visual, fused ...).")
     kind: Literal["flat", "ivf", "hnsw"] = opt(
-        "flat", "Index type: exact inner product (flat), IVF-Flat or HNSW.", choices=("flat", "ivf", "hnsw")
+        "flat", "Index type: exact inner product (flat), IVF-Flat or HNSW."
     )
     nlist: int | None = opt(None, "IVF: number of lists (default ~ 4*sqrt(n)).")
     nprobe: int = opt(16, "IVF: lists probed per query.")
@@ -200,7 +213,7 @@ class IndexConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class NeighborsConfig:
+class NeighborsConfig(_Checked):
     """Print the nearest items to a query item, with their titles."""
 
     store: str = opt(REQUIRED, "Embedding store directory.", positional=True)
@@ -213,7 +226,7 @@ class NeighborsConfig:
 # Synthetic data and demo
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
-class SyntheticConfig:
+class SyntheticConfig(_Checked):
     """Write a deterministic synthetic multimodal catalogue: some attributes only in the image, some
     only in the text; users prefer attributes of both kinds."""
 
@@ -226,14 +239,13 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DemoConfig:
+class DemoConfig(_Checked):
     """Run the main job end to end offline: synthetic catalogue, tiny random backbone, embed, index,
     neighbours. Real use needs a real model, e.g. `mllmrec embed --model Qwen/Qwen2-VL-2B-Instruct`."""
 
     out: str = opt("mllmrec-demo", "Working directory for the demo's catalogue, model and store.")
     family: Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl", "composed"] = opt(
-        "qwen2-vl", "Tiny random backbone family to build.",
-        choices=("qwen2-vl", "qwen2.5-vl", "qwen3-vl", "composed"),
+        "qwen2-vl", "Tiny random backbone family to build."
     )
     n_items: int = opt(200, "Synthetic catalogue size.")
     seed: int = opt(0, "Seed for data and the random model.")

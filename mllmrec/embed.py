@@ -23,16 +23,21 @@ import numpy as np
 
 from mllmrec import __version__
 from mllmrec.config import EmbedConfig, to_dict
+from mllmrec.errors import MllmrecError
 from mllmrec.index import store as st
 from mllmrec.types import Item, Rejection
 
 log = logging.getLogger(__name__)
 
-# Config keys that do not change the vectors, so a resume may differ in them.
-_RESUME_FREE = {"resume", "overwrite", "progress", "out", "device"}
+# Config keys a resume may change. batch_size only changes padding (vectors agree to ~1e-6), and a
+# smaller batch is the natural way to continue a run that ran out of memory; each (re)start's
+# batch size is recorded in the manifest's "runs".
+# Paths are free too: the catalogue's content hash and the weights fingerprint pin what matters,
+# so a store can be resumed from another working directory or after moving the model.
+_RESUME_FREE = {"resume", "overwrite", "progress", "out", "device", "batch_size", "catalog", "model"}
 
 
-class EmbedError(RuntimeError):
+class EmbedError(MllmrecError, RuntimeError):
     """The run cannot start or continue; the message says why and what to do."""
 
 
@@ -43,6 +48,7 @@ class EmbedResult:
     n_rejected: int
     seconds: float
     manifest: dict[str, Any]
+    already_complete: bool = False
 
 
 def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | None = None) -> EmbedResult:
@@ -59,28 +65,34 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
     out = Path(cfg.out)
     catalog = load_catalog(cfg)
     template = load_template(cfg.prompt)
+    _check_usable(cfg, template)
+    # Everything that can be checked without the model is checked before loading it (minutes for
+    # a large model): an existing store, a foreign folder, a resume with other settings.
+    identity = {
+        "config": {k: v for k, v in to_dict(cfg).items() if k not in _RESUME_FREE},
+        "catalog_sha256": catalog.sha256,
+        "prompt": template.identity(),
+    }
+    if rank == 0:
+        done_already = _precheck_out(out, cfg, identity)
+        if done_already is not None:
+            return EmbedResult(out, done_already["counts"]["embedded"], done_already["counts"]["rejected"], 0.0,
+                               done_already, already_complete=True)
     if encoder is None:
         from mllmrec.backbone.load import open_encoder
 
         encoder = open_encoder(cfg, device=_device_for_rank(cfg.device, rank, world))
-    identity = {
-        "config": {k: v for k, v in to_dict(cfg).items() if k not in _RESUME_FREE},
-        "catalog_sha256": catalog.sha256,
-        "backbone": encoder.fingerprint(),
-        "prompt": template.identity(),
-        "fusion_gate": _gate_fingerprint(encoder),
-    }
+    output_channels(template, encoder)  # refuses a gate the encoder cannot apply, before any work
+    backbone = {k: v for k, v in encoder.fingerprint().items() if k != "backbone"}  # not the path/id
+    identity.update(backbone=backbone, fusion_gate=_gate_fingerprint(encoder))
     n_shards = -(-len(catalog.items) // cfg.shard_size)
     if rank == 0:
         _prepare_out(out, cfg, identity)
-        manifest = _start_manifest(cfg, catalog, encoder, template, identity, n_shards, world, command)
-        if manifest.get("status") != "complete":
-            st.write_manifest(out, manifest)
+        st.write_manifest(out, _start_manifest(cfg, catalog, encoder, template, identity, n_shards, world, command))
     _barrier(world)
     manifest = st.read_manifest(out)
-    if manifest.get("status") == "complete":
-        log.info("store %s is already complete", out)
-        return EmbedResult(out, manifest["counts"]["embedded"], manifest["counts"]["rejected"], 0.0, manifest)
+    if manifest.get("status") == "complete":  # another process's view; rank 0 returned above
+        return EmbedResult(out, 0, 0, 0.0, manifest, already_complete=True)
     if rank != 0:
         _check_identity(manifest["identity"], identity, out)
 
@@ -88,8 +100,10 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
     mine = [k for k in range(n_shards) if k % world == rank and k not in done]
     _embed_shards(cfg, catalog, template, encoder, out, mine)
     if rank != 0:
+        _end_processes(world)
         return EmbedResult(out, 0, 0, time.perf_counter() - t0, manifest)
     _wait_for_shards(out, n_shards)
+    _end_processes(world)
     manifest = _finalize(out, cfg, catalog, manifest, n_shards, time.perf_counter() - t0)
     c = manifest["counts"]
     return EmbedResult(out, c["embedded"], c["rejected"], time.perf_counter() - t0, manifest)
@@ -103,74 +117,119 @@ def _embed_shards(cfg: EmbedConfig, catalog: Any, template: Any, encoder: Any, o
 
     total = sum(len(catalog.items[k * cfg.shard_size : (k + 1) * cfg.shard_size]) for k in shards)
     rank, _ = _dist_info()
-    bar = tqdm(total=total, unit="item", desc=f"embed[{rank}]" if rank else "embed", position=rank,
-               disable=not cfg.progress, dynamic_ncols=True, mininterval=1.0)
     use_images = template.uses_images and getattr(encoder, "accepts_images", True)
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    log.info("process %d: %d shard(s) to embed (%d items)", rank, len(shards), total)
+    with tqdm(total=total, unit="item", desc=f"embed[{rank}]" if rank else "embed", position=rank,
+              disable=not cfg.progress, dynamic_ncols=True, mininterval=1.0) as bar, \
+            ThreadPoolExecutor(max_workers=4) as pool:
         for k in shards:
             items = catalog.items[k * cfg.shard_size : (k + 1) * cfg.shard_size]
             ids, vectors, rejected = embed_items(cfg, items, catalog.base_dir, template, encoder, pool, use_images)
             st.write_shard(out, k, ids, vectors, rejected)
             bar.update(len(items))
-    bar.close()
 
 
 def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: Any, encoder: Any,
                 pool: ThreadPoolExecutor, use_images: bool) -> tuple[list[str], dict[str, np.ndarray], list[dict]]:
-    """Embed one shard's items: (ids embedded, {channel: [n, d]}, rejections as dicts)."""
-    from mllmrec.catalog import load_item_images
-    from mllmrec.prompts import PromptError, render
+    """Embed one shard's items: (ids embedded, in catalogue order; {channel: [n, d]}; rejections).
 
-    if use_images:
-        loaded = list(pool.map(lambda it: load_item_images(it, base_dir, cfg), items))
-    else:
-        loaded = [([], None)] * len(items)
+    Items are sorted by estimated token count (image sizes come from file headers) and batched;
+    images are decoded one batch at a time, so memory holds one batch of pixels, not a shard's.
+    """
+    from mllmrec.catalog import probe_image_sizes
+
+    texts_len = [sum(len(v) for v in it.texts.values()) for it in items]
+    sizes = list(pool.map(lambda it: probe_image_sizes(it, base_dir, cfg), items)) if use_images else [[]] * len(items)
+    order = sorted(range(len(items)), key=lambda i: encoder.estimate_tokens(texts_len[i], sizes[i]))
+    channels = output_channels(template, encoder)
+    store_dtype = np.float16 if cfg.store_dtype == "float16" else np.float32
+    rows: dict[int, dict[str, np.ndarray]] = {}
+    rejected: list[dict] = []
+    for b in range(0, len(order), cfg.batch_size):
+        batch = [items[i] for i in order[b : b + cfg.batch_size]]
+        rendered, rej = _load_and_render(cfg, batch, base_dir, template, encoder, pool, use_images)
+        rejected += rej
+        if rendered:
+            out = encoder.encode([r for _, r in rendered])
+            for k, (pos, _) in enumerate(rendered):
+                rows[order[b + pos]] = {ch: out[ch][k].numpy().astype(store_dtype) for ch in channels}
+    done = sorted(rows)  # back to catalogue order
+    vectors = {ch: (np.stack([rows[i][ch] for i in done]) if done else np.zeros((0, encoder.hidden_size), store_dtype))
+               for ch in channels}
+    return [items[i].id for i in done], vectors, _in_catalog_order(rejected, items)
+
+
+def _load_and_render(cfg: EmbedConfig, batch: list[Item], base_dir: Path, template: Any, encoder: Any,
+                     pool: ThreadPoolExecutor, use_images: bool) -> tuple[list[tuple[int, Any]], list[dict]]:
+    """Decode a batch's images and render its prompts: ([(position in batch, RenderedItem)], rejections)."""
+    from mllmrec.catalog import load_item_images
+    from mllmrec.prompts import PromptError, TemplateError, render
+
+    loaded = list(pool.map(lambda it: load_item_images(it, base_dir, cfg), batch)) if use_images \
+        else [([], None)] * len(batch)
     rendered, rejected = [], []
-    for it, (images, rej) in zip(items, loaded, strict=True):
-        if rej is not None:
-            rejected.append(rej.to_dict())
+    for pos, (it, (images, rej)) in enumerate(zip(batch, loaded, strict=True)):
         if images is None:
+            rejected.append(rej.to_dict())
             continue
         try:
-            rendered.append(render(template, it, images, image_placeholder=encoder.image_placeholder,
-                                   chat=encoder.render_chat))
+            rendered.append((pos, render(template, it, images, image_placeholder=encoder.image_placeholder,
+                                         chat=encoder.render_chat, special_tokens=encoder.special_tokens)))
+            if rej is not None:
+                rejected.append(rej.to_dict())
+        except TemplateError:
+            raise  # wrong for every item: stop instead of rejecting the whole catalogue
         except PromptError as e:
             # One record per item, holding its final outcome and every reason that led there.
-            prior = [r["reason"] for r in rejected if r["id"] == it.id]
-            rejected = [r for r in rejected if r["id"] != it.id]
-            rejected.append(Rejection(it.id, "; ".join([*prior, str(e)])).to_dict())
-    store_dtype = np.float16 if cfg.store_dtype == "float16" else np.float32
-    channels = output_channels(template, encoder)
-    vectors = {ch: np.zeros((len(rendered), encoder.hidden_size), store_dtype) for ch in channels}
-    order = sorted(range(len(rendered)), key=lambda i: encoder.estimate_length(rendered[i]))
-    for b in range(0, len(order), cfg.batch_size):
-        rows = order[b : b + cfg.batch_size]
-        out = encoder.encode([rendered[i] for i in rows])
-        for ch in channels:
-            vectors[ch][rows] = out[ch].numpy().astype(store_dtype)
-    return [r.item_id for r in rendered], vectors, rejected
+            reasons = [rej.reason] if rej is not None else []
+            rejected.append(Rejection(it.id, "; ".join([*reasons, str(e)])).to_dict())
+    return rendered, rejected
+
+
+def _in_catalog_order(records: list[dict], items: list[Item]) -> list[dict]:
+    pos = {it.id: n for n, it in enumerate(items)}
+    return sorted(records, key=lambda r: pos[r["id"]])
 
 
 # ---------------------------------------------------------------------------------------------
 # Store directory life cycle
 # ---------------------------------------------------------------------------------------------
-def _prepare_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> None:
+def _check_usable(cfg: EmbedConfig, template: Any) -> None:
+    if "image" in template.requires and cfg.image_field is None:
+        raise EmbedError(f"prompt {template.name!r} needs images but the catalogue has no image field "
+                         "(--image-field none); every item would be rejected")
+
+
+def _precheck_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """Refuse what can be refused before loading the model; return the manifest of a complete store
+    that --resume finds (nothing left to do)."""
     has_manifest = (out / st.MANIFEST).is_file()
-    if cfg.overwrite and out.exists():
-        if not has_manifest and any(out.iterdir()):
+    if cfg.overwrite:
+        if out.exists() and not has_manifest and any(out.iterdir()):
             raise EmbedError(f"--overwrite refuses to delete {out}: it is not an mllmrec store")
-        shutil.rmtree(out)
-        has_manifest = False
+        return None
     if cfg.resume:
         if not has_manifest:
             raise EmbedError(f"--resume: {out} holds no store to resume (no {st.MANIFEST})")
+        manifest = st.read_manifest(out)
+        stored = manifest.get("identity", {})
+        _check_identity({k: stored.get(k) for k in identity}, identity, out)
+        return manifest if manifest.get("status") == "complete" else None
+    if out.exists() and any(out.iterdir()):
+        what = "a store" if has_manifest else "files"
+        raise EmbedError(f"{out} already holds {what}; use --resume to continue it or --overwrite to start again")
+    return None
+
+
+def _prepare_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> None:
+    """Checks that need the model (its identity), then set the folder up for work."""
+    if cfg.overwrite and out.exists():
+        shutil.rmtree(out)
+    if cfg.resume:
         _check_identity(st.read_manifest(out).get("identity", {}), identity, out)
         removed = st.clean_partial_files(out)
         if removed:
             log.info("removed %d partial file(s) left by the interrupted run", removed)
-    elif out.exists() and any(out.iterdir()):
-        what = "a store" if has_manifest else "files"
-        raise EmbedError(f"{out} already holds {what}; use --resume to continue it or --overwrite to start again")
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -191,15 +250,16 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
 
 def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any, identity: dict[str, Any],
                     n_shards: int, world: int, command: list[str] | None) -> dict[str, Any]:
-    out = Path(cfg.out)
+    run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batch_size": cfg.batch_size, "processes": world,
+           "command": command or []}
     if cfg.resume:
-        return st.read_manifest(out)
+        manifest = st.read_manifest(Path(cfg.out))
+        return {**manifest, "runs": [*manifest.get("runs", []), run]}
     return {
         "stage": "embed",
         "status": "running",
         "mllmrec_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": command if command is not None else list(sys.argv),
         "config": to_dict(cfg),
         "identity": identity,
         "catalog": {"path": str(catalog.path), "sha256": catalog.sha256,
@@ -214,6 +274,7 @@ def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any,
         "plan": {"items": len(catalog.items), "shard_size": cfg.shard_size, "shards": n_shards,
                  "batch_size": cfg.batch_size},
         "processes": world,
+        "runs": [run],
         "notes": _notes(template, encoder),
     }
 
@@ -229,7 +290,11 @@ def _gate_fingerprint(encoder: Any) -> str | None:
 
 def output_channels(template: Any, encoder: Any) -> tuple[str, ...]:
     """The template's channels, plus `fused` when the encoder carries a late-fusion gate."""
-    return (*template.channels, *(("fused",) if getattr(encoder, "fusion_gate", None) is not None else ()))
+    if getattr(encoder, "fusion_gate", None) is None:
+        return tuple(template.channels)
+    if not getattr(encoder, "supports_fusion_gate", False):
+        raise EmbedError(f"{type(encoder).__name__} cannot apply a late-fusion gate (no pooled vision features)")
+    return (*template.channels, "fused")
 
 
 def _notes(template: Any, encoder: Any) -> list[str]:
@@ -249,11 +314,12 @@ def _finalize(out: Path, cfg: EmbedConfig, catalog: Any, manifest: dict[str, Any
               seconds: float) -> dict[str, Any]:
     ids, vectors, rejected = st.concat_shards(out, n_shards)
     for ch in manifest["channels"]:
-        vectors.setdefault(ch, np.zeros((0, manifest["dims"][ch]), np.float32))
+        vectors.setdefault(ch, np.zeros((0, manifest["dims"][ch]), np.dtype(cfg.store_dtype)))
     labels_by_id = {it.id: _label(it) for it in catalog.items}
     st.write_vectors(out, cfg.format, ids, [labels_by_id[i] for i in ids], vectors)
-    rejected = [r.to_dict() for r in catalog.rejected] + rejected
-    rejected_out = [r for r in rejected if r["action"] == "rejected"]
+    records = [r.to_dict() for r in catalog.rejected] + rejected
+    rejected_out = [r for r in records if r["action"] == "rejected"]
+    degraded = [r for r in records if r["action"] != "rejected"]
     input_rows = len(catalog.items) + len(catalog.rejected)
     if len(ids) + len(rejected_out) != input_rows:  # the "nothing is lost" invariant
         raise EmbedError(f"accounting error: {len(ids)} embedded + {len(rejected_out)} rejected != {input_rows} rows")
@@ -262,8 +328,9 @@ def _finalize(out: Path, cfg: EmbedConfig, catalog: Any, manifest: dict[str, Any
         "status": "complete",
         "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "counts": {"input": input_rows, "embedded": len(ids), "rejected": len(rejected_out),
-                   "text_only": sum(r["action"] == "text-only" for r in rejected)},
-        "rejected": rejected,
+                   "text_only": len(degraded)},
+        "rejected": rejected_out,  # left out of the store, with the reason
+        "degraded": degraded,  # in the store, embedded without their image, with the reason
         "seconds_last_run": round(seconds, 3),
     }
     st.write_manifest(out, manifest)
@@ -285,7 +352,7 @@ def _dist_info() -> tuple[int, int]:
 def _device_for_rank(device: str, rank: int, world: int) -> str:
     import torch
 
-    if device == "auto" and torch.cuda.is_available() and world > 1:
+    if device in ("auto", "cuda") and torch.cuda.is_available() and world > 1:
         return f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
     return device
 
@@ -301,15 +368,30 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
-def run(cfg: EmbedConfig) -> int:
+def run(cfg: EmbedConfig, command: list[str] | None = None) -> int:
     """CLI entry: embed, then print what was written and what was left out."""
-    r = run_embed(cfg)
+    r = run_embed(cfg, command=command)
     rank, _ = _dist_info()
-    if rank == 0:
-        c = r.manifest["counts"]
-        print(f"store: {r.out}  embedded {c['embedded']} of {c['input']} items "
-              f"({c['rejected']} rejected, {c['text_only']} embedded text-only) in {r.seconds:.1f} s; "
-              f"channels {', '.join(f'{ch}[{d}]' for ch, d in r.manifest['dims'].items())}")
-        if r.manifest["rejected"]:
-            print(f"every left-out or degraded item and its reason is in {r.out / st.MANIFEST} (\"rejected\")")
+    if rank != 0:
+        return 0
+    c = r.manifest["counts"]
+    if r.already_complete:
+        print(f"store {r.out} is already complete ({c['embedded']} items); nothing to do")
+        return 0
+    print(f"store: {r.out}  embedded {c['embedded']} of {c['input']} items "
+          f"({c['rejected']} rejected, {c['text_only']} embedded text-only) in {r.seconds:.1f} s; "
+          f"channels {', '.join(f'{ch}[{d}]' for ch, d in r.manifest['dims'].items())}")
+    if c["rejected"] or c["text_only"]:
+        print(f"each item's reason is in {r.out / st.MANIFEST} under \"rejected\" and \"degraded\"")
+    if c["embedded"] == 0:
+        print("error: no item was embedded; see the reasons above", file=sys.stderr)
+        return 1
     return 0
+
+
+def _end_processes(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()

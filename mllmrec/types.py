@@ -9,13 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Output channels of an encoder (DESIGN.md, "Encoder protocol").
-MM = "mm"  # hidden state of the last prompt token: the item vector
-VISUAL = "visual"  # mICL: token before the image-compression slot
-TEXT = "text"
-FUSED = "fused"  # late-fusion gate output
-CHANNELS = (MM, VISUAL, TEXT, FUSED)
-
 
 @dataclass(frozen=True)
 class Item:
@@ -46,10 +39,6 @@ class Rejection:
     def to_dict(self) -> dict[str, str]:
         return {"id": self.item_id, "reason": self.reason, "action": self.action}
 
-    @classmethod
-    def from_dict(cls, d: dict[str, str]) -> Rejection:
-        return cls(item_id=d["id"], reason=d["reason"], action=d.get("action", "rejected"))
-
 
 @dataclass
 class RenderedItem:
@@ -58,7 +47,7 @@ class RenderedItem:
     `text` holds the backbone's image placeholder once per image in `images` (PIL images, in
     order). `slots` maps an extra output channel (e.g. "visual" for mICL) to the character offset
     in `text` where its compression slot sits: the channel's vector is the hidden state of the
-    token that ends just before that offset. The `mm` vector is always the last token.
+    last token that ends at or before that offset. The `mm` vector is always the last token.
     """
 
     item_id: str

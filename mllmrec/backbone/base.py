@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from mllmrec.errors import MllmrecError
 from mllmrec.types import RenderedItem
 
 if TYPE_CHECKING:
@@ -30,11 +31,16 @@ class Encoder(Protocol):
     def fingerprint(self) -> dict[str, Any]:
         """Identity of the weights for manifests: backbone id, revision, weights fingerprint."""
 
-    def estimate_length(self, item: RenderedItem) -> int:
-        """Cheap token-count estimate used to sort items into batches of similar length."""
+    def estimate_tokens(self, text_chars: int, image_sizes: Sequence[tuple[int, int]]) -> int:
+        """Cheap token-count estimate from text length and image (width, height) sizes, used to sort
+        items into batches of similar length before their images are decoded."""
 
     def encode(self, batch: Sequence[RenderedItem]) -> dict[str, torch.Tensor]:
         """Embed a batch: {channel: float32 CPU tensor [len(batch), hidden_size]}."""
+
+
+class BackboneError(MllmrecError, ValueError):
+    """The model cannot be found, is of an unsupported kind, or is asked for something it cannot do."""
 
 
 def render_with_chat_template(tokenizer: Any, user_text: str, system: str | None = None) -> str | None:
@@ -45,6 +51,14 @@ def render_with_chat_template(tokenizer: Any, user_text: str, system: str | None
         {"role": "user", "content": user_text}
     ]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def special_strings(tokenizer: Any) -> tuple[str, ...]:
+    """The tokenizer's special/control token strings (Qwen: `<|im_end|>`, `<|image_pad|>` ...)."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    found = {t.content for t in added.values() if getattr(t, "special", False)}
+    found |= set(getattr(tokenizer, "all_special_tokens", []) or [])
+    return tuple(sorted(found))
 
 
 def weights_fingerprint(module: torch.nn.Module, sample: int = 1024) -> str:

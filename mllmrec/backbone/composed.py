@@ -30,9 +30,11 @@ from torch import nn
 
 from mllmrec import __version__
 from mllmrec.backbone.base import (
+    BackboneError,
     render_with_chat_template,
     resolve_device,
     resolve_dtype,
+    special_strings,
     weights_fingerprint,
 )
 from mllmrec.backbone.connector import build_connector
@@ -64,6 +66,10 @@ class ComposedEncoder:
         self.vision, self.image_processor = (vision.eval() if vision is not None else None), image_processor
         self.connector = connector.eval() if connector is not None else None
         self.accepts_images = vision is not None
+        self.special_tokens = special_strings(tokenizer)
+        # The late-fusion gate needs pooled vision features from the encoder; only the Qwen
+        # encoder provides them so far, so embed refuses a gate on a composed model.
+        self.supports_fusion_gate = False
         self.hidden_size = int(lm.config.get_text_config().hidden_size)
         self.image_token_id = int(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
         self.tokens_per_image = int(meta.get("tokens_per_image") or 0)
@@ -144,7 +150,7 @@ class ComposedEncoder:
             raise FileNotFoundError(f"{root} is not a composed model directory (no {META_FILE})")
         meta = json.loads((root / META_FILE).read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{root}: composed format {meta.get('format')} v{meta.get('format_version')} is "
+            raise BackboneError(f"{root}: composed format {meta.get('format')} v{meta.get('format_version')} is "
                              f"not the {FORMAT} v{FORMAT_VERSION} this mllmrec reads")
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
@@ -167,20 +173,23 @@ class ComposedEncoder:
 
     def fingerprint(self) -> dict[str, Any]:
         """Backbone id, the composition's sources and connector, and a hash over all three parts."""
-        parts = nn.ModuleDict({"lm": self.lm, **({"vision": self.vision, "connector": self.connector}
-                                                  if self.vision is not None else {})})
-        return {"backbone": self.name, "revision": None, "kind": "composed", "weights": weights_fingerprint(parts),
+        if getattr(self, "_weights_fp", None) is None:  # hashing a large LM is not free: once
+            parts = nn.ModuleDict({"lm": self.lm, **({"vision": self.vision, "connector": self.connector}
+                                                      if self.vision is not None else {})})
+            self._weights_fp = weights_fingerprint(parts)
+        return {"backbone": self.name, "revision": None, "kind": "composed",
+                "dtype": str(self.dtype).removeprefix("torch."), "weights_fingerprint": self._weights_fp,
                 "sources": self.meta["sources"], "connector": self.meta["connector"]}
 
-    def estimate_length(self, item: RenderedItem) -> int:
-        """~4 characters per text token, plus the spliced image tokens."""
-        return len(item.text) // 4 + len(item.images) * self.tokens_per_image
+    def estimate_tokens(self, text_chars: int, image_sizes: Sequence[tuple[int, int]]) -> int:
+        """~3 characters per text token; every image is spliced as `tokens_per_image` tokens."""
+        return text_chars // 3 + len(image_sizes) * self.tokens_per_image
 
     def tokenize(self, batch: Sequence[RenderedItem]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Expand each `<image>` to `tokens_per_image` copies and tokenize left-padded (with slots)."""
         if not self.accepts_images and any(it.images for it in batch):
             bad = next(it.item_id for it in batch if it.images)
-            raise ValueError(f"item {bad!r} has images, but this composed model is text-only (no vision "
+            raise BackboneError(f"item {bad!r} has images, but this composed model is text-only (no vision "
                              "encoder); render such items without images")
         texts, slots = zip(*(expand_placeholders(it.text, IMAGE_TOKEN, [self.tokens_per_image] * len(it.images),
                                                  it.slots) for it in batch), strict=True)

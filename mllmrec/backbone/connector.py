@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mllmrec.backbone.base import BackboneError
+
 CONNECTOR_KINDS = ("mlp", "qformer")
 
 
@@ -98,10 +100,10 @@ class QFormerConnector(nn.Module):
     ) -> None:
         super().__init__()
         if n_query < 1 or n_layers < 1:
-            raise ValueError(f"Q-Former needs n_query >= 1 and n_layers >= 1, got {n_query}, {n_layers}")
+            raise BackboneError(f"Q-Former needs n_query >= 1 and n_layers >= 1, got {n_query}, {n_layers}")
         n_heads = n_heads or default_heads(lm_dim)
         if lm_dim % n_heads:
-            raise ValueError(f"Q-Former: lm_dim {lm_dim} is not divisible by n_heads {n_heads}")
+            raise BackboneError(f"Q-Former: lm_dim {lm_dim} is not divisible by n_heads {n_heads}")
         self.vision_dim, self.lm_dim = vision_dim, lm_dim
         self.n_query, self.n_layers, self.n_heads = n_query, n_layers, n_heads
         self.queries = nn.Parameter(torch.randn(n_query, lm_dim) * 0.02)  # [k, dl]
@@ -135,8 +137,8 @@ def build_connector(kind: str, vision_dim: int, lm_dim: int, **kwargs: Any) -> C
     for the MLP, so a config that names Q-Former options for an MLP is an error, not ignored."""
     if kind == "mlp":
         if kwargs:
-            raise ValueError(f"the mlp connector takes no options, got {sorted(kwargs)}")
+            raise BackboneError(f"the mlp connector takes no options, got {sorted(kwargs)}")
         return MLPConnector(vision_dim, lm_dim)
     if kind == "qformer":
         return QFormerConnector(vision_dim, lm_dim, **kwargs)
-    raise ValueError(f"unknown connector {kind!r}; known: {', '.join(CONNECTOR_KINDS)}")
+    raise BackboneError(f"unknown connector {kind!r}; known: {', '.join(CONNECTOR_KINDS)}")

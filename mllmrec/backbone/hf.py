@@ -14,9 +14,11 @@ from typing import Any
 import torch
 
 from mllmrec.backbone.base import (
+    BackboneError,
     render_with_chat_template,
     resolve_device,
     resolve_dtype,
+    special_strings,
     weights_fingerprint,
 )
 from mllmrec.backbone.pooling import expand_placeholders, pool, tokenize_with_slots
@@ -33,6 +35,8 @@ class QwenVLEncoder:
                  revision: str | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.special_tokens = special_strings(tokenizer)
+        self.supports_fusion_gate = True
         self.image_processor = image_processor
         self.name = name
         self.family = family
@@ -71,11 +75,11 @@ class QwenVLEncoder:
         if self._fingerprint is None:
             self._fingerprint = weights_fingerprint(self.model)
         return {"backbone": self.name, "family": self.family.name, "revision": self.revision,
-                "weights_fingerprint": self._fingerprint}
+                "dtype": str(self.model.dtype).removeprefix("torch."), "weights_fingerprint": self._fingerprint}
 
-    def estimate_length(self, item: RenderedItem) -> int:
+    def estimate_tokens(self, text_chars: int, image_sizes: Sequence[tuple[int, int]]) -> int:
         # Text: ~3 characters per token is close enough for sorting; images: exact token count.
-        return len(item.text) // 3 + sum(self.image_tokens(im.height, im.width) for im in item.images)
+        return text_chars // 3 + sum(self.image_tokens(h, w) for w, h in image_sizes)
 
     def image_tokens(self, height: int, width: int) -> int:
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
@@ -144,5 +148,5 @@ def set_pixel_bounds(image_processor: Any, min_pixels: int | None, max_pixels: i
     if max_pixels is not None:
         size["longest_edge"] = int(max_pixels)
     if size["shortest_edge"] > size["longest_edge"]:
-        raise ValueError(f"min_pixels {size['shortest_edge']} exceeds max_pixels {size['longest_edge']}")
+        raise BackboneError(f"min_pixels {size['shortest_edge']} exceeds max_pixels {size['longest_edge']}")
     image_processor.size = size

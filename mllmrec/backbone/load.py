@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from mllmrec.backbone.base import BackboneError
 from mllmrec.config import ModelSpec
 
 
@@ -12,6 +14,7 @@ def open_encoder(spec: ModelSpec, device: str | None = None) -> Any:
     from mllmrec.backbone.composed import ComposedEncoder, is_composed_dir
 
     dev = device or spec.device
+    check_model_reference(spec.model)
     if is_composed_dir(spec.model):
         return ComposedEncoder.load(spec.model, device=dev, dtype=spec.dtype)
     from mllmrec.backbone.hf import QwenVLEncoder
@@ -22,8 +25,23 @@ def open_encoder(spec: ModelSpec, device: str | None = None) -> Any:
     )
 
 
+def check_model_reference(model: str) -> None:
+    """A reference that is clearly a path (./x, /x, ~/x, a/b/c) must exist; hub ids are `org/name`.
+
+    Without this, a mistyped local path reaches the hub client and fails with a message about
+    repository-id syntax that says nothing about the missing directory.
+    """
+    p = Path(model).expanduser()
+    looks_local = model.startswith((".", "/", "~")) or model.count("/") >= 2 or p.suffix in (".gguf", ".safetensors")
+    if looks_local and not p.is_dir():
+        near = sorted(q.name for q in p.parent.iterdir() if q.is_dir())[:8] if p.parent.is_dir() else []
+        hint = f"; folders in {p.parent}: {', '.join(near)}" if near else ""
+        raise BackboneError(f"no such model directory: {model}{hint}")
+
+
 def open_renderer(model: str, trust_remote_code: bool = False) -> tuple[Any, str]:
     """(chat function, image placeholder) for rendering prompts without loading any weights."""
+    check_model_reference(model)
     from transformers import AutoConfig, AutoTokenizer
 
     from mllmrec.backbone.base import render_with_chat_template

@@ -2,8 +2,8 @@
 
 All backbones tokenize with left padding, so the last prompt token of every row sits at index -1
 and `mm = hidden[:, -1]`. Slots (e.g. mICL's visual slot) are character offsets in the rendered
-text; the slot's vector is the hidden state of the token that holds the character just before
-the offset. Because attention is causal, that vector cannot see anything after the slot.
+text; the slot's vector is the hidden state of the last token that ends at or before the offset.
+Because attention is causal, that vector cannot see anything after the slot.
 """
 
 from __future__ import annotations
@@ -41,13 +41,15 @@ def expand_placeholders(
 def slot_indices(
     offsets: torch.Tensor, attention_mask: torch.Tensor, char_offsets: Sequence[int]
 ) -> torch.Tensor:
-    """Index (in padded coordinates) of the token holding the character before each slot offset.
+    """Index (in padded coordinates) of the last token that ends at or before each slot offset.
 
+    A token that straddles the slot (BPE can merge `"` with what follows) is not taken: its hidden
+    state would see text after the slot, and the slot's promise is that it cannot.
     offsets: [n, L, 2] (start, end) char offsets from a fast tokenizer; attention_mask: [n, L].
     """
-    starts = offsets[..., 0]  # [n, L]
+    starts, ends = offsets[..., 0], offsets[..., 1]  # [n, L]
     limit = torch.as_tensor(list(char_offsets), dtype=starts.dtype).unsqueeze(1)  # [n, 1]
-    ok = (attention_mask.bool()) & (starts < limit) & (offsets[..., 1] > offsets[..., 0])  # [n, L]
+    ok = attention_mask.bool() & (ends <= limit) & (ends > starts)  # [n, L]
     if not bool(ok.any(dim=1).all()):
         raise ValueError("a slot sits before the first token of its prompt")
     positions = torch.arange(starts.shape[1]).expand_as(starts)  # [n, L]

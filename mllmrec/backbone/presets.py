@@ -32,7 +32,9 @@ def family_for(model_type: str) -> Family:
         return FAMILIES[model_type]
     except KeyError:
         known = ", ".join(f"{f.name} ({t})" for t, f in FAMILIES.items())
-        raise ValueError(
+        from mllmrec.backbone.base import BackboneError
+
+        raise BackboneError(
             f"model type {model_type!r} is not a supported vision-language backbone; supported: {known}, "
             "or a composed model directory (`mllmrec compose`)"
         ) from None

@@ -12,6 +12,7 @@ from mllmrec.catalog.images import (
     BadImageError,
     load_image,
     load_item_images,
+    probe_image_sizes,
     resolve_image_ref,
 )
 from mllmrec.catalog.load import Catalog, load_catalog
@@ -25,6 +26,7 @@ __all__ = [
     "load_catalog",
     "load_image",
     "load_item_images",
+    "probe_image_sizes",
     "read_records",
     "resolve_image_ref",
 ]

@@ -179,3 +179,19 @@ def load_item_images(
                 return None, Rejection(item.id, f"{reason}; no text to fall back on", action="rejected")
             return [], Rejection(item.id, reason, action="text-only")
     return images, None
+
+
+def probe_image_sizes(item: Item, base_dir: Path, spec: CatalogSpec) -> list[tuple[int, int]]:
+    """(width, height) of an item's images from their headers, without decoding pixels.
+
+    Used to sort items by token count before any image is decoded, so only one batch of decoded
+    images is in memory at a time. Problems are not reported here: `load_item_images` does that.
+    """
+    sizes = []
+    for ref in item.image_refs[: spec.max_images]:
+        try:
+            with Image.open(resolve_image_ref(ref, base_dir, spec.allow_outside_paths)) as im:
+                sizes.append(im.size)
+        except Exception:  # noqa: BLE001 - any failure is reported (with its reason) at load time
+            return []
+    return sizes

@@ -14,11 +14,13 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from mllmrec.errors import MllmrecError
+
 # Separator between several image references in one CSV cell (CSV has no list type).
 CSV_LIST_SEP = "|"
 
 
-class CatalogError(ValueError):
+class CatalogError(MllmrecError, ValueError):
     """The catalogue file cannot be read or its rows do not fit the spec; the message says why."""
 
 

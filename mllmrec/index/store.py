@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mllmrec.errors import MllmrecError
 
 MANIFEST = "manifest.json"
 SHARDS = "shards"
@@ -31,8 +32,15 @@ ITEMS = "items.parquet"
 VECTOR_FILES = {"safetensors": "vectors.safetensors", "parquet": "vectors.parquet"}
 
 
-class StoreError(ValueError):
+class StoreError(MllmrecError, ValueError):
     """A store is missing, incomplete or does not match what the caller expects."""
+
+
+class UnknownItemError(MllmrecError, KeyError):
+    """An item id that is not in the store (the message says whether it was rejected, and why)."""
+
+    def __str__(self) -> str:  # KeyError's str() would add quotes around the message
+        return str(self.args[0]) if self.args else ""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -178,7 +186,9 @@ class EmbeddingStore:
         try:
             return self._pos[str(item_id)]
         except KeyError:
-            raise KeyError(f"item {item_id!r} is not in the store {self.path}") from None
+            why = next((r["reason"] for r in self.manifest.get("rejected", []) if r["id"] == str(item_id)), None)
+            extra = f": it was rejected at embed time ({why})" if why else ""
+            raise UnknownItemError(f"item {item_id!r} is not in the store {self.path}{extra}") from None
 
     def vectors(self, channel: str = "mm", *, mmap: bool = True) -> np.ndarray:
         """[n, d] vectors of one channel, in store order (memory-mapped for safetensors)."""
@@ -189,7 +199,8 @@ class EmbeddingStore:
 
             col = pq.read_table(self.path / VECTOR_FILES["parquet"], columns=[channel]).column(channel)
             flat = col.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            return flat.reshape(len(col), -1)
+            dim = self.manifest.get("dims", {}).get(channel, -1)  # an empty store needs the dim to reshape
+            return flat.reshape(len(col), dim)
         return read_safetensors_tensor(self.path / VECTOR_FILES["safetensors"], channel, mmap=mmap)
 
 
@@ -230,8 +241,3 @@ def concat_shards(out: Path, n_shards: int) -> tuple[list[str], dict[str, np.nda
         for ch, v in s_vec.items():
             parts.setdefault(ch, []).append(v)
     return ids, {ch: np.concatenate(v) for ch, v in parts.items()}, rejected
-
-
-def iter_chunks(seq: list, size: int) -> Iterable[tuple[int, list]]:
-    for k in range(0, len(seq), size):
-        yield k // size, seq[k : k + size]

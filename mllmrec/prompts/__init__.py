@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from mllmrec.prompts.render import render
-from mllmrec.prompts.templates import PromptError, PromptTemplate, list_templates, load_template
+from mllmrec.prompts.templates import (
+    PromptError,
+    PromptTemplate,
+    TemplateError,
+    list_templates,
+    load_template,
+)
 
-__all__ = ["PromptError", "PromptTemplate", "list_templates", "load_template", "render"]
+__all__ = ["PromptError", "PromptTemplate", "TemplateError", "list_templates", "load_template", "render"]

@@ -9,9 +9,9 @@ answer_prefix starts the answer, so the last prompt token is where the model wou
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from mllmrec.prompts.templates import MARKER, PromptError, PromptTemplate
+from mllmrec.prompts.templates import MARKER, PromptError, PromptTemplate, TemplateError
 from mllmrec.types import Item, RenderedItem
 
 ChatFn = Callable[[str, "str | None"], "str | None"]
@@ -24,12 +24,19 @@ def render(
     *,
     image_placeholder: str,
     chat: ChatFn | None = None,
+    special_tokens: Sequence[str] = (),
 ) -> RenderedItem:
     """Render `item` (with its loaded `images`) for a backbone.
 
     `chat(user_text, system)` wraps a user message with the model's chat template or returns None
-    when there is none. Raises PromptError when the item lacks what the template `requires`.
+    when there is none. `special_tokens` are the tokenizer's control strings (and the image
+    placeholder): inside item text they are defused, so a title containing `<|im_end|>` or
+    `<image>` cannot change the prompt's structure or the number of image slots. Raises PromptError
+    when the item lacks what the template `requires`, TemplateError when no item could render.
     """
+    defuse = sorted({*special_tokens, image_placeholder} - {""}, key=len, reverse=True)
+    if defuse:
+        item = Item(item.id, {k: _defuse(v, defuse) for k, v in item.texts.items()}, item.image_refs)
     has = {"image": bool(images) and template.uses_images, "text": any(v for v in item.texts.values())}
     for need in template.requires:
         if not has[need]:
@@ -41,7 +48,7 @@ def render(
     else:
         shift = wrapped.rfind(user)  # the user turn is the last message; a system text could repeat it
         if shift < 0:
-            raise PromptError("the chat template altered the user message; use `chat: never` in the template")
+            raise TemplateError("the chat template altered the user message; use `chat: never` in the template")
         text = wrapped + template.answer_prefix
     return RenderedItem(
         item_id=item.id,
@@ -76,5 +83,14 @@ def _render_user(
             pos = m.end()
         out.append(raw[pos:])
     if images and not used_images:
-        raise PromptError(f"template {template.name!r} has no {{{{image}}}} marker for item {item.id!r}'s image")
+        raise TemplateError(f"template {template.name!r} has no {{{{image}}}} marker for item {item.id!r}'s image")
     return "".join(out), slots
+
+
+def _defuse(text: str, specials: Sequence[str]) -> str:
+    """Break special-token strings apart (a space after their first character) so the tokenizer
+    reads them as plain text."""
+    for tok in specials:
+        if tok in text:
+            text = text.replace(tok, f"{tok[0]} {tok[1:]}")
+    return text

@@ -27,13 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mllmrec.errors import MllmrecError
+
 MARKER = re.compile(r"\{\{(image|fields|field:[^{}]+|slot:[a-z_]+)\}\}")
 CONDITIONS = ("image", "text")
 _KEYS = {"name", "description", "chat", "system", "requires", "user", "answer_prefix"}
 
 
-class PromptError(ValueError):
+class PromptError(MllmrecError, ValueError):
     """A template is missing, malformed or cannot render an item."""
+
+
+class TemplateError(PromptError):
+    """The template (or the model's chat template) cannot work for any item: stop the run rather
+    than reject every item one by one."""
 
 
 @dataclass(frozen=True)

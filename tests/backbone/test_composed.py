@@ -77,7 +77,7 @@ def test_round_trip_gives_identical_vectors(tmp_path):
     assert isinstance(loaded, Encoder) and loaded.hidden_size == 64 and loaded.image_placeholder == "<image>"
     after = loaded.encode(items)
     assert torch.equal(before["mm"], after["mm"])
-    assert loaded.fingerprint()["weights"] == built.fingerprint()["weights"]
+    assert loaded.fingerprint()["weights_fingerprint"] == built.fingerprint()["weights_fingerprint"]
     with pytest.raises(FileExistsError):
         built.save(out)
 
@@ -184,7 +184,7 @@ def test_fingerprint_differs_by_seed(cache, tmp_path):
     a = ComposedEncoder.load(cached_tiny_composed(cache, seed=0), device="cpu").fingerprint()
     b = ComposedEncoder.load(cached_tiny_composed(cache, seed=1), device="cpu").fingerprint()
     again = ComposedEncoder.load(build_tiny_composed(tmp_path / "again", seed=0), device="cpu").fingerprint()
-    assert a["weights"] != b["weights"] and a["weights"] == again["weights"]
+    assert a["weights_fingerprint"] != b["weights_fingerprint"] and a["weights_fingerprint"] == again["weights_fingerprint"]
     assert a["kind"] == "composed" and a["sources"]["seed"] == 0
 
 

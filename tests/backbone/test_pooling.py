@@ -112,17 +112,20 @@ def test_slot_index_left_padded_rows():
         [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)],
     )
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
-    assert slot_indices(offs, mask, [3, 3]).tolist() == [3, 2]  # the token holding char 2 ("c")
-    assert slot_indices(offs, mask, [1, 1]).tolist() == [2, 0]
+    assert slot_indices(offs, mask, [3, 3]).tolist() == [3, 2]  # the last token ending by char 3 ("c")
+    assert slot_indices(offs, mask, [2, 2]).tolist() == [2, 1]
     assert slot_indices(offs, mask, [5, 5]).tolist() == [4, 4]
+    with pytest.raises(ValueError, match="before the first token"):  # "ab" straddles offset 1 in row 0
+        slot_indices(offs, mask, [1, 1])
 
 
 def test_slot_index_token_spanning_the_boundary():
-    # "abcdef": tokens (0,2) (2,5) (5,6); a slot at offset 3 or 4 cuts the middle token
+    # "abcdef": tokens (0,2) (2,5) (5,6); a slot at offset 3 or 4 cuts the middle token, which
+    # would see text after the slot, so the token before it is taken
     offs = offsets([(0, 0), (0, 2), (2, 5), (5, 6)])
     mask = torch.tensor([[0, 1, 1, 1]])
-    assert slot_indices(offs, mask, [3]).tolist() == [2]
-    assert slot_indices(offs, mask, [4]).tolist() == [2]
+    assert slot_indices(offs, mask, [3]).tolist() == [1]
+    assert slot_indices(offs, mask, [4]).tolist() == [1]
     assert slot_indices(offs, mask, [2]).tolist() == [1]  # exactly at a boundary: the token before
     assert slot_indices(offs, mask, [6]).tolist() == [3]
 
@@ -132,7 +135,7 @@ def test_slot_index_skips_special_tokens_without_offsets():
     offs = offsets([(0, 0), (0, 0), (0, 3), (3, 4), (0, 0)])
     mask = torch.tensor([[0, 1, 1, 1, 1]])
     assert slot_indices(offs, mask, [4]).tolist() == [3]
-    assert slot_indices(offs, mask, [1]).tolist() == [2]
+    assert slot_indices(offs, mask, [3]).tolist() == [2]
 
 
 def test_slot_index_ignores_masked_positions_with_real_offsets():
@@ -203,10 +206,13 @@ def test_tokenize_slot_inside_a_token(tok):
     enc, idx = tokenize_with_slots(tok, [text, "short"], [{"cut": off}, {"cut": 3}])
     spans = tok([text], return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"][0]
     j = token_holding(tok, text, off - 1)
-    assert spans[j][0] < off <= spans[j][1]
-    assert int(idx["cut"][0]) == j  # the longest row has no padding
+    assert spans[j][0] < off < spans[j][1]  # the token holding the char before the slot straddles it
+    assert int(idx["cut"][0]) == j - 1  # so the token before it is taken (longest row: no padding)
+    assert spans[j - 1][1] <= off
     pad = enc["input_ids"].shape[1] - int(enc["attention_mask"][1].sum())
-    assert int(idx["cut"][1]) == pad + token_holding(tok, "short", 2)
+    short_spans = tok(["short"], return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"][0]
+    expected = max(k for k, (_, end) in enumerate(short_spans) if end <= 3)
+    assert int(idx["cut"][1]) == pad + expected
 
 
 def test_tokenize_without_slots_returns_no_indices(tok):

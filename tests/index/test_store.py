@@ -12,7 +12,7 @@ from mllmrec.index import store as st
 
 def _manifest(out, fmt="safetensors", status="complete"):
     st.write_manifest(out, {"stage": "embed", "status": status, "channels": ["mm", "visual"],
-                            "config": {"format": fmt}, "counts": {}})
+                            "dims": {"mm": 5, "visual": 5}, "config": {"format": fmt}, "counts": {}})
 
 
 def test_shards_round_trip_and_concatenate_in_order(tmp_path):
@@ -87,6 +87,26 @@ def test_memmap_reads_a_large_store_without_loading_it(tmp_path):
     rows = np.asarray(v[np.random.default_rng(0).integers(0, n, 1000)])
     grown = _rss_mb() - before
     assert rows.shape == (1000, d) and grown < 300, f"RSS grew {grown:.0f} MB"
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "parquet"])
+def test_an_empty_store_reads_as_zero_rows(tmp_path, fmt):
+    st.write_vectors(tmp_path, fmt, [], [], {"mm": np.zeros((0, 5), np.float16), "visual": np.zeros((0, 5), np.float16)})
+    _manifest(tmp_path, fmt)
+    assert np.asarray(st.EmbeddingStore.open(tmp_path).vectors("mm")).shape == (0, 5)
+
+
+def test_unknown_id_says_why_when_the_item_was_rejected(tmp_path):
+    st.write_vectors(tmp_path, "safetensors", ["a"], ["A"], {"mm": np.ones((1, 5), np.float32),
+                                                             "visual": np.ones((1, 5), np.float32)})
+    _manifest(tmp_path)
+    m = st.read_manifest(tmp_path)
+    st.write_manifest(tmp_path, {**m, "rejected": [{"id": "b", "reason": "no text and no image", "action": "rejected"}]})
+    s = st.EmbeddingStore.open(tmp_path)
+    with pytest.raises(st.UnknownItemError, match="rejected at embed time \\(no text and no image\\)"):
+        s.index_of("b")
+    with pytest.raises(KeyError):  # still a KeyError for callers that catch that
+        s.index_of("zzz")
 
 
 def test_unfinished_or_foreign_stores_are_refused(tmp_path):
