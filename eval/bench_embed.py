@@ -4,7 +4,7 @@ Both paths use the same model, catalogue and prompt, and both start from image f
 the comparison includes image decoding and preprocessing. Each method runs in its own child
 process so its peak memory (max RSS) is its own; the ratios are computed within one run.
 
-    python eval/bench_embed.py                     # CPU, small random Qwen2-VL (~4M params)
+    python eval/bench_embed.py                     # CPU, small random Qwen2-VL (82M params with Qwen's vocabulary)
     python eval/bench_embed.py --items 512 --size small --batch-size 32
 
 Methods:

@@ -16,7 +16,6 @@ shard's rejected items, so the final manifest can account for every input item.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mllmrec.errors import MllmrecError
+from mllmrec.fsutil import atomic_path, atomic_write_bytes
 
 MANIFEST = "manifest.json"
 SHARDS = "shards"
@@ -41,15 +41,6 @@ class UnknownItemError(MllmrecError, KeyError):
 
     def __str__(self) -> str:  # KeyError's str() would add quotes around the message
         return str(self.args[0]) if self.args else ""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
@@ -134,9 +125,8 @@ def write_vectors(out: Path, fmt: str, ids: list[str], labels: list[str], vector
 
 
 def _write_parquet(path: Path, table: Any, pq: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 @dataclass
