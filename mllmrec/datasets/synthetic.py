@@ -28,7 +28,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from PIL import Image, ImageDraw
 
 from mllmrec import __version__
 from mllmrec.config import ConfigError, SyntheticConfig, to_dict
+from mllmrec.fsutil import atomic_write_text
 
 GENERATOR = "mllmrec.datasets.synthetic"
 GENERATOR_VERSION = 1
@@ -169,7 +169,7 @@ def make_synthetic(cfg: SyntheticConfig) -> SyntheticSummary:
     prefs, rows = _simulate_users(cfg, ids, attrs, popularity, user_rng)
     _write_jsonl(out / FILES["users"], prefs)
     _write_interactions(out / FILES["interactions"], rows)
-    _write_text(out / FILES["meta"], json.dumps(_meta(cfg, len(rows)), indent=2) + "\n")
+    atomic_write_text(out / FILES["meta"], json.dumps(_meta(cfg, len(rows)), indent=2) + "\n")
     return SyntheticSummary(
         out=out, items=out / FILES["items"], images=out / IMAGES_DIR, interactions=out / FILES["interactions"],
         attributes=out / FILES["attributes"], users=out / FILES["users"], meta=out / FILES["meta"],
@@ -328,7 +328,8 @@ def _prepare_out(out: Path) -> None:
                 f"(no {MARKER} marker or {FILES['meta']} from {GENERATOR}); choose an empty or new folder"
             )
         for name in [FILES["meta"], *(v for k, v in FILES.items() if k != "meta")]:
-            for path in (out / name, out / f"{name}.tmp"):
+            # Also temporaries of a killed run (fsutil.temp_name: `.NAME.tmp-PID`, any PID).
+            for path in (out / name, *out.glob(f".{name}.tmp-*")):
                 path.unlink(missing_ok=True)
         if (out / IMAGES_DIR).is_dir():
             for path in (out / IMAGES_DIR).iterdir():
@@ -348,15 +349,8 @@ def _is_synthetic_output(out: Path) -> bool:
     return isinstance(meta, dict) and meta.get("generator") == GENERATOR
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so no reader sees a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", newline="\n")
-    os.replace(tmp, path)
-
-
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    _write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def _write_interactions(path: Path, rows: list[tuple[str, str, int, int]]) -> None:
@@ -364,4 +358,4 @@ def _write_interactions(path: Path, rows: list[tuple[str, str, int, int]]) -> No
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(("user_id", "item_id", "timestamp", "rating"))
     writer.writerows(rows)
-    _write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())

@@ -9,20 +9,21 @@ possibly memory-mapped, are never modified). Zero vectors stay zero and score 0 
     index/<channel>.faiss     the faiss index (written to a temporary name, then renamed)
     index/<channel>.json      kind, parameters, n, dim, faiss version, and the store identity
 
-The store identity (the manifest's `completed` timestamp, its counts and the size of the vectors
-file) is what makes a saved index go stale: once the store is re-embedded, `NeighborIndex.load`
-refuses the old index instead of returning neighbours of vectors that no longer exist. Without a
-saved index, `NeighborIndex.load` builds an exact (flat) index in memory.
+The store identity (the manifest's `completed` timestamp, its counts, the size of the vectors
+file and a hash of the embedding settings in its `identity`) is what makes a saved index go stale:
+once the store is re-embedded, `NeighborIndex.load` refuses the old index instead of returning
+neighbours of vectors that no longer exist. Without a saved index, `NeighborIndex.load` builds an
+exact (flat) index in memory. The CLI commands that print results live in `search_cli`.
 
 faiss is imported inside functions only, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from mllmrec import __version__
-from mllmrec.config import IndexConfig, NeighborsConfig
-from mllmrec.index.store import VECTOR_FILES, EmbeddingStore, StoreError, atomic_write_bytes
+from mllmrec.errors import MllmrecError
+from mllmrec.fsutil import atomic_path, atomic_write_text
+from mllmrec.index.store import VECTOR_FILES, EmbeddingStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,10 @@ MAX_TRAIN = 100_000  # IVF k-means trains on a seeded sample of at most this man
 MIN_POINTS_PER_LIST = 39  # faiss k-means wants >= 39 training points per centroid
 HNSW_EF_CONSTRUCTION = 40  # faiss' default, recorded in the index metadata
 CHUNK_FLOATS = 1 << 24  # normalise/add ~64 MB of float32 at a time
-LABEL_WIDTH = 70
+
+
+class SearchError(MllmrecError, ValueError):
+    """A bad index parameter or a query that does not fit the index; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -71,12 +76,18 @@ def index_paths(store_dir: str | Path, channel: str) -> tuple[Path, Path]:
 
 
 def store_identity(store: EmbeddingStore) -> dict[str, Any]:
-    """What identifies the store contents an index was built from; a re-embedded store differs."""
+    """What identifies the store contents an index was built from; a re-embedded store differs.
+
+    The timestamp has one-second resolution and the counts and file size stay the same when only
+    the settings change (model, prompt, embed config), so the manifest's `identity` is hashed in too.
+    """
     vec_file = store.path / VECTOR_FILES[store.format]
+    settings = json.dumps(store.manifest.get("identity"), sort_keys=True)  # key order is not identity
     return {
         "completed": store.manifest.get("completed"),
         "counts": store.manifest.get("counts"),
         "vectors_bytes": vec_file.stat().st_size if vec_file.is_file() else None,
+        "identity_sha256": hashlib.sha256(settings.encode("utf-8")).hexdigest(),
     }
 
 
@@ -128,13 +139,13 @@ def _build(
     if n == 0:
         raise StoreError("the store holds no vectors: nothing to index")
     if min(nprobe, hnsw_m, ef_search) < 1:
-        raise ValueError(f"nprobe, hnsw_m and ef_search must be >= 1, got {nprobe}, {hnsw_m}, {ef_search}")
+        raise SearchError(f"nprobe, hnsw_m and ef_search must be >= 1, got {nprobe}, {hnsw_m}, {ef_search}")
     if kind == "flat":
         index, params = faiss.IndexFlatIP(d), {}
     elif kind == "ivf":
         nlist = default_nlist(n) if nlist is None else nlist
         if not 1 <= nlist <= n:
-            raise ValueError(f"nlist must be between 1 and the number of vectors ({n}), got {nlist}")
+            raise SearchError(f"nlist must be between 1 and the number of vectors ({n}), got {nlist}")
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
         rng = np.random.default_rng(seed)
@@ -148,7 +159,7 @@ def _build(
         index.hnsw.efSearch = ef_search
         params = {"m": hnsw_m, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": ef_search}
     else:
-        raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
+        raise SearchError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
     for block in _chunks(vectors):
         index.add(block)
     return index, params
@@ -180,12 +191,8 @@ def build_index(
     faiss_path, meta_path = index_paths(store.path, channel)
     faiss_path.parent.mkdir(parents=True, exist_ok=True)
     meta_path.unlink(missing_ok=True)
-    tmp = faiss_path.with_name(f".{faiss_path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(faiss_path) as tmp:
         faiss.write_index(index, str(tmp))
-        os.replace(tmp, faiss_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     meta = {
         "kind": kind, "channel": channel, "params": params, "n": int(index.ntotal), "dim": int(index.d),
         "metric": "cosine (inner product of L2-normalised float32 vectors)",
@@ -193,7 +200,7 @@ def build_index(
         "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": round(seconds, 3),
         "file_bytes": faiss_path.stat().st_size, "store": store_identity(store),
     }
-    atomic_write_bytes(meta_path, json.dumps(meta, indent=2).encode())
+    atomic_write_text(meta_path, json.dumps(meta, indent=2))
     return faiss_path
 
 
@@ -250,8 +257,8 @@ class NeighborIndex:
         """
         q = np.atleast_2d(np.asarray(q))
         if q.shape[1] != self.index.d:
-            raise ValueError(f"query vectors have dimension {q.shape[1]}; "
-                             f"the {self.channel!r} index has {self.index.d}")
+            raise SearchError(f"query vectors have dimension {q.shape[1]}; "
+                              f"the {self.channel!r} index has {self.index.d}")
         k = min(int(k), int(self.index.ntotal))
         if k < 1:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
@@ -302,38 +309,3 @@ def _check_fresh(store: EmbeddingStore, channel: str, meta: dict[str, Any], fais
 def neighbors(store_dir: str | Path, item_id: str | int, k: int = 10, channel: str = "mm") -> list[Neighbor]:
     """The k nearest items to `item_id` in a store (Python convenience around NeighborIndex)."""
     return NeighborIndex.load(store_dir, channel).neighbors(item_id, k)
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI run functions
-# ---------------------------------------------------------------------------------------------
-def run_index(cfg: IndexConfig) -> int:
-    """`mllmrec index`: build and save an index, then say where it went and how long it took."""
-    path = build_index(cfg.store, cfg.channel, cfg.kind, nlist=cfg.nlist, nprobe=cfg.nprobe,
-                       hnsw_m=cfg.hnsw_m, ef_search=cfg.ef_search)
-    meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-    params = ", ".join(f"{k}={v}" for k, v in meta["params"].items())
-    print(f"index: {path}  {meta['kind']}{f' ({params})' if params else ''} over {meta['n']} x {meta['dim']} "
-          f"{cfg.channel!r} vectors, built in {meta['build_seconds']:.2f} s")
-    return 0
-
-
-def run_neighbors(cfg: NeighborsConfig) -> int:
-    """`mllmrec neighbors`: print the query item, then its nearest items as a table."""
-    ix = NeighborIndex.load(cfg.store, cfg.channel)
-    row = ix.store.index_of(cfg.item)
-    hits = ix.neighbors(cfg.item, cfg.k)
-    print(f"query {ix.ids[row]}: {_short(ix.labels[row])}")
-    how = "exact, built in memory" if ix.in_memory else f"saved {ix.kind} index"
-    print(f"{len(hits)} nearest by cosine similarity of {cfg.channel!r} vectors ({how})")
-    width = max([len("id"), *(len(h.id) for h in hits)])
-    print(f"{'rank':>4}  {'id':<{width}}  {'score':>6}  label")
-    for rank, h in enumerate(hits, 1):
-        print(f"{rank:>4}  {h.id:<{width}}  {h.score:>6.3f}  {_short(h.label)}")
-    return 0
-
-
-def _short(label: str | None, width: int = LABEL_WIDTH) -> str:
-    """One-line label cut to `width` characters ('...' marks the cut)."""
-    text = " ".join((label or "").split())
-    return text if len(text) <= width else text[: width - 3] + "..."

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from mllmrec.testing.cache import cached_build
+from mllmrec.testing.qwen import TinyModelError
 from mllmrec.testing.tokenizer import COMPOSED_IMAGE_TOKEN, build_tokenizer
 
 VisionKind = Literal["clip", "siglip"] | None
@@ -28,7 +29,9 @@ TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "nu
         "num_key_value_heads": 2, "max_position_embeddings": 512, "rms_norm_eps": 1e-6}
 TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
                "image_size": 32, "patch_size": 8}
-CACHE_VERSION = 1  # bump when the tiny models change, so stale cached builds are not reused
+# Bump when the tiny models change, so stale cached builds are not reused.
+# 2: cached builds carry mllmrec.testing.cache's completion marker instead of relying on composed.json.
+CACHE_VERSION = 2
 
 
 def tiny_lm(tokenizer: Any, arch: Literal["qwen2", "llama"] = "qwen2", seed: int = 0) -> Any:
@@ -62,7 +65,7 @@ def tiny_vision(kind: Literal["clip", "siglip"], seed: int = 0) -> tuple[Any, An
             model = SiglipVisionModel(SiglipVisionConfig(**TINY_VISION))
             processor = SiglipImageProcessorPil(size={"height": side, "width": side})
         else:
-            raise ValueError(f"unknown tiny vision kind {kind!r}; known: clip, siglip")
+            raise TinyModelError(f"unknown tiny vision kind {kind!r}; known: clip, siglip")
     return model.eval(), processor
 
 
@@ -96,24 +99,11 @@ def build_tiny_composed(out_dir: str | os.PathLike[str], *, connector: Literal["
 
 def cached_tiny_composed(cache_dir: str | os.PathLike[str], *, connector: Literal["mlp", "qformer"] = "mlp",
                          vision: VisionKind = "clip", seed: int = 0, query_tokens: int = 4) -> Path:
-    """`build_tiny_composed` into cache_dir/<key>, built once; concurrent builders race safely
-    (each writes a private temp dir, the first `os.replace` wins, the others discard theirs)."""
-    cache = Path(cache_dir)
-    final = cache / f"tiny-composed-v{CACHE_VERSION}-{connector}-{vision or 'text'}-q{query_tokens}-s{seed}"
-    if (final / "composed.json").is_file():
-        return final
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=cache))
-    try:
-        build_tiny_composed(tmp / "model", connector=connector, vision=vision, seed=seed, query_tokens=query_tokens)
-        try:
-            os.replace(tmp / "model", final)
-        except OSError:
-            if not (final / "composed.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    """`build_tiny_composed` into cache_dir/<key>, built once by `mllmrec.testing.cache.cached_build`
+    (concurrent builders race safely: the first rename wins, the others discard their copy)."""
+    final = Path(cache_dir) / f"tiny-composed-v{CACHE_VERSION}-{connector}-{vision or 'text'}-q{query_tokens}-s{seed}"
+    return cached_build(final, lambda tmp: build_tiny_composed(
+        tmp, connector=connector, vision=vision, seed=seed, query_tokens=query_tokens))
 
 
 def write_tiny_gguf(directory: str | os.PathLike[str], *, seed: int = 0, name: str = "tiny-llama-f32.gguf") -> str:

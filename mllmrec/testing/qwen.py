@@ -13,22 +13,25 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from mllmrec.backbone.presets import family_for
+from mllmrec.errors import MllmrecError
+from mllmrec.testing.cache import cached_build
 
 FAMILIES = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")
 SIZES = ("tiny", "small")
 Size = Literal["tiny", "small"]
 
 # Bump whenever the builder's output changes, so stale cached models are not reused.
-BUILDER_VERSION = 1
-# Written last into a built directory: its presence means the build finished.
+# 2: cached builds carry mllmrec.testing.cache's completion marker instead of relying on MARKER_FILE.
+BUILDER_VERSION = 2
+# What was built (family, size, seed, ...); written last by build_tiny_qwen, so a directory
+# without it is an unfinished build. The cache tests completion with its own marker.
 MARKER_FILE = "mllmrec_tiny_model.json"
 
-_MODEL_TYPE_TO_FAMILY = {"qwen2_vl": "qwen2-vl", "qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl"}
 _FAMILY_TO_CLASSES = {
     "qwen2-vl": ("Qwen2VLConfig", "Qwen2VLForConditionalGeneration"),
     "qwen2.5-vl": ("Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration"),
@@ -65,22 +68,23 @@ _MIN_PIXELS = 56 * 56
 _MAX_PIXELS = 224 * 224
 
 
+class TinyModelError(MllmrecError, ValueError):
+    """An unknown family, size or vision kind was asked of a tiny-model builder."""
+
+
 def family_of_model_type(model_type: str) -> str:
     """Map a saved config's `model_type` (e.g. `qwen2_5_vl`) to our family name (`qwen2.5-vl`).
 
-    Loaders use this to pick family-specific behaviour from a checkpoint directory alone.
+    A thin wrapper over `backbone.presets.family_for`, which owns the table (and the error for an
+    unknown type), so the tiny models and the real loaders can never disagree.
     """
-    try:
-        return _MODEL_TYPE_TO_FAMILY[model_type]
-    except KeyError:
-        known = ", ".join(sorted(_MODEL_TYPE_TO_FAMILY))
-        raise ValueError(f"unknown Qwen-VL model_type {model_type!r}; known: {known}") from None
+    return family_for(model_type).name
 
 
 def _check_choice(kind: str, value: str, allowed: tuple[str, ...]) -> None:
-    """Raise a ValueError naming the allowed values, rather than a KeyError deep in the builder."""
+    """Raise an error naming the allowed values, rather than a KeyError deep in the builder."""
     if value not in allowed:
-        raise ValueError(f"unknown {kind} {value!r}; choose one of {', '.join(allowed)}")
+        raise TinyModelError(f"unknown {kind} {value!r}; choose one of {', '.join(allowed)}")
 
 
 def _mrope_section(family: str, head_dim: int) -> list[int]:
@@ -210,7 +214,7 @@ def build_tiny_qwen(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     _image_processor(family).save_pretrained(out)
-    # Written last: a directory with this file holds a complete build (see cached_tiny_qwen).
+    # Written last (see MARKER_FILE).
     meta = {"family": family, "size": size, "seed": seed, "vocab_size": config.text_config.vocab_size,
             "builder_version": BUILDER_VERSION}
     (out / MARKER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -223,49 +227,24 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "mllmrec"
 
 
-def _is_complete(path: Path) -> bool:
-    """A build finished there (the marker is written after every other file)."""
-    return (path / MARKER_FILE).is_file()
-
-
-def _make_readable(path: Path) -> None:
-    """Open up permissions for a shared cache: mkdtemp creates the directory 0700, and
-    transformers 5.x writes model.safetensors 0600."""
-    os.chmod(path, 0o755)
-    for child in path.iterdir():
-        if child.is_file():
-            os.chmod(child, 0o644)
-
-
 def cached_tiny_qwen(
     family: str, *, size: str = "tiny", seed: int = 0, cache_dir: str | Path | None = None,
     vocab_size: int | None = None,
 ) -> Path:
     """Return the directory of a built tiny model, building it on first use.
 
-    Path: `<cache_dir>/tiny-models/<family>-<size>-s<seed>-v<BUILDER_VERSION>`. The build goes to a
-    temporary directory beside it and is renamed into place, so concurrent test workers never see
-    a half-written model; if another process finishes first, its copy is used and ours discarded.
+    Path: `<cache_dir>/tiny-models/<family>-<size>-s<seed>-v<BUILDER_VERSION>`. Built once by
+    `mllmrec.testing.cache.cached_build`, so concurrent test workers never see a half-written
+    model; if another process finishes first, its copy is used and ours discarded.
     """
     _check_choice("family", family, FAMILIES)
     _check_choice("size", size, SIZES)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     vocab = f"-vocab{vocab_size}" if vocab_size else ""
     final = root / "tiny-models" / f"{family}-{size}-s{seed}{vocab}-v{BUILDER_VERSION}"
-    if _is_complete(final):
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden name on the same filesystem, so os.replace is an atomic rename.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+
+    def build(tmp: Path) -> None:
+        # Looked up at call time (not bound earlier), so tests can count builds by patching it.
         build_tiny_qwen(family, tmp, size=size, seed=seed, vocab_size=vocab_size)  # type: ignore[arg-type]
-        _make_readable(tmp)
-        try:
-            # Replaces an empty directory too; fails if another process already put a build there.
-            os.replace(tmp, final)
-        except OSError as err:
-            if not _is_complete(final):
-                raise RuntimeError(f"{final} exists but is not a complete tiny model; delete it") from err
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+    return cached_build(final, build)

@@ -198,6 +198,15 @@ def test_crash_leaves_no_meta_and_can_be_regenerated(tmp_path: Path, monkeypatch
     assert make_synthetic(SyntheticConfig(out=str(tmp_path), **SMALL)).meta.exists()
 
 
+def test_regeneration_clears_temporaries_of_a_killed_run(tmp_path: Path) -> None:
+    make_synthetic(SyntheticConfig(out=str(tmp_path), **SMALL))
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]  # atomic writes clean up
+    leftover = tmp_path / ".items.jsonl.tmp-999999"  # fsutil.temp_name of a run killed mid-write
+    leftover.write_text("half an items file", encoding="utf-8")
+    make_synthetic(SyntheticConfig(out=str(tmp_path), **SMALL))
+    assert not leftover.exists()
+
+
 def test_rejects_bad_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="n_items"):
         make_synthetic(SyntheticConfig(out=str(tmp_path), n_items=0))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from mllmrec.config import IndexConfig, NeighborsConfig
+from mllmrec.errors import MllmrecError
 from mllmrec.index.search import (
     Neighbor,
     NeighborIndex,
@@ -23,9 +24,8 @@ from mllmrec.index.search import (
     index_paths,
     neighbors,
     normalize,
-    run_index,
-    run_neighbors,
 )
+from mllmrec.index.search_cli import run_index, run_neighbors
 from mllmrec.index.store import EmbeddingStore, StoreError, read_manifest, write_manifest, write_vectors
 
 N, DIM, CLUSTERS = 500, 32, 20
@@ -121,8 +121,9 @@ def test_search_arbitrary_vector_is_scale_invariant(store: Path, vecs: np.ndarra
     assert hits[0] == Neighbor("item17", "Item number 17", pytest.approx(1.0, abs=1e-5))
     scores, rows = ix.search_vectors(vecs[:4].astype(np.float16), k=2)
     assert scores.shape == rows.shape == (4, 2) and list(rows[:, 0]) == [0, 1, 2, 3]
-    with pytest.raises(ValueError, match="dimension 31"):
+    with pytest.raises(ValueError, match="dimension 31") as err:
         ix.search(vecs[0][:31], k=3)
+    assert isinstance(err.value, MllmrecError)  # deliberate: the CLI prints it as one line
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,8 +185,9 @@ def test_short_ivf_results_are_padded_not_returned(tmp_path: Path, vecs: np.ndar
 
 def test_bad_nlist_is_refused(tmp_path: Path, vecs: np.ndarray) -> None:
     store = make_store(tmp_path / "s", vecs)
-    with pytest.raises(ValueError, match="nlist"):
+    with pytest.raises(ValueError, match="nlist") as err:
         build_index(store, kind="ivf", nlist=N + 1)
+    assert isinstance(err.value, MllmrecError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,6 +204,20 @@ def test_stale_index_is_refused_after_reembedding(tmp_path: Path, vecs: np.ndarr
     assert NeighborIndex.load(store).kind == "ivf"
     make_store(store, vecs[:, :16], completed="2025-02-02T00:00:00+0000")  # same stamp, new vectors
     with pytest.raises(StoreError, match="vectors_bytes"):
+        NeighborIndex.load(store)
+
+
+def test_stale_index_is_refused_after_reembedding_with_other_settings(tmp_path: Path, vecs: np.ndarray) -> None:
+    """Same second, same counts, same vector file size: only the manifest's `identity` differs."""
+    store = make_store(tmp_path / "s", vecs)
+    manifest = read_manifest(store)
+    settings = {"backbone": {"name": "tiny", "sha256": "aa"}, "prompt": {"name": "micl", "sha256": "bb"}}
+    write_manifest(store, {**manifest, "identity": settings})
+    build_index(store, kind="flat")
+    write_manifest(store, {**manifest, "identity": dict(reversed(settings.items()))})  # key order only
+    assert NeighborIndex.load(store).kind == "flat"
+    write_manifest(store, {**manifest, "identity": {**settings, "prompt": {"name": "plain", "sha256": "cc"}}})
+    with pytest.raises(StoreError, match="stale.*identity_sha256"):
         NeighborIndex.load(store)
 
 

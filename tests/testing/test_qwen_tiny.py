@@ -11,7 +11,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from mllmrec.backbone import presets
+from mllmrec.errors import MllmrecError
 from mllmrec.testing import qwen
+from mllmrec.testing.cache import cached_build
 from mllmrec.testing.qwen import (
     BUILDER_VERSION,
     FAMILIES,
@@ -151,7 +154,8 @@ def test_cached_uses_the_winner_of_a_race(tmp_path: Path, monkeypatch: pytest.Mo
     final = tmp_path / "tiny-models" / f"qwen2-vl-tiny-s0-v{BUILDER_VERSION}"
 
     def build_after_another_process(family: str, out_dir: Path, **kwargs) -> Path:
-        real_build(family, final, **kwargs)  # the other process finishes first
+        # The other process finishes first (through the same helper, so its build is marked complete).
+        cached_build(final, lambda d: real_build(family, d, **kwargs))
         (final / "winner").write_text("")
         return real_build(family, out_dir, **kwargs)
 
@@ -163,9 +167,12 @@ def test_cached_uses_the_winner_of_a_race(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_family_names() -> None:
     assert [family_of_model_type(t) for t in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")] == list(FAMILIES)
-    with pytest.raises(ValueError, match="qwen2_5_vl"):
+    assert set(FAMILIES) <= {f.name for f in presets.FAMILIES.values()}  # the builder's families are real ones
+    with pytest.raises(ValueError, match="qwen2_5_vl") as unknown_type:
         family_of_model_type("llava")
-    with pytest.raises(ValueError, match="qwen3-vl"):
+    with pytest.raises(ValueError, match="qwen3-vl") as unknown_family:
         build_tiny_qwen("qwen4-vl", "/nonexistent")
-    with pytest.raises(ValueError, match="small"):
+    with pytest.raises(ValueError, match="small") as unknown_size:
         cached_tiny_qwen("qwen2-vl", size="huge", cache_dir="/nonexistent")
+    # Deliberate errors, so the CLI prints them as one line instead of a traceback.
+    assert all(isinstance(e.value, MllmrecError) for e in (unknown_type, unknown_family, unknown_size))
