@@ -206,7 +206,7 @@ class IndexConfig(_Checked):
     kind: Literal["flat", "ivf", "hnsw"] = opt(
         "flat", "Index type: exact inner product (flat), IVF-Flat or HNSW."
     )
-    nlist: int | None = opt(None, "IVF: number of lists (default ~ 4*sqrt(n)).")
+    nlist: int | None = opt(None, "IVF: number of lists (default ~ 4*sqrt(n), at most n/39 so each list trains on 39+ points).")
     nprobe: int = opt(16, "IVF: lists probed per query.")
     hnsw_m: int = opt(32, "HNSW: neighbours per node.")
     ef_search: int = opt(128, "HNSW: search breadth.")
@@ -305,10 +305,16 @@ def from_dict(cls: type, data: dict[str, Any]):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} key(s): {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+        import difflib
+
+        hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, fields, n=1)) else k
+                 for k in unknown]
+        raise ConfigError(f"unknown option(s): {', '.join(hints)}; known: {', '.join(sorted(fields))}")
     missing = [n for n, f in fields.items() if n not in data and f.default is REQUIRED and f.default_factory is REQUIRED]
     if missing:
-        raise ConfigError(f"missing required {cls.__name__} value(s): {', '.join(missing)}")
+        flags = ", ".join(n.upper() if f.metadata.get("positional") else "--" + n.replace("_", "-")
+                          for n, f in fields.items() if n in missing)
+        raise ConfigError(f"missing required option(s): {flags} (YAML keys: {', '.join(missing)})")
     return cls(**{k: _coerce(k, hints[k], v) for k, v in data.items()})
 
 

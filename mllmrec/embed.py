@@ -79,9 +79,7 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
             return EmbedResult(out, done_already["counts"]["embedded"], done_already["counts"]["rejected"], 0.0,
                                done_already, already_complete=True)
     if encoder is None:
-        from mllmrec.backbone.load import open_encoder
-
-        encoder = open_encoder(cfg, device=_device_for_rank(cfg.device, rank, world))
+        encoder = _load_encoder(cfg, _device_for_rank(cfg.device, rank, world))
     output_channels(template, encoder)  # refuses a gate the encoder cannot apply, before any work
     backbone = {k: v for k, v in encoder.fingerprint().items() if k != "backbone"}  # not the path/id
     identity.update(backbone=backbone, fusion_gate=_gate_fingerprint(encoder))
@@ -107,6 +105,22 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
     manifest = _finalize(out, cfg, catalog, manifest, n_shards, time.perf_counter() - t0)
     c = manifest["counts"]
     return EmbedResult(out, c["embedded"], c["rejected"], time.perf_counter() - t0, manifest)
+
+
+def _load_encoder(cfg: EmbedConfig, device: str) -> Any:
+    """Load the backbone; with progress off, transformers' weight-loading bars are off too."""
+    from transformers.utils import logging as hf_logging
+
+    from mllmrec.backbone.load import open_encoder
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    if not cfg.progress:
+        hf_logging.disable_progress_bar()
+    try:
+        return open_encoder(cfg, device=device)
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,12 +38,12 @@ def test_yaml_unknown_key_is_a_clean_error(tmp_path, capsys):
     cfg.write_text("n_items: 30\nn_itemz: 3\n")
     assert main(["make-synthetic", str(tmp_path / "d"), "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert "unknown SyntheticConfig key(s): n_itemz" in err and "Traceback" not in err
+    assert "unknown option(s): n_itemz (did you mean n_items?)" in err and "Traceback" not in err
 
 
 def test_missing_required_flag_is_reported(capsys, tmp_path):
     assert main(["embed", "--catalog", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "o")]) == 2
-    assert "missing required EmbedConfig value(s): model" in capsys.readouterr().err
+    assert "missing required option(s): --model (YAML keys: model)" in capsys.readouterr().err
 
 
 def test_journey_prompts_show_embed_index_neighbors(tiny_qwen2_dir, tmp_path, capsys):

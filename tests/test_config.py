@@ -46,7 +46,7 @@ def test_unknown_key_names_it_and_lists_known_keys():
     with pytest.raises(ConfigError) as e:
         embed(batch_sise=4, promt="x")
     msg = str(e.value)
-    assert "unknown EmbedConfig key(s): batch_sise, promt;" in msg
+    assert "unknown option(s): batch_sise (did you mean batch_size?), promt (did you mean prompt?);" in msg
     known = msg.split("known:", 1)[1]
     for name in ("batch_size", "prompt", "catalog", "model", "text_fields", "on_bad_image"):
         assert name in known
@@ -57,8 +57,8 @@ def test_missing_required_values_are_named():
     with pytest.raises(ConfigError) as e:
         from_dict(EmbedConfig, {"catalog": "items.jsonl"})
     msg = str(e.value)
-    assert msg.startswith("missing required EmbedConfig value(s):")
-    assert "model" in msg and "out" in msg and "catalog" not in msg.split(":", 1)[1]
+    assert msg.startswith("missing required option(s): --model, --out (YAML keys: model, out)")
+    assert "catalog" not in msg
 
 
 def test_required_value_given_as_null_is_refused():
