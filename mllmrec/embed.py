@@ -148,7 +148,7 @@ def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: A
     """Embed one shard's items: (ids embedded, in catalogue order; {channel: [n, d]}; rejections).
 
     Items are sorted by estimated token count (image sizes come from file headers) and batched;
-    images are decoded one batch at a time, so memory holds one batch of pixels, not a shard's.
+    images are decoded a batch at a time (one batch ahead), never a whole shard's at once.
     """
     from mllmrec.catalog import probe_image_sizes
 
@@ -159,14 +159,30 @@ def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: A
     store_dtype = np.float16 if cfg.store_dtype == "float16" else np.float32
     rows: dict[int, dict[str, np.ndarray]] = {}
     rejected: list[dict] = []
-    for b in range(0, len(order), cfg.batch_size):
+    starts = range(0, len(order), cfg.batch_size)
+
+    # Encoders that split CPU preprocessing (`prepare`) from the model (`forward`) get it done in
+    # the look-ahead thread too; others do all of it in `encode`.
+    split = hasattr(encoder, "prepare") and hasattr(encoder, "forward")
+
+    def prepare(b: int) -> tuple[list[tuple[int, Any]], list[dict], Any]:
         batch = [items[i] for i in order[b : b + cfg.batch_size]]
         rendered, rej = _load_and_render(cfg, batch, base_dir, template, encoder, pool, use_images)
-        rejected += rej
-        if rendered:
-            out = encoder.encode([r for _, r in rendered])
-            for k, (pos, _) in enumerate(rendered):
-                rows[order[b + pos]] = {ch: out[ch][k].numpy().astype(store_dtype) for ch in channels}
+        ready = encoder.prepare([r for _, r in rendered]) if (split and rendered) else None
+        return rendered, rej, ready
+
+    # The next batch is decoded and preprocessed while this one runs through the model, so at most
+    # two batches of pixels are in memory and the CPU work overlaps the forward pass.
+    with ThreadPoolExecutor(max_workers=1) as ahead:
+        pending = ahead.submit(prepare, starts[0]) if starts else None
+        for n, b in enumerate(starts):
+            rendered, rej, ready = pending.result()
+            pending = ahead.submit(prepare, starts[n + 1]) if n + 1 < len(starts) else None
+            rejected += rej
+            if rendered:
+                out = encoder.forward(ready) if split else encoder.encode([r for _, r in rendered])
+                for k, (pos, _) in enumerate(rendered):
+                    rows[order[b + pos]] = {ch: out[ch][k].numpy().astype(store_dtype) for ch in channels}
     done = sorted(rows)  # back to catalogue order
     vectors = {ch: (np.stack([rows[i][ch] for i in done]) if done else np.zeros((0, encoder.hidden_size), store_dtype))
                for ch in channels}

@@ -91,6 +91,13 @@ class QwenVLEncoder:
         return (h // factor) * (w // factor)
 
     def encode(self, batch: Sequence[RenderedItem]) -> dict[str, torch.Tensor]:
+        return self.forward(self.prepare(batch))
+
+    def prepare(self, batch: Sequence[RenderedItem]) -> dict[str, Any]:
+        """CPU-side work for a batch: image preprocessing, placeholder expansion, tokenization.
+
+        Kept apart from `forward` so a pipeline can prepare the next batch while the model runs.
+        """
         images = [im for it in batch for im in it.images]
         inputs: dict[str, Any] = {}
         counts: list[int] = []
@@ -110,14 +117,18 @@ class QwenVLEncoder:
         if images:
             # transformers 5.x computes M-RoPE positions from this mask (1 = image token).
             inputs["mm_token_type_ids"] = (enc["input_ids"] == self.image_token_id).int()
+        return {"inputs": {**enc, **inputs}, "slots": slot_idx, "n_images": [len(it.images) for it in batch]}
+
+    def forward(self, prepared: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Run the base model on a prepared batch: {channel: float32 CPU [n, d]}."""
         dev = self.model.device
-        inputs = {**enc, **inputs}
-        inputs = {k: (v.to(dev, self.model.dtype) if k == "pixel_values" else v.to(dev)) for k, v in inputs.items()}
+        inputs = {k: (v.to(dev, self.model.dtype) if k == "pixel_values" else v.to(dev))
+                  for k, v in prepared["inputs"].items()}
         with torch.inference_mode():
             hidden = self.model.model(**inputs).last_hidden_state  # [n, L, d]
-            out = pool(hidden, slot_idx)
+            out = pool(hidden, prepared["slots"])
             if self.fusion_gate is not None:
-                pooled = self._vision_pooled(inputs, [len(it.images) for it in batch])  # [n, d]
+                pooled = self._vision_pooled(inputs, prepared["n_images"])  # [n, d]
                 out["fused"] = self.fusion_gate.to(dev)(out["mm"].to(dev), pooled).float().cpu()
         return out
 
