@@ -1,0 +1,125 @@
+"""report.md and PNG plots from an eval/run.py results dict (mean ± std over seeds)."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TABLE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20", "map@20")
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("mllmrec", "torch", "transformers", "numpy", "scipy", "faiss-cpu"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "-"
+    return out
+
+
+def _by_method(runs: list[dict], part: str) -> dict[str, list[dict[str, float]]]:
+    grouped: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for r in runs:
+        if r[part]:
+            grouped[r["method"]].append(r[part])
+    return grouped
+
+
+def _fmt(values: list[float]) -> str:
+    v = np.asarray([x for x in values if x == x], dtype=float)  # drop NaN
+    if len(v) == 0:
+        return "–"
+    return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
+
+
+def _mean_or_nan(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def table(runs: list[dict], part: str, metrics=TABLE_METRICS) -> str:
+    grouped = _by_method(runs, part)
+    if not grouped:
+        return "(none)\n"
+    lines = ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for method, rs in grouped.items():
+        lines.append(f"| {method} | " + " | ".join(_fmt([r.get(m, float("nan")) for r in rs]) for m in metrics) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    runs = results["runs"]
+    seeds = sorted({r["seed"] for r in runs})
+    secs: dict[str, list[float]] = defaultdict(list)
+    for r in runs:
+        secs[r["method"]].append(r["seconds"])
+    md_lines = [
+        f"# Evaluation: {results['config']['name']}",
+        "",
+        f"Date {results['date']}, machine {results['machine']}, seeds {seeds}. Command: `{results['command']}`",
+        "",
+        "Protocol: " + ", ".join(f"{k}={v}" for k, v in results["config"].get("protocol", {}).items())
+        + ". Full ranking over all items with training items masked; model selection on validation "
+        "Recall@20 only; test evaluated once per method and seed. Mean ± sample std over seeds.",
+        "",
+        "## Test (all held-out items)", "", table(runs, "test"),
+        "## Warm items (seen in training)", "", table(runs, "warm"),
+        "## Cold items (never seen in training; only content can reach them)", "", table(runs, "cold"),
+        "## Recall@20 by item popularity (training-count tertiles)", "",
+        table(runs, "buckets", ("tail", "torso", "head")),
+        "## Time per method (train + evaluate, seconds per seed)", "",
+        "| method | seconds |", "|---|---|",
+        *[f"| {m} | {_fmt(v)} |" for m, v in secs.items()],
+        "",
+        "## Split statistics", "",
+        *[f"- seed {s}: " + ", ".join(f"{k}={v}" for k, v in st.items()) for s, st in results["splits"].items()],
+        "",
+        "## Versions", "", ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
+        "",
+        f"Total wall time: {results['seconds']:.0f} s.",
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(md_lines), encoding="utf-8")
+    plots(runs, out)
+
+
+def plots(runs: list[dict], out: Path) -> None:
+    """recall_at_k.png (curves), popularity.png (buckets), cold_warm.png (bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grouped = _by_method(runs, "test")
+    ks = sorted({int(k.split("@")[1]) for rs in grouped.values() for k in rs[0] if k.startswith("recall@")})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, rs in grouped.items():
+        ax.plot(ks, [np.mean([r[f"recall@{k}"] for r in rs]) for k in ks], marker="o", label=method)
+    ax.set(xlabel="K", ylabel="Recall@K (test, mean over seeds)", title="Recall@K")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "recall_at_k.png", dpi=110)
+    plt.close(fig)
+
+    for name, part, keys in (("popularity.png", "buckets", ("tail", "torso", "head")),
+                             ("cold_warm.png", None, ("warm", "cold"))):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        methods = list(grouped)
+        width = 0.8 / len(keys)
+        for n, key in enumerate(keys):
+            if part == "buckets":
+                vals = [np.nanmean([r["buckets"].get(key, np.nan) for r in runs if r["method"] == m]) for m in methods]
+            else:
+                vals = [_mean_or_nan([r[key].get("recall@20", np.nan) for r in runs if r["method"] == m and r[key]])
+                        for m in methods]
+            ax.bar(np.arange(len(methods)) + n * width, np.nan_to_num(vals), width, label=key)
+        ax.set_xticks(np.arange(len(methods)) + width * (len(keys) - 1) / 2, methods, rotation=20)
+        ax.set(ylabel="Recall@20 (test)", title="By item popularity" if part else "Warm vs cold items")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)

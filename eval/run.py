@@ -1,0 +1,158 @@
+"""Run a dataset x methods x seeds evaluation grid and write results.json, report.md and plots.
+
+    python eval/run.py --config eval/configs/synthetic.yaml
+    python eval/run.py --config eval/configs/ml100k.yaml --out eval/results/ml100k
+
+Every method sees the same split per seed (saved under the work folder, verified by fingerprint);
+models are selected on validation only; test is evaluated once per (method, seed). Content
+methods use vectors from `mllmrec embed`, computed once per dataset/model/prompt and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import methods as M  # noqa: E402
+import report  # noqa: E402
+
+
+def prepare_dataset(cfg: dict[str, Any], work: Path) -> tuple[Path, Path]:
+    """(catalogue, interactions) files for the config's dataset."""
+    ds = cfg["dataset"]
+    kind = ds["kind"]
+    if kind == "synthetic":
+        from mllmrec.config import SyntheticConfig
+        from mllmrec.datasets.synthetic import make_synthetic
+
+        keys = ("n_items", "n_users", "interactions_per_user", "image_size", "seed")
+        s = make_synthetic(SyntheticConfig(out=str(work / "data"), **{k: ds[k] for k in keys if k in ds}))
+        return s.items, s.interactions
+    if kind == "ml100k":
+        from mllmrec.datasets.movielens import find_ml100k, prepare_ml100k
+
+        p = prepare_ml100k(find_ml100k(ds.get("search", ["eval/data"])), work / "data")
+        return p.catalog, p.interactions
+    if kind == "files":
+        return Path(ds["catalog"]), Path(ds["interactions"])
+    raise SystemExit(f"unknown dataset kind {kind!r} (synthetic, ml100k, files)")
+
+
+def make_split(inter: Any, protocol: dict[str, Any], seed: int, work: Path) -> Any:
+    """The split for one seed, saved once and reloaded (fingerprint-checked) by later runs."""
+    from mllmrec.datasets.splits import load_split, save_split
+
+    from mllmrec.eval import protocols as P
+
+    where = work / "splits" / f"{protocol.get('split', 'random')}-seed{seed}"
+    if (where / "meta.json").is_file():
+        return load_split(where)
+    if protocol.get("kcore"):
+        inter = P.kcore(inter, int(protocol["kcore"]))
+    kind = protocol.get("split", "random")
+    if kind == "random":
+        split = P.random_split(inter, seed)
+    elif kind == "temporal":
+        split = P.temporal_split(inter)
+    elif kind == "cold":
+        split = P.cold_start_split(inter, seed, cold_share=float(protocol.get("cold_share", 0.2)))
+    elif kind == "labels":
+        split = P.split_from_labels(inter)
+    else:
+        raise SystemExit(f"unknown split {kind!r} (random, temporal, cold, labels)")
+    save_split(split, where)
+    return split
+
+
+def item_features(embed: dict[str, Any], catalog: Path, work: Path, item_ids: list[str]) -> np.ndarray:
+    """[n_items, d] vectors in split item order; items the store lacks (rejected) get zeros."""
+    from mllmrec.config import EmbedConfig
+    from mllmrec.embed import run_embed
+    from mllmrec.index.store import EmbeddingStore
+
+    model = embed["model"]
+    if model.startswith("tiny:"):  # a random tiny model built offline: the machinery, not quality
+        from mllmrec.testing.qwen import cached_tiny_qwen
+
+        model = str(cached_tiny_qwen(model.split(":", 1)[1], size=embed.get("size", "tiny"), cache_dir=work / "models"))
+    key = f"{embed['model'].replace('/', '_').replace(':', '-')}-{embed.get('prompt', 'notellm2')}"
+    out = work / "stores" / key
+    cfg = EmbedConfig(catalog=str(catalog), model=model, out=str(out), prompt=embed.get("prompt", "notellm2"),
+                      resume=(out / "manifest.json").is_file(), progress=True)
+    run_embed(cfg, command=["eval/run.py"])
+    store = EmbeddingStore.open(out)
+    vecs = np.asarray(store.vectors(embed.get("channel", "mm")), dtype=np.float32)
+    pos = {i: n for n, i in enumerate(store.ids)}
+    feats = np.zeros((len(item_ids), vecs.shape[1]), np.float32)
+    for n, item in enumerate(item_ids):
+        if item in pos:
+            feats[n] = vecs[pos[item]]
+    return feats
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="YAML config: dataset, protocol, seeds, methods (see eval/configs/).")
+    ap.add_argument("--out", default=None, help="Results folder (default: eval/results/<config name>).")
+    ap.add_argument("--work", default=None, help="Work folder for data, splits, models, stores (default: eval/work/<name>).")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="Override the config's seeds.")
+    ap.add_argument("--methods", nargs="+", default=None, help="Run only these methods (by name).")
+    ap.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    args = ap.parse_args()
+
+    import yaml
+    from mllmrec.catalog.interactions import read_interactions
+
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    name = cfg["name"]
+    out = Path(args.out or f"eval/results/{name}")
+    work = Path(args.work or f"eval/work/{name}")
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    catalog, log = prepare_dataset(cfg, work)
+    inter = read_interactions(log)
+    seeds = args.seeds or cfg.get("seeds", [0])
+    specs = [m for m in cfg["methods"] if not args.methods or m["name"] in args.methods]
+    ks = cfg.get("ks", [5, 10, 20, 50])
+    runs, splits, feature_cache = [], {}, {}
+    for seed in seeds:
+        split = make_split(inter, cfg.get("protocol", {}), seed, work)
+        splits[seed] = split.stats() | {"fingerprint": split.fingerprint()}
+        for spec in specs:
+            feats = None
+            if "embed" in spec:  # the store is embedded once; only the row order follows the split
+                key = (json.dumps(spec["embed"], sort_keys=True), tuple(split.item_ids))
+                if key not in feature_cache:
+                    feature_cache[key] = item_features(spec["embed"], catalog, work, list(split.item_ids))
+                feats = feature_cache[key]
+            print(f"[seed {seed}] {spec['name']}", flush=True)
+            r = M.run(spec, split, feats, seed, cfg.get("train", {}), ks, progress=not args.no_progress)
+            print(f"    test recall@20 {r.test.get('recall@20', float('nan')):.4f}  ndcg@20 "
+                  f"{r.test.get('ndcg@20', float('nan')):.4f}  ({r.seconds:.1f} s)", flush=True)
+            runs.append(dataclasses.asdict(r))
+    results = {
+        "config": cfg, "config_file": args.config, "command": " ".join(["python", *sys.argv]),
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "versions": report.versions(), "splits": {str(k): v for k, v in splits.items()}, "runs": runs,
+        "seconds": time.perf_counter() - t_start,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    report.write(results, out)
+    print(f"wrote {out / 'results.json'}, {out / 'report.md'} and plots in {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
