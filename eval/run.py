@@ -78,7 +78,7 @@ def make_split(inter: Any, protocol: dict[str, Any], seed: int, work: Path) -> A
 
 def item_features(embed: dict[str, Any], catalog: Path, work: Path, item_ids: list[str]) -> np.ndarray:
     """[n_items, d] vectors in split item order; items the store lacks (rejected) get zeros."""
-    from mllmrec.config import EmbedConfig
+    from mllmrec.config import EmbedConfig, from_dict
     from mllmrec.embed import run_embed
     from mllmrec.index.store import EmbeddingStore
 
@@ -89,8 +89,11 @@ def item_features(embed: dict[str, Any], catalog: Path, work: Path, item_ids: li
         model = str(cached_tiny_qwen(model.split(":", 1)[1], size=embed.get("size", "tiny"), cache_dir=work / "models"))
     key = f"{embed['model'].replace('/', '_').replace(':', '-')}-{embed.get('prompt', 'notellm2')}"
     out = work / "stores" / key
-    cfg = EmbedConfig(catalog=str(catalog), model=model, out=str(out), prompt=embed.get("prompt", "notellm2"),
-                      resume=(out / "manifest.json").is_file(), progress=True)
+    # Other keys of the `embed:` entry are EmbedConfig options (image_field, text_fields, batch_size ...).
+    extra = {k: v for k, v in embed.items() if k not in ("model", "prompt", "size", "channel")}
+    cfg = from_dict(EmbedConfig, {"catalog": str(catalog), "model": model, "out": str(out),
+                                  "prompt": embed.get("prompt", "notellm2"), "resume": (out / "manifest.json").is_file(),
+                                  **extra})
     run_embed(cfg, command=["eval/run.py"])
     store = EmbeddingStore.open(out)
     vecs = np.asarray(store.vectors(embed.get("channel", "mm")), dtype=np.float32)
