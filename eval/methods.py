@@ -57,9 +57,9 @@ def run(spec: dict[str, Any], split: Any, features: np.ndarray | None, seed: int
         ks: list[int], progress: bool = True) -> MethodRun:
     """Train on train, select on valid, then evaluate once on test."""
     import torch
-    from mllmrec.recsys.trainer import train_bpr
 
     from mllmrec.eval.metrics import full_ranking_metrics
+    from mllmrec.recsys.trainer import train_bpr
 
     torch.manual_seed(seed)
     t0 = time.perf_counter()

@@ -53,7 +53,6 @@ def prepare_dataset(cfg: dict[str, Any], work: Path) -> tuple[Path, Path]:
 def make_split(inter: Any, protocol: dict[str, Any], seed: int, work: Path) -> Any:
     """The split for one seed, saved once and reloaded (fingerprint-checked) by later runs."""
     from mllmrec.datasets.splits import load_split, save_split
-
     from mllmrec.eval import protocols as P
 
     where = work / "splits" / f"{protocol.get('split', 'random')}-seed{seed}"
@@ -116,6 +115,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import yaml
+
     from mllmrec.catalog.interactions import read_interactions
 
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -158,4 +158,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mllmrec.errors import MllmrecError
+
+    try:
+        sys.exit(main())
+    except MllmrecError as e:  # missing data, bad config, mismatched artefacts: a message, not a traceback
+        print(f"eval/run.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
