@@ -65,7 +65,11 @@ def run(spec: dict[str, Any], split: Any, features: np.ndarray | None, seed: int
     t0 = time.perf_counter()
     model = build(spec, split, features)
     train = split.matrix("train")
-    valid_pos = split.positives("valid")
+    counts = np.asarray(train.sum(axis=0)).ravel()  # training interactions per item
+    # Model selection uses validation positives among items with training interactions, for every
+    # method alike: cold validation items would otherwise dominate the choice of epoch for ID models
+    # (which cannot score them) and favour barely trained models.
+    valid_pos = [p[counts[p] > 0] for p in split.positives("valid")]
     result = train_bpr(model, train, valid_pos, seed=seed, progress=progress,
                        **{k: v for k, v in train_cfg.items() if k in ("epochs", "batch_size", "lr", "patience")})
     model.eval()
@@ -78,29 +82,28 @@ def run(spec: dict[str, Any], split: Any, features: np.ndarray | None, seed: int
     seen = train
     test_pos = split.positives("test")
     users = np.arange(train.shape[0])
-    cold = set(np.asarray(split.cold_items).tolist())
 
-    def restricted(keep) -> list[np.ndarray]:
-        return [p[np.fromiter((keep(int(i)) for i in p), bool, len(p))] if len(p) else p for p in test_pos]
+    def evaluate(keep: np.ndarray) -> dict[str, float]:
+        """Metrics over the test positives whose item is in `keep` (bool [n_items]); {} if none."""
+        pos = [p[keep[p]] for p in test_pos]
+        return full_ranking_metrics(score, users, pos, seen, ks=ks) if any(len(p) for p in pos) else {}
 
-    evaluate = lambda pos: full_ranking_metrics(score, users, pos, seen, ks=ks)  # noqa: E731
-    counts = np.asarray(train.sum(axis=0)).ravel()
-    buckets = _popularity_buckets(counts)
+    # Warm and cold follow the training counts, whatever the protocol (labels can leave cold items too).
+    cold = counts == 0
+    buckets = {name: evaluate((counts >= lo) & (counts < hi)).get("recall@20", float("nan"))
+               for name, (lo, hi) in _popularity_buckets(counts).items()}
     return MethodRun(
-        method=spec["name"], seed=seed,
-        test=evaluate(test_pos),
-        warm=evaluate(restricted(lambda i: i not in cold)),
-        cold=evaluate(restricted(lambda i: i in cold)) if cold else {},
-        buckets={name: evaluate(restricted(lambda i, b=b: b[0] <= counts[i] < b[1])).get("recall@20", float("nan"))
-                 for name, b in buckets.items()},
+        method=spec["name"], seed=seed, test=evaluate(np.ones_like(cold)), warm=evaluate(~cold),
+        cold=evaluate(cold), buckets=buckets,
         valid=result.best_valid, best_epoch=result.best_epoch, seconds=time.perf_counter() - t0,
     )
 
 
 def _popularity_buckets(counts: np.ndarray) -> dict[str, tuple[float, float]]:
-    """Tail / torso / head by training count tertiles of the items that have interactions."""
+    """Tail / torso / head: training-count tertiles among items WITH training interactions (cold
+    items are reported on their own, never as tail)."""
     seen = counts[counts > 0]
     if len(seen) == 0:
         return {}
     lo, hi = np.quantile(seen, [1 / 3, 2 / 3])
-    return {"tail": (0, lo), "torso": (lo, hi), "head": (hi, np.inf)}
+    return {"tail": (1, lo), "torso": (lo, hi), "head": (hi, np.inf)}

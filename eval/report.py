@@ -63,8 +63,14 @@ def write(results: dict[str, Any], out: Path) -> None:
         f"Date {results['date']}, machine {results['machine']}, seeds {seeds}. Command: `{results['command']}`",
         "",
         "Protocol: " + ", ".join(f"{k}={v}" for k, v in results["config"].get("protocol", {}).items())
-        + ". Full ranking over all items with training items masked; model selection on validation "
-        "Recall@20 only; test evaluated once per method and seed. Mean ± sample std over seeds.",
+        + ". Full ranking over all items with only the training items masked (validation items stay "
+        "candidates, as in MMRec); cold items are ranked against the whole catalogue. Model selection on "
+        "validation Recall@20 over items that have training interactions; test evaluated once per "
+        "method and seed. Negatives are drawn only from items with training interactions. "
+        "Mean ± sample std over seeds.",
+        "",
+        "Item features per method: " + ", ".join(sorted({f"{r['method']}: {r.get('features', 'ids only')}"
+                                                        for r in runs})) + ".",
         "",
         "## Test (all held-out items)", "", table(runs, "test"),
         "## Warm items (seen in training)", "", table(runs, "warm"),
@@ -74,6 +80,10 @@ def write(results: dict[str, Any], out: Path) -> None:
         "## Time per method (train + evaluate, seconds per seed)", "",
         "| method | seconds |", "|---|---|",
         *[f"| {m} | {_fmt(v)} |" for m, v in secs.items()],
+        "",
+        "Embedding the catalogue (once per model and prompt, shared by the methods that use it; "
+        "the time it took when the store was made): "
+        + (", ".join(f"{k} {v:.1f} s" for k, v in results.get("embedding_seconds", {}).items()) or "none") + ".",
         "",
         "## Split statistics", "",
         *[f"- seed {s}: " + ", ".join(f"{k}={v}" for k, v in st.items()) for s, st in results["splits"].items()],
@@ -116,7 +126,7 @@ def plots(runs: list[dict], out: Path) -> None:
             else:
                 vals = [_mean_or_nan([r[key].get("recall@20", np.nan) for r in runs if r["method"] == m and r[key]])
                         for m in methods]
-            ax.bar(np.arange(len(methods)) + n * width, np.nan_to_num(vals), width, label=key)
+            ax.bar(np.arange(len(methods)) + n * width, vals, width, label=key)  # NaN: no bar (nothing to show)
         ax.set_xticks(np.arange(len(methods)) + width * (len(keys) - 1) / 2, methods, rotation=20)
         ax.set(ylabel="Recall@20 (test)", title="By item popularity" if part else "Warm vs cold items")
         ax.legend()

@@ -50,12 +50,19 @@ def prepare_dataset(cfg: dict[str, Any], work: Path) -> tuple[Path, Path]:
     raise SystemExit(f"unknown dataset kind {kind!r} (synthetic, ml100k, files)")
 
 
-def make_split(inter: Any, protocol: dict[str, Any], seed: int, work: Path) -> Any:
-    """The split for one seed, saved once and reloaded (fingerprint-checked) by later runs."""
+def make_split(inter: Any, protocol: dict[str, Any], seed: int, work: Path, data_key: str) -> Any:
+    """The split for one seed, saved once and reloaded (fingerprint-checked) by later runs.
+
+    The folder name carries a hash of the interaction log's content and the protocol, so changing
+    either (another cold_share, k-core, dataset) makes a new split instead of reusing a stale one.
+    """
+    import hashlib
+
     from mllmrec.datasets.splits import load_split, save_split
     from mllmrec.eval import protocols as P
 
-    where = work / "splits" / f"{protocol.get('split', 'random')}-seed{seed}"
+    key = hashlib.sha256(json.dumps([data_key, protocol], sort_keys=True).encode()).hexdigest()[:12]
+    where = work / "splits" / f"{protocol.get('split', 'random')}-seed{seed}-{key}"
     if (where / "meta.json").is_file():
         return load_split(where)
     if protocol.get("kcore"):
@@ -75,8 +82,12 @@ def make_split(inter: Any, protocol: dict[str, Any], seed: int, work: Path) -> A
     return split
 
 
-def item_features(embed: dict[str, Any], catalog: Path, work: Path, item_ids: list[str]) -> np.ndarray:
-    """[n_items, d] vectors in split item order; items the store lacks (rejected) get zeros."""
+def item_features(embed: dict[str, Any], catalog: Path, work: Path, item_ids: list[str]) -> tuple[np.ndarray, float]:
+    """([n_items, d] vectors in split item order, seconds the embedding took when it was made).
+
+    Items the store lacks (rejected at embed time) get zero vectors. A store from an earlier run
+    is reused; its manifest still says how long making it took.
+    """
     from mllmrec.config import EmbedConfig, from_dict
     from mllmrec.embed import run_embed
     from mllmrec.index.store import EmbeddingStore
@@ -101,7 +112,7 @@ def item_features(embed: dict[str, Any], catalog: Path, work: Path, item_ids: li
     for n, item in enumerate(item_ids):
         if item in pos:
             feats[n] = vecs[pos[item]]
-    return feats
+    return feats, float(store.manifest.get("seconds_last_run", float("nan")))
 
 
 def main() -> int:
@@ -126,29 +137,36 @@ def main() -> int:
     t_start = time.perf_counter()
     catalog, log = prepare_dataset(cfg, work)
     inter = read_interactions(log)
+    import hashlib
+
+    data_key = hashlib.sha256(Path(log).read_bytes()).hexdigest()
     seeds = args.seeds or cfg.get("seeds", [0])
     specs = [m for m in cfg["methods"] if not args.methods or m["name"] in args.methods]
     ks = cfg.get("ks", [5, 10, 20, 50])
-    runs, splits, feature_cache = [], {}, {}
+    runs, splits, feature_cache, embed_seconds = [], {}, {}, {}
     for seed in seeds:
-        split = make_split(inter, cfg.get("protocol", {}), seed, work)
+        split = make_split(inter, cfg.get("protocol", {}), seed, work, data_key)
         splits[seed] = split.stats() | {"fingerprint": split.fingerprint()}
         for spec in specs:
             feats = None
             if "embed" in spec:  # the store is embedded once; only the row order follows the split
                 key = (json.dumps(spec["embed"], sort_keys=True), tuple(split.item_ids))
                 if key not in feature_cache:
-                    feature_cache[key] = item_features(spec["embed"], catalog, work, list(split.item_ids))
+                    feature_cache[key], secs = item_features(spec["embed"], catalog, work, list(split.item_ids))
+                    embed_seconds[spec["embed"]["model"] + " / " + spec["embed"].get("prompt", "notellm2")] = secs
                 feats = feature_cache[key]
             print(f"[seed {seed}] {spec['name']}", flush=True)
             r = M.run(spec, split, feats, seed, cfg.get("train", {}), ks, progress=not args.no_progress)
             print(f"    test recall@20 {r.test.get('recall@20', float('nan')):.4f}  ndcg@20 "
                   f"{r.test.get('ndcg@20', float('nan')):.4f}  ({r.seconds:.1f} s)", flush=True)
-            runs.append(dataclasses.asdict(r))
+            runs.append(dataclasses.asdict(r) | {"features": (f"{spec['embed']['model']} / "
+                                                           f"{spec['embed'].get('prompt', 'notellm2')}")
+                                                  if "embed" in spec else "ids only"})
     results = {
         "config": cfg, "config_file": args.config, "command": " ".join(["python", *sys.argv]),
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "versions": report.versions(), "splits": {str(k): v for k, v in splits.items()}, "runs": runs,
+        "embedding_seconds": embed_seconds,
         "seconds": time.perf_counter() - t_start,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))

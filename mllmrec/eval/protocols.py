@@ -180,8 +180,11 @@ def temporal_split(inter: Interactions, ratios: Sequence[float] = (0.8, 0.1, 0.1
 
 def cold_start_split(inter: Interactions, seed: int, cold_share: float = 0.2,
                      ratios: Sequence[float] = (0.8, 0.1, 0.1), min_interactions: int = 10) -> Split:
-    """Hold out `cold_share` of the items with all their interactions (shuffled, first half to
-    valid, rest to test; never train); the remaining pairs get `random_split`'s per-user cut."""
+    """Hold out `cold_share` of the items with all their interactions, never in train.
+
+    The cold items themselves are split in two disjoint halves: all interactions of the first half
+    go to valid, all of the second half to test, so no cold test item was seen (even as a
+    validation positive) before testing. The remaining pairs get `random_split`'s per-user cut."""
     r, seed = _ratios(ratios), _seed(seed)
     users, items, key, u, i = _codes(inter)
     rows = _first(key)
@@ -191,12 +194,14 @@ def cold_start_split(inter: Interactions, seed: int, cold_share: float = 0.2,
         raise SplitError(f"cold_share={cold_share} of {len(items)} items gives {n_cold} cold items; "
                          "need a share in (0, 1) that leaves at least one cold and one warm item")
     rng = np.random.default_rng(seed)
+    cold_items = rng.choice(len(items), n_cold, replace=False)
     cold = np.zeros(len(items), bool)
-    cold[rng.choice(len(items), n_cold, replace=False)] = True
+    cold[cold_items] = True
+    test_cold = np.zeros(len(items), bool)
+    test_cold[cold_items[len(cold_items) // 2 :]] = True
     part = np.empty(len(u), np.int64)
     held = np.flatnonzero(cold[i])
-    held = held[rng.permutation(len(held))]
-    part[held[: len(held) // 2]], part[held[len(held) // 2:]] = VALID, TEST
+    part[held] = np.where(test_cold[i[held]], TEST, VALID)
     warm = np.flatnonzero(~cold[i])
     part[warm] = _cut(u[warm], rng.permutation(len(warm)), len(users), r, min_interactions)
     meta = _meta("cold", inter, len(rows), seed=seed, cold_share=float(cold_share), ratios=list(r),

@@ -233,6 +233,13 @@ class VBPR(RecModel):
         nn.init.zeros_(self.item_bias.weight)
         nn.init.zeros_(self.visual_bias.weight)
 
+    @torch.no_grad()
+    def forget_items(self, items: Tensor) -> None:
+        """Zero γ_i and β_i of items that had no training interaction: their random initial ID
+        factors are noise, so they are scored by the visual terms alone (VBPR's cold-start case)."""
+        self.gamma_item.weight[items] = 0
+        self.item_bias.weight[items] = 0
+
     def _items(self, items: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """(γ_i [n, d], E f_i [n, d'], β_i + β'·f_i [n]) for `items`, or for every item if None."""
         f = self.features if items is None else self.features[items]  # [n, f]

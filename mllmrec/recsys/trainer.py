@@ -46,16 +46,19 @@ class TrainResult:
 
 
 class NegativeSampler:
-    """Uniform negatives j ∉ N_u, drawn for a whole array of users at once.
+    """Uniform negatives j ∉ N_u among the items that have training interactions.
 
-    Training pairs are kept as sorted keys u·I + i, so "is (u, j) observed?" is one
+    Items with no training interaction (cold items of a cold-start split) are never drawn: using
+    them as negatives would push exactly the held-out items down, i.e. train on knowledge of the
+    split. Training pairs are kept as sorted keys u·I + i, so "is (u, j) observed?" is one
     `searchsorted` over the batch; the draws that hit an observed pair are redrawn.
     """
 
     def __init__(self, train: sp.csr_matrix, rng: np.random.Generator) -> None:
         self.n_items, self.rng = train.shape[1], rng
+        self.pool = np.flatnonzero(np.bincount(train.indices, minlength=self.n_items) > 0)  # [P] warm items
         degree = np.diff(train.indptr)  # [U]
-        full = np.flatnonzero(degree >= self.n_items)
+        full = np.flatnonzero(degree >= self.pool.size)
         if full.size:
             raise RecsysError(
                 f"users {full[:5].tolist()} interacted with every item: no negative to sample for them"
@@ -72,10 +75,10 @@ class NegativeSampler:
         return self.keys[at] == query
 
     def __call__(self, users: np.ndarray) -> np.ndarray:
-        neg = self.rng.integers(0, self.n_items, size=users.shape[0], dtype=np.int64)  # [n]
+        neg = self.pool[self.rng.integers(0, self.pool.size, size=users.shape[0])]  # [n]
         todo = np.flatnonzero(self.observed(users, neg))
         while todo.size:
-            neg[todo] = self.rng.integers(0, self.n_items, size=todo.size, dtype=np.int64)
+            neg[todo] = self.pool[self.rng.integers(0, self.pool.size, size=todo.size)]
             todo = todo[self.observed(users[todo], neg[todo])]
         return neg
 
@@ -243,5 +246,7 @@ def train_bpr(
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    if hasattr(model, "forget_items"):  # items never trained keep only what their features say
+        model.forget_items(torch.as_tensor(np.setdiff1d(np.arange(r.shape[1]), sampler.pool), device=dev))
     model.eval()
     return TrainResult(best_epoch, best_valid, history, time.perf_counter() - start)

@@ -179,8 +179,10 @@ def test_cold_start_split_holds_items_out_entirely() -> None:
     sets = part_sets(split)
     held = {x for x in sets["valid"] | sets["test"] if x[1] in cold_ids}
     assert held == cold_log  # every interaction of a cold item is held out
-    n_valid = sum(1 for x in sets["valid"] if x[1] in cold_ids)
-    assert abs(2 * n_valid - len(held)) <= 1  # half / half
+    valid_cold = {x[1] for x in sets["valid"] if x[1] in cold_ids}
+    test_cold = {x[1] for x in sets["test"] if x[1] in cold_ids}
+    assert not valid_cold & test_cold  # a cold item is a validation item or a test item, never both
+    assert len(valid_cold) == len(test_cold) == 4  # the cold items are halved
     assert split.meta["cold_interactions"] == len(held)
     warm_train_items = set(split.train[:, 1].tolist())
     assert set(range(split.n_items)) == warm_train_items | set(split.cold_items.tolist())

@@ -274,12 +274,14 @@ def test_same_seed_same_result(cls: str) -> None:
 
 
 def test_negative_sampler_is_uniform_over_unseen_items() -> None:
-    train = sp.csr_matrix(np.array([[1] * 8 + [0, 0], [0] * 9 + [1]], dtype=np.float32))
+    # user 2 makes item 8 a trained item; item 10 has no training interaction at all (cold)
+    train = sp.csr_matrix(np.array([[1] * 8 + [0, 0, 0], [0] * 9 + [1, 0], [0] * 8 + [1, 0, 0]], dtype=np.float32))
     sampler = NegativeSampler(train, np.random.default_rng(0))
     users = np.repeat([0, 1], 9000)
     neg = sampler(users)
     assert set(neg[:9000]) == {8, 9} and abs((neg[:9000] == 8).mean() - 0.5) < 0.03
     assert not sampler.observed(users, neg).any() and set(neg[9000:]) == set(range(9))
+    assert 10 not in set(neg)  # a cold item is never a negative: that would leak the split
     with pytest.raises(MllmrecError, match="every item"):
         NegativeSampler(sp.csr_matrix(np.ones((2, 3), np.float32)), np.random.default_rng(0))
 
@@ -297,3 +299,16 @@ def test_trainer_refuses_bad_input() -> None:
         train_bpr(model, data.train, data.valid, metric="nonsense@20", epochs=1, progress=False)
     with pytest.raises(MllmrecError, match="no user has a validation"):
         train_bpr(model, data.train, [np.array([], dtype=np.int64)] * 20, progress=False)
+
+
+def test_vbpr_items_never_trained_keep_only_their_feature_terms() -> None:
+    dense = (np.random.default_rng(0).random((10, 60)) < 0.3).astype(np.float32)
+    dense[:, 59] = 0  # item 59 is cold: no training interaction
+    train = sp.csr_matrix(dense)
+    feats = torch.randn(60, 5, generator=torch.Generator().manual_seed(0))
+    model = VBPR(10, 60, 4, feats)
+    valid = [np.array([int(np.flatnonzero(row == 0)[0])]) for row in dense]
+    train_bpr(model, train, valid, epochs=3, batch_size=16, progress=False)
+    with torch.no_grad():
+        assert float(model.gamma_item.weight[59].abs().sum()) == 0.0 and float(model.item_bias.weight[59]) == 0.0
+        assert float(model.gamma_item.weight[:59].abs().sum()) > 0.0
