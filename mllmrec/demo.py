@@ -57,8 +57,8 @@ def run_demo(cfg: DemoConfig) -> int:
         for h in neighbors(store, item_id, k=3):
             print(f"      {h.id}  {h.score:.3f}  {h.label[:60]}")
     print(
-        "\nDone. The store (vectors, items, manifest.json) is in", store,
-        "\nThese vectors come from a tiny RANDOM model, so the neighbours mean nothing. For real use:\n"
+        f"\nDone. The store (vectors, items, manifest.json) is in {store}\n"
+        "These vectors come from a tiny RANDOM model, so the neighbours mean nothing. For real use:\n"
         f"  mllmrec embed --catalog {data.items} --model Qwen/Qwen2-VL-2B-Instruct --out my-store\n"
         f"  mllmrec neighbors my-store {ids[0]} -k 10",
     )
