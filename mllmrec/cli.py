@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[type, str, str]] = {
                        "Write a deterministic synthetic multimodal catalogue with interactions."),
     "compose": (C.ComposeConfig, "mllmrec.backbone.composed:run_compose",
                 "Build a composed MLLM (causal LM + vision encoder + connector) directory."),
+    "pairs": (C.PairsConfig, "mllmrec.train.pairs:run_pairs", "Mine co-interaction item pairs from an interaction log."),
 }
 PROMPT_COMMANDS: dict[str, tuple[type | None, str, str]] = {
     "list": (None, "mllmrec.prompts.show:run_list", "List the built-in prompt templates."),
@@ -48,7 +49,7 @@ def _add_fields(p: argparse.ArgumentParser, cls: type) -> None:
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if not required:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            help_text += f" (default: {' '.join(default) if isinstance(default, tuple) else default})"
+            help_text += f" (default: {' '.join(map(str, default)) if isinstance(default, tuple) else default})"
         elif not meta.get("positional"):
             help_text += " (required)"
         kw: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}

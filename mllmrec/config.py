@@ -251,6 +251,55 @@ class DemoConfig(_Checked):
     seed: int = opt(0, "Seed for data and the random model.")
 
 
+@dataclass(frozen=True, kw_only=True)
+class PairsConfig(_Checked):
+    """Mine co-interaction item pairs (NoteLLM): score(A->B) = sum over users u who engaged with A and
+    then B of 1/N_u, N_u = number of distinct items u engaged with. Keeps the top-t partners per item
+    and splits the pairs into train/valid/test by query item."""
+
+    interactions: str = opt(REQUIRED, "Interaction log (.csv, .tsv/.inter, .parquet, .jsonl).", positional=True)
+    out: str = opt(REQUIRED, "Output directory (pairs.parquet + manifest.json).")
+    user_field: str = opt("user_id", "Column holding the user id.")
+    item_field: str = opt("item_id", "Column holding the item id.")
+    time_field: str = opt("timestamp", "Column holding the event time (numbers or ISO dates).")
+    order: Literal["time", "none"] = opt(
+        "time", "'time': A must come before B (needs timestamps; a log without them falls back to "
+        "'none'); 'none': any two items of a user's history, both directions."
+    )
+    window_seconds: float | None = opt(None, "Pair A with B when 0 < t_B - t_A <= W seconds.")
+    session_gap: float | None = opt(
+        None, "Pair A with any later B of the same session; a session ends at a gap > G seconds."
+    )
+    max_lag: int = opt(50, "Timed modes: look at most this many events ahead in a user's history.")
+    min_score: float | None = opt(None, "Drop partners whose score is below this.")
+    max_score: float | None = opt(None, "Drop partners whose score is above this (too-generic items).")
+    top_t: int = opt(10, "Keep at most this many partners per query item (ties by partner id).")
+    valid_share: float = opt(0.1, "Share of the query items (with all their pairs) in the valid part.")
+    test_share: float = opt(0.1, "Share of the query items in the test part; train gets the rest.")
+    seed: int = opt(0, "Seed of the query-item split.")
+    catalog: str | None = opt(None, "Catalogue file; interactions with item ids not in it are reported and dropped.")
+    catalog_id_field: str = opt("id", "Column of --catalog holding the item id.")
+    interactions_train_only: str | None = opt(
+        None, "Saved split folder: build pairs only from its training interactions."
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.window_seconds is not None and self.session_gap is not None:
+            raise ConfigError("window_seconds and session_gap: give one of them, not both")
+        if self.window_seconds is not None and self.window_seconds <= 0:
+            raise ConfigError(f"window_seconds must be > 0, got {self.window_seconds}")
+        if self.session_gap is not None and self.session_gap < 0:
+            raise ConfigError(f"session_gap must be >= 0, got {self.session_gap}")
+        if self.max_lag < 1 or self.top_t < 1:
+            raise ConfigError("max_lag and top_t must be >= 1")
+        if min(self.valid_share, self.test_share) < 0 or self.valid_share + self.test_share > 1:
+            raise ConfigError(f"valid_share {self.valid_share} and test_share {self.test_share} must be "
+                              ">= 0 and sum to at most 1")
+        if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
+            raise ConfigError(f"min_score {self.min_score} is above max_score {self.max_score}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading from dicts / YAML
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Training data for item representations: co-interaction pairs (NoteLLM)."""
