@@ -128,6 +128,7 @@ def main() -> int:
     import yaml
 
     from mllmrec.catalog.interactions import read_interactions
+    from mllmrec.fsutil import file_sha256
 
     cfg = yaml.safe_load(Path(args.config).read_text())
     name = cfg["name"]
@@ -137,9 +138,7 @@ def main() -> int:
     t_start = time.perf_counter()
     catalog, log = prepare_dataset(cfg, work)
     inter = read_interactions(log)
-    import hashlib
-
-    data_key = hashlib.sha256(Path(log).read_bytes()).hexdigest()
+    data_key = file_sha256(log)
     seeds = args.seeds or cfg.get("seeds", [0])
     specs = [m for m in cfg["methods"] if not args.methods or m["name"] in args.methods]
     ks = cfg.get("ks", [5, 10, 20, 50])

@@ -80,13 +80,14 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
                                done_already, already_complete=True)
     if encoder is None:
         encoder = _load_encoder(cfg, _device_for_rank(cfg.device, rank, world))
-    output_channels(template, encoder)  # refuses a gate the encoder cannot apply, before any work
+    channels = output_channels(template, encoder)  # refuses a gate the encoder cannot apply, before any work
     backbone = {k: v for k, v in encoder.fingerprint().items() if k != "backbone"}  # not the path/id
     identity.update(backbone=backbone, fusion_gate=_gate_fingerprint(encoder))
     n_shards = -(-len(catalog.items) // cfg.shard_size)
     if rank == 0:
         _prepare_out(out, cfg, identity)
-        st.write_manifest(out, _start_manifest(cfg, catalog, encoder, template, identity, n_shards, world, command))
+        st.write_manifest(out, _start_manifest(cfg, catalog, encoder, template, channels, identity, n_shards, world,
+                                               command))
     _barrier(world)
     manifest = st.read_manifest(out)
     if manifest.get("status") == "complete":  # another process's view; rank 0 returned above
@@ -96,7 +97,7 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
 
     done = st.done_shards(out)
     mine = [k for k in range(n_shards) if k % world == rank and k not in done]
-    _embed_shards(cfg, catalog, template, encoder, out, mine)
+    _embed_shards(cfg, catalog, template, channels, encoder, out, mine)
     if rank != 0:
         _end_processes(world)
         return EmbedResult(out, 0, 0, time.perf_counter() - t0, manifest)
@@ -126,7 +127,8 @@ def _load_encoder(cfg: EmbedConfig, device: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Work
 # ---------------------------------------------------------------------------------------------
-def _embed_shards(cfg: EmbedConfig, catalog: Any, template: Any, encoder: Any, out: Path, shards: list[int]) -> None:
+def _embed_shards(cfg: EmbedConfig, catalog: Any, template: Any, channels: tuple[str, ...], encoder: Any, out: Path,
+                  shards: list[int]) -> None:
     from tqdm.auto import tqdm
 
     total = sum(len(catalog.items[k * cfg.shard_size : (k + 1) * cfg.shard_size]) for k in shards)
@@ -138,13 +140,15 @@ def _embed_shards(cfg: EmbedConfig, catalog: Any, template: Any, encoder: Any, o
             ThreadPoolExecutor(max_workers=4) as pool:
         for k in shards:
             items = catalog.items[k * cfg.shard_size : (k + 1) * cfg.shard_size]
-            ids, vectors, rejected = embed_items(cfg, items, catalog.base_dir, template, encoder, pool, use_images)
+            ids, vectors, rejected = embed_items(cfg, items, catalog.base_dir, template, channels, encoder, pool,
+                                                 use_images)
             st.write_shard(out, k, ids, vectors, rejected)
             bar.update(len(items))
 
 
-def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: Any, encoder: Any,
-                pool: ThreadPoolExecutor, use_images: bool) -> tuple[list[str], dict[str, np.ndarray], list[dict]]:
+def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: Any, channels: tuple[str, ...],
+                encoder: Any, pool: ThreadPoolExecutor,
+                use_images: bool) -> tuple[list[str], dict[str, np.ndarray], list[dict]]:
     """Embed one shard's items: (ids embedded, in catalogue order; {channel: [n, d]}; rejections).
 
     Items are sorted by estimated token count (image sizes come from file headers) and batched;
@@ -155,7 +159,6 @@ def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: A
     texts_len = [sum(len(v) for v in it.texts.values()) for it in items]
     sizes = list(pool.map(lambda it: probe_image_sizes(it, base_dir, cfg), items)) if use_images else [[]] * len(items)
     order = sorted(range(len(items)), key=lambda i: encoder.estimate_tokens(texts_len[i], sizes[i]))
-    channels = output_channels(template, encoder)
     store_dtype = np.float16 if cfg.store_dtype == "float16" else np.float32
     rows: dict[int, dict[str, np.ndarray]] = {}
     rejected: list[dict] = []
@@ -278,8 +281,8 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     return [] if a == b else [(prefix.rstrip("."), a, b)]
 
 
-def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any, identity: dict[str, Any],
-                    n_shards: int, world: int, command: list[str] | None) -> dict[str, Any]:
+def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any, channels: tuple[str, ...],
+                    identity: dict[str, Any], n_shards: int, world: int, command: list[str] | None) -> dict[str, Any]:
     run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batch_size": cfg.batch_size, "processes": world,
            "command": command or []}
     if cfg.resume:
@@ -298,8 +301,8 @@ def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any,
         "adapter": None,
         "fusion_gate": identity["fusion_gate"],
         "prompt": template.identity(),
-        "channels": list(output_channels(template, encoder)),
-        "dims": {ch: encoder.hidden_size for ch in output_channels(template, encoder)},
+        "channels": list(channels),
+        "dims": {ch: encoder.hidden_size for ch in channels},
         "dtype": cfg.store_dtype,
         "plan": {"items": len(catalog.items), "shard_size": cfg.shard_size, "shards": n_shards,
                  "batch_size": cfg.batch_size},

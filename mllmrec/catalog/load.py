@@ -10,7 +10,6 @@ Images are only referenced here; `images.load_item_images` opens them later.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 from mllmrec.catalog.readers import CatalogError, read_records
 from mllmrec.config import CatalogSpec, parse_text_fields
+from mllmrec.fsutil import file_sha256
 from mllmrec.types import Item, Rejection
 
 NO_CONTENT = "no text and no image"
@@ -38,14 +38,6 @@ class Catalog:
     base_dir: Path
     path: Path
     sha256: str
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _is_null(value: Any) -> bool:
@@ -166,4 +158,4 @@ def load_catalog(spec: CatalogSpec) -> Catalog:
             rejected.append(Rejection(item_id, NO_CONTENT))
             continue
         items.append(Item(id=item_id, texts=texts, image_refs=refs))
-    return Catalog(items=items, rejected=rejected, base_dir=path.parent, path=path, sha256=_file_sha256(path))
+    return Catalog(items=items, rejected=rejected, base_dir=path.parent, path=path, sha256=file_sha256(path))

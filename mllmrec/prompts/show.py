@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mllmrec.config import PromptShowConfig
 from mllmrec.prompts.render import render
-from mllmrec.prompts.templates import list_templates, load_template
+from mllmrec.prompts.templates import PromptTemplate, list_templates, load_template
 
 GENERIC_PLACEHOLDER = "<image>"
 
@@ -16,7 +16,7 @@ def run_list() -> int:
     return 0
 
 
-def rendered_text(cfg: PromptShowConfig) -> str:
+def rendered_text(cfg: PromptShowConfig, template: PromptTemplate | None = None) -> str:
     """The item rendered through the template, slots shown as <<slot:NAME>>.
 
     Images are not decoded: each image reference of the item stands in as one placeholder, so
@@ -30,7 +30,7 @@ def rendered_text(cfg: PromptShowConfig) -> str:
         rejected = {r.item_id: r.reason for r in catalog.rejected}
         why = f" (rejected: {rejected[str(cfg.item)]})" if str(cfg.item) in rejected else ""
         raise KeyError(f"item {cfg.item!r} is not in {cfg.catalog}{why}")
-    template = load_template(cfg.name)
+    template = template or load_template(cfg.name)
     chat, placeholder = None, GENERIC_PLACEHOLDER
     if cfg.model:
         from mllmrec.backbone.load import open_renderer
@@ -46,5 +46,5 @@ def rendered_text(cfg: PromptShowConfig) -> str:
 def run_show(cfg: PromptShowConfig) -> int:
     template = load_template(cfg.name)
     print(f"# template {template.name} sha256={template.sha256[:16]} channels={','.join(template.channels)}")
-    print(rendered_text(cfg))
+    print(rendered_text(cfg, template))
     return 0

@@ -20,7 +20,6 @@ query appears in two parts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import scipy.sparse as sp
 from mllmrec.catalog.interactions import Interactions
 from mllmrec.config import PairsConfig, to_dict
 from mllmrec.errors import MllmrecError
+from mllmrec.fsutil import file_sha256
 
 PARTS = ("train", "valid", "test")
 BLOCK_WORK = 20_000_000  # multiply-adds (and at most this many entries) per block of query rows
@@ -251,14 +251,6 @@ def restrict_to_split(inter: Interactions, split: Any) -> tuple[Interactions, in
     return inter.take(keep), int((~keep).sum())
 
 
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def run_pairs(cfg: PairsConfig) -> int:
     """`mllmrec pairs`: read, mine, write `pairs.parquet` + `manifest.json` (atomically), print counts."""
     import pyarrow.parquet as pq
@@ -270,7 +262,7 @@ def run_pairs(cfg: PairsConfig) -> int:
     t0 = time.perf_counter()
     inter = read_interactions(cfg.interactions, user_field=cfg.user_field, item_field=cfg.item_field,
                               time_field=cfg.time_field)
-    inputs: dict[str, Any] = {"interactions": {"path": str(cfg.interactions), "sha256": _sha256(cfg.interactions)}}
+    inputs: dict[str, Any] = {"interactions": {"path": str(cfg.interactions), "sha256": file_sha256(cfg.interactions)}}
     known = None
     if cfg.catalog:
         from mllmrec.catalog import load_catalog
