@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[type, str, str]] = {
     "compose": (C.ComposeConfig, "mllmrec.backbone.composed:run_compose",
                 "Build a composed MLLM (causal LM + vision encoder + connector) directory."),
     "pairs": (C.PairsConfig, "mllmrec.train.pairs:run_pairs", "Mine co-interaction item pairs from an interaction log."),
+    "export": (C.ExportConfig, "mllmrec.index.export:run_export",
+               "Write item vectors for MMRec, RecBole, Cornac or as npy/parquet, rows aligned to their item ids."),
 }
 PROMPT_COMMANDS: dict[str, tuple[type | None, str, str]] = {
     "list": (None, "mllmrec.prompts.show:run_list", "List the built-in prompt templates."),

@@ -1,1 +1,1 @@
-"""Embedding store, faiss search, and (later) the FeatureProvider and exporters."""
+"""Embedding store, faiss search, FeatureProvider (vectors by raw item id) and exporters."""

@@ -1,0 +1,147 @@
+"""MMRec's dataset layout: which raw item id each feature row must hold, and its stale graph caches.
+
+MMRec (enoche/MMRec, `utils/dataset.py`, `common/abstract_recommender.py`) reads a dataset folder
+`data/<dataset>/` holding `<dataset>.inter`, a tab-separated file whose columns include `userID`,
+`itemID` and `x_label` (0 train, 1 valid, 2 test). It takes `item_num = max(itemID) + 1` and loads
+`image_feat.npy` / `text_feat.npy` with `np.load`, using row i as the features of item i. Either
+file may be absent, not both. So the rows must be exactly 0..max(itemID), in item-id order.
+
+Models such as LATTICE, FREEDOM, BM3 and MGCN build item-item kNN graphs from these features and
+cache them in the same folder (`image_adj_10.pt`, `mm_adj_freedomdsp_10_1.pt` ...); if a cache
+exists they load it instead of recomputing, so after new features are written an old cache would
+silently keep the old features' graph. Export therefore deletes (or warns about) `*_adj_*.pt`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mllmrec.config import ExportConfig
+from mllmrec.errors import MllmrecError
+
+MMREC_COLUMNS = ("userID", "itemID", "x_label")
+FEATURE_FILES = {"image": "image_feat.npy", "text": "text_feat.npy"}
+CACHE_GLOB = "*_adj_*.pt"
+ITEM_MAP, USER_MAP = "i_id_mapping.tsv", "u_id_mapping.tsv"
+
+
+class MmrecError(MllmrecError, ValueError):
+    """The interactions or id map do not give MMRec's dense item ids."""
+
+
+@dataclass
+class MmrecPlan:
+    """Raw id of each MMRec item id (row i = item i) and the files to write beside the features."""
+
+    row_ids: list[str]
+    extra_files: dict[str, str] = field(default_factory=dict)  # file name -> text content
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def is_mmrec_inter(path: Path) -> bool:
+    """True for a tab-separated file whose header has MMRec's userID, itemID and x_label columns."""
+    with open(path, encoding="utf-8-sig") as f:
+        header = f.readline().rstrip("\r\n")
+    return "\t" in header and set(MMREC_COLUMNS) <= {c.strip() for c in header.split("\t")}
+
+
+def plan_rows(cfg: ExportConfig, dataset: str) -> MmrecPlan:
+    """Rows for an MMRec dataset's .inter file, or a fresh MMRec remapping of any other log."""
+    if cfg.interactions is None:
+        raise MmrecError("--format mmrec needs --interactions: the dataset's MMRec .inter file (item ids "
+                         "0..n-1), or an interaction log with raw ids to remap into MMRec's layout")
+    path = Path(cfg.interactions)
+    if not path.is_file():
+        raise MmrecError(f"interactions file not found (or not a file): {path}")
+    return _from_mmrec_inter(cfg, path) if is_mmrec_inter(path) else _remap(cfg, path, dataset)
+
+
+def _from_mmrec_inter(cfg: ExportConfig, path: Path) -> MmrecPlan:
+    from mllmrec.catalog.interactions import read_interactions
+
+    inter = read_interactions(path, user_field="userID", item_field="itemID")
+    try:
+        items = np.array([int(v) for v in inter.items], dtype=np.int64)
+    except ValueError:
+        bad = next(v for v in inter.items if not v.lstrip("-").isdigit())
+        raise MmrecError(f"{path}: MMRec itemID values must be integers, found {bad!r}") from None
+    if len(items) == 0:
+        raise MmrecError(f"{path}: no interactions")
+    if items.min() < 0:
+        raise MmrecError(f"{path}: MMRec itemID values must be >= 0, found {int(items.min())}")
+    n = int(items.max()) + 1  # MMRec: item_num = max(itemID) + 1
+    never = n - len(np.unique(items))
+    stats: dict[str, Any] = {"mode": "mmrec-inter", "items": n, "item_ids_without_interactions": never}
+    if cfg.ids is None:
+        return MmrecPlan([str(k) for k in range(n)], stats=stats | {"raw_ids": "itemID as text"})
+    from mllmrec.index.idmap import read_id_map
+
+    mapped = read_id_map(cfg.ids)
+    if len(mapped) < n:
+        raise MmrecError(f"{cfg.ids} maps {len(mapped)} item ids, but {path} uses item ids up to {n - 1}: "
+                         f"itemIDs {len(mapped)}..{n - 1} have no raw id")
+    stats |= {"raw_ids": str(cfg.ids), "mapped_items_beyond_inter": len(mapped) - n}
+    return MmrecPlan(mapped[:n], stats=stats)
+
+
+def _remap(cfg: ExportConfig, path: Path, dataset: str) -> MmrecPlan:
+    """MMRec ids for a raw log: the MMRec 8:1:1 split (or the log's x_label) with dense ids."""
+    from mllmrec.catalog.interactions import read_interactions
+    from mllmrec.eval.protocols import random_split, split_from_labels
+
+    inter = read_interactions(path, user_field=cfg.user_field, item_field=cfg.item_field)
+    split = split_from_labels(inter) if inter.labels is not None else random_split(inter, cfg.seed)
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(MMREC_COLUMNS)
+    for label, part in enumerate(("train", "valid", "test")):
+        for u, i in split.pairs(part).tolist():
+            w.writerow((u, i, label))
+    extra = {f"{dataset}.inter": buf.getvalue(),
+             ITEM_MAP: _mapping("item_id", "itemID", split.item_ids),
+             USER_MAP: _mapping("user_id", "userID", split.user_ids)}
+    meta = split.meta
+    stats = {"mode": "remapped", "items": split.n_items, "users": split.n_users, "split": meta.get("protocol"),
+             "seed": meta.get("seed"), "pairs": meta.get("counts"),
+             "dropped_without_train": meta.get("dropped_without_train", {}),
+             "items_dropped_by_split": meta.get("items_dropped", 0)}
+    return MmrecPlan(list(split.item_ids), extra, stats)
+
+
+def _mapping(raw_name: str, id_name: str, ids: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow((raw_name, id_name))
+    w.writerows((raw, k) for k, raw in enumerate(ids))
+    return buf.getvalue()
+
+
+def channel_files(cfg: ExportConfig, channels: list[str]) -> dict[str, str]:
+    """{file name: channel} to write, from --image-channel/--text-channel and --single-channel."""
+    wanted = {kind: ch for kind, ch in (("image", cfg.image_channel), ("text", cfg.text_channel))
+              if ch.lower() != "none"}
+    if not wanted:
+        raise MmrecError("--image-channel and --text-channel are both 'none': nothing to export")
+    have = {kind: ch for kind, ch in wanted.items() if ch in channels}
+    if not have:
+        raise MmrecError(f"the source has none of the channels {sorted(set(wanted.values()))} "
+                         f"(it has {', '.join(channels)}); pick them with --image-channel/--text-channel")
+    if len(have) < len(wanted):  # a single-channel source: --single-channel says where it goes
+        ch = next(iter(have.values()))
+        have = {"image": ch, "text": ch} if cfg.single_channel == "both" else {cfg.single_channel: ch}
+    return {FEATURE_FILES[kind]: ch for kind, ch in have.items()}
+
+
+def stale_caches(out: Path, action: str) -> list[str]:
+    """Names of MMRec's feature-derived graph caches in `out`, deleted when action == 'delete'."""
+    found = sorted(out.glob(CACHE_GLOB))
+    if action == "delete":
+        for p in found:
+            p.unlink()
+    return [p.name for p in found]
