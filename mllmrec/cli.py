@@ -34,6 +34,13 @@ COMMANDS: dict[str, tuple[type, str, str]] = {
     "compose": (C.ComposeConfig, "mllmrec.backbone.composed:run_compose",
                 "Build a composed MLLM (causal LM + vision encoder + connector) directory."),
     "pairs": (C.PairsConfig, "mllmrec.train.pairs:run_pairs", "Mine co-interaction item pairs from an interaction log."),
+    "distill": (C.DistillConfig, "mllmrec.distill.run:run_distill",
+                "Distil a multimodal teacher into an MF/LightGCN ID tower (PromptMM) for cheap serving."),
+    "recommend": (C.RecommendConfig, "mllmrec.distill.recommend:run_recommend",
+                  "Top-k items for users from a distill run (faiss search; new items via the mapping)."),
+    "train": (C.TrainConfig, "mllmrec.train.trainer:run", "LoRA-tune a backbone contrastively on co-interaction pairs."),
+    "merge": (C.MergeConfig, "mllmrec.train.merge:run_merge",
+              "Merge a train run's adapter into its base model (loadable without peft)."),
     "export": (C.ExportConfig, "mllmrec.index.export:run_export",
                "Write item vectors for MMRec, RecBole, Cornac or as npy/parquet, rows aligned to their item ids."),
 }

@@ -149,6 +149,9 @@ class EmbedConfig(CatalogSpec, ModelSpec):
     format: Literal["safetensors", "parquet"] = opt(
         "safetensors", "File format of the stored vectors."
     )
+    adapter: str | None = opt(
+        None, "Train run directory (`mllmrec train --out`): embed with its LoRA adapter and heads."
+    )
     resume: bool = opt(False, "Continue an interrupted run in --out (refused if model or prompt differ).")
     overwrite: bool = opt(False, "Delete an existing store in --out and start again.")
     progress: bool = opt(True, "Show a progress bar with items/s.")
@@ -300,6 +303,92 @@ class PairsConfig(_Checked):
             raise ConfigError(f"min_score {self.min_score} is above max_score {self.max_score}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(CatalogSpec, ModelSpec):
+    """Tune a backbone contrastively on co-interaction pairs (NoteLLM-2 with LoRA).
+
+    Loss: symmetric in-batch InfoNCE over all 2B items of a batch of B pairs (self-similarity
+    masked, learnable logit scale starting at e^3); with the mICL prompt the visual channel gets its
+    own InfoNCE, weighted text:visual 9:1 by default. LoRA (peft) on the language model; the
+    connector, late-fusion gate and projection head train in full. Writes a run directory with the
+    adapter, the heads and a manifest; `mllmrec embed --adapter RUN` uses it.
+    """
+
+    pairs: str = opt(REQUIRED, "Pairs directory written by `mllmrec pairs` (pairs.parquet + manifest.json).",
+                     positional=True)
+    out: str = opt(REQUIRED, "Run directory (adapter, heads, checkpoints, manifest).")
+    prompt: str = opt("notellm2", "Prompt template: built-in name or YAML file (notellm2-micl adds the visual loss).")
+    loss: str = opt("infonce", "Contrastive loss by name (see mllmrec.train.losses.LOSSES).")
+    visual_weight: float = opt(0.1, "Weight of the visual channel's loss (mICL); the mm/fused loss gets 1 - this.")
+    logit_scale_init: float = opt(3.0, "Initial log of the learnable logit scale (e^3 = 20, temperature 0.05).")
+    lora_rank: int = opt(8, "LoRA rank r.")
+    lora_alpha: float = opt(16.0, "LoRA alpha (scaling alpha / r).")
+    lora_dropout: float = opt(0.0, "Dropout on the LoRA branch.")
+    lora_targets: tuple[str, ...] = opt((), "LM module names LoRA wraps; default: the backbone family's preset "
+                                        "(Qwen / composed: q_proj k_proj v_proj o_proj).")
+    vision_lora: bool = opt(False, "Also put LoRA on the vision tower.")
+    vision_lora_targets: tuple[str, ...] = opt((), "Vision module names for --vision-lora; default: the preset "
+                                               "(Qwen: qkv proj; CLIP/SigLIP: q/k/v/out_proj).")
+    train_connector: bool = opt(True, "Train the composed model's connector in full.")
+    fusion_gate: bool = opt(False, "Train a NoteLLM-2 late-fusion gate (Qwen backbones); the loss then uses `fused`.")
+    proj_dim: int | None = opt(None, "Train a projection head to this dimension (default: keep the hidden size).")
+    matryoshka_dims: tuple[int, ...] = opt((), "Also apply the loss to these leading dimensions (Matryoshka), "
+                                           "e.g. 64 128.")
+    batch_pairs: int = opt(32, "Pairs per step (B); the loss sees all 2B items (times processes).")
+    chunk_size: int | None = opt(None, "GradCache: encode the batch in chunks of this many items with cached "
+                                 "gradients, so B is limited by time, not memory. Default: no GradCache.")
+    grad_checkpointing: bool = opt(False, "Gradient checkpointing in the language model (less memory, ~30% slower).")
+    modality_dropout: float = opt(0.0, "Share of items per batch that lose their image or their text (50/50) "
+                                  "when they have both.")
+    steps: int | None = opt(None, "Optimizer steps (default: one pass over the training pairs).")
+    epochs: float = opt(1.0, "Passes over the training pairs when --steps is not given.")
+    lr: float = opt(1e-4, "AdamW learning rate for LoRA weights and heads.")
+    weight_decay: float = opt(0.0, "AdamW weight decay.")
+    warmup_steps: int = opt(0, "Linear learning-rate warm-up steps.")
+    quantize: Literal["none", "4bit"] = opt("none", "Load the LM's base weights in 4 bit (QLoRA; needs bitsandbytes).")
+    checkpoint_every: int = opt(100, "Save a checkpoint every N steps (and at the end).")
+    valid_every: int = opt(100, "Validation i2i Recall@{10,50,100} every N steps (and before and after); 0 = only then.")
+    max_valid_queries: int = opt(2000, "At most this many validation queries (seeded sample).")
+    seed: int = opt(0, "Seed for data order, modality dropout and new weights.")
+    resume: bool = opt(False, "Continue from the last checkpoint in --out with the same data order.")
+    overwrite: bool = opt(False, "Delete an existing run in --out and start again.")
+    progress: bool = opt(True, "Show a progress bar with loss and pairs/s.")
+
+    def __post_init__(self) -> None:
+        CatalogSpec.__post_init__(self)
+        if self.batch_pairs < 2:
+            raise ConfigError(f"batch_pairs must be >= 2 (in-batch negatives), got {self.batch_pairs}")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if not 0 <= self.visual_weight <= 1:
+            raise ConfigError(f"visual_weight must be in [0, 1], got {self.visual_weight}")
+        if not 0 <= self.modality_dropout <= 1:
+            raise ConfigError(f"modality_dropout must be in [0, 1], got {self.modality_dropout}")
+        if self.lora_rank < 1 or (self.steps is not None and self.steps < 1) or self.epochs <= 0:
+            raise ConfigError("lora_rank and steps must be >= 1 and epochs > 0")
+        if self.checkpoint_every < 1 or self.valid_every < 0:
+            raise ConfigError("checkpoint_every must be >= 1 and valid_every >= 0")
+        if self.proj_dim is not None and self.proj_dim < 1:
+            raise ConfigError(f"proj_dim must be >= 1, got {self.proj_dim}")
+        if any(m < 1 for m in self.matryoshka_dims) or (
+                self.proj_dim is not None and any(m > self.proj_dim for m in self.matryoshka_dims)):
+            raise ConfigError(f"matryoshka_dims {self.matryoshka_dims} must lie in 1..proj_dim ({self.proj_dim})")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergeConfig(_Checked):
+    """Merge a train run's LoRA adapter (and trained connector) into its base model, written as a plain
+    model directory that transformers (and vLLM) load without peft. Trained heads (projection, fusion
+    gate) are saved beside it; `mllmrec embed --model DIR` applies them."""
+
+    run: str = opt(REQUIRED, "Train run directory (`mllmrec train --out`).", positional=True)
+    out: str = opt(REQUIRED, "Directory for the merged model (must not exist or be empty).")
+    model: str | None = opt(None, "Base model location if it moved since training (default: the run's).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt("float32", "Precision of the merged weights.")
+
+
 # ---------------------------------------------------------------------------------------------
 # Export into other recommenders
 # ---------------------------------------------------------------------------------------------
@@ -357,6 +446,117 @@ class ExportConfig(_Checked):
     store: str | None = opt(None, "Distill runs: embedding store for the new-item mapping and non-student "
                                   "channels (default: the store the run was trained from).")
     overwrite: bool = opt(False, "Replace output files that already exist.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Distillation and serving
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class DistillSettings(_Checked):
+    """How the teacher and the student are built and trained (no paths: eval scripts reuse these)."""
+
+    channels: tuple[str, ...] = opt(
+        ("auto",), "Store channels the teacher reads; auto = mm plus visual/text when the store has them."
+    )
+    teacher_dim: int = opt(64, "Teacher: dimension of each channel's projection and user vectors.")
+    teacher_layers: int = opt(2, "Teacher: graph propagation layers over the user-item graph.")
+    prompt_tokens: int = opt(16, "Teacher: PCA hard tokens per channel that the soft prompts are built from.")
+    teacher_item_ids: bool = opt(False, "Teacher: add item ID embeddings to the item features (zeroed for untrained items).")
+    student: Literal["mf", "lightgcn"] = opt("lightgcn", "Student ID tower: matrix factorisation or LightGCN.")
+    dim: int = opt(64, "Student embedding dimension (e.g. 32 or 64).")
+    student_layers: int = opt(2, "LightGCN student: propagation layers.")
+    losses: tuple[str, ...] = opt(
+        ("bpr", "pairwise_kd:0.5", "listwise_kd:1", "embedding_kd:0.1"),
+        "Student losses as NAME[:WEIGHT]: bpr, pairwise_kd, listwise_kd, embedding_kd.",
+    )
+    kd: bool = opt(True, "Distil from the teacher; --no-kd trains the same student with its bpr loss only.")
+    tau: float = opt(1.0, "Temperature of the pairwise and list-wise KD losses.")
+    alpha: float = opt(2.0, "Exponent of the embedding KD loss (1 - cos)^alpha.")
+    negatives: int = opt(10, "List-wise KD: sampled negatives per positive.")
+    tune_prompt: bool = opt(True, "Tune the teacher's prompt module again during distillation (PromptMM).")
+    teacher_bpr: float = opt(1.0, "Weight of the teacher's own BPR while its prompts are tuned during distillation.")
+    epochs: int = opt(200, "Student: most epochs (early stopping on validation Recall@20).")
+    teacher_epochs: int = opt(200, "Teacher: most epochs (early stopping on validation Recall@20).")
+    batch_size: int = opt(2048, "Training pairs per batch.")
+    lr: float = opt(0.005, "Adam learning rate (teacher and student).")
+    patience: int = opt(10, "Stop after this many epochs without a better validation Recall@20.")
+    reg: float = opt(1e-4, "L2 weight on the batch's embedding rows.")
+    mapping_l2: float | None = opt(
+        None, "Ridge penalty of the new-item mapping; default: picked on held-out training items."
+    )
+    seed: int = opt(0, "Seed for the split, initialisation and sampling.")
+    device: str = opt("cpu", "Torch device (cpu, cuda, cuda:1 ...).")
+    progress: bool = opt(True, "Show progress bars.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("teacher_dim", "prompt_tokens", "dim", "negatives", "epochs", "teacher_epochs",
+                     "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.teacher_layers < 0 or self.student_layers < 0:
+            raise ConfigError("teacher_layers and student_layers must be >= 0")
+        if not (self.tau > 0 and self.alpha > 0 and self.lr > 0 and self.reg >= 0 and self.teacher_bpr >= 0):
+            raise ConfigError("tau, alpha and lr must be > 0; reg and teacher_bpr >= 0")
+        if self.mapping_l2 is not None and not self.mapping_l2 > 0:
+            raise ConfigError(f"mapping_l2 must be > 0, got {self.mapping_l2}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistillConfig(DistillSettings):
+    """Distil a multimodal teacher into an ID tower (PromptMM): serving becomes a table lookup plus a
+    nearest-neighbour search. Teacher: frozen store vectors + soft prompts + graph propagation, BPR.
+    Student: MF or LightGCN trained with BPR + pairwise, list-wise and embedding KD. Model selection
+    on validation Recall@20 only; test is evaluated once, after selection. Store items without
+    training interactions get student vectors from a learned mapping of their MLLM vectors."""
+
+    store: str = opt(REQUIRED, "Embedding store written by `mllmrec embed` (channel mm, optional visual/text).",
+                     positional=True)
+    interactions: str = opt(REQUIRED, "Interaction log (.csv, .tsv/.inter, .parquet, .jsonl).")
+    out: str = opt(REQUIRED, "Run directory to write (tables, id maps, new-item mapping, manifest).")
+    user_field: str = opt("user_id", "Column of the log holding the user id.")
+    item_field: str = opt("item_id", "Column of the log holding the item id (matched against the store's ids).")
+    time_field: str = opt("timestamp", "Column of the log holding the time (for --split temporal).")
+    split: str = opt(
+        "random", "random (MMRec per-user 8:1:1 with --seed), temporal, labels (MMRec x_label) or the "
+        "folder of a saved split (mllmrec.datasets.splits)."
+    )
+    missing_items: Literal["drop", "error"] = opt(
+        "drop", "Log items that have no vector in the store: drop their interactions (counted and listed in "
+        "the manifest) or stop with an error."
+    )
+    overwrite: bool = opt(False, "Replace an existing run directory in --out.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecommendConfig(_Checked):
+    """Top-k items for users from a distill run: faiss inner-product search over the student's item
+    table (GPU faiss when installed). Items the user interacted with are left out unless
+    --no-exclude-seen; store items that had no training interactions come through the new-item mapping."""
+
+    run: str = opt(REQUIRED, "Run directory written by `mllmrec distill`.", positional=True)
+    user: str | None = opt(None, "One user id to recommend for (printed).")
+    users_file: str | None = opt(None, "CSV or parquet file of user ids (column --user-field); writes --out.")
+    user_field: str = opt("user_id", "Column of --users-file holding the user ids.")
+    out: str | None = opt(None, "With --users-file: output .parquet or .csv (user_id, rank, item_id, score, via).")
+    k: int = opt(20, "Number of items per user.", short="-k")
+    exclude_seen: bool = opt(True, "Leave out items the user already interacted with (in the run's log).")
+    unknown_users: Literal["popularity", "error"] = opt(
+        "popularity", "A user the run has no vector for: recommend the most popular items, or stop with an error."
+    )
+    store: str | None = opt(None, "Embedding store for new items; default: the store the run was trained on.")
+    new_items: bool = opt(True, "Also recommend store items without training interactions (via the mapping).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.user is None) == (self.users_file is None):
+            raise ConfigError("give exactly one of --user and --users-file")
+        if self.users_file is not None and self.out is None:
+            raise ConfigError("--users-file needs --out (a .parquet or .csv file)")
+        if self.out is not None and not self.out.endswith((".parquet", ".csv")):
+            raise ConfigError(f"--out must end in .parquet or .csv, got {self.out!r}")
+        if self.k < 1:
+            raise ConfigError(f"k must be >= 1, got {self.k}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,3 +642,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def to_dict(cfg: Any) -> dict[str, Any]:
     """JSON-ready dict of a config (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def diff_values(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """[(dotted key, a's value, b's value)] where two nested dicts (e.g. run identities) differ;
+    tuples and lists compare alike."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in diff_values(a.get(k), b.get(k), f"{prefix}{k}.")]
+    a, b = (list(a) if isinstance(a, tuple) else a), (list(b) if isinstance(b, tuple) else b)
+    return [] if a == b else [(prefix.rstrip("."), a, b)]

@@ -10,7 +10,6 @@ shards k with k % world == r; process 0 writes the manifest and consolidates the
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 import time
@@ -22,7 +21,11 @@ from typing import Any
 import numpy as np
 
 from mllmrec import __version__
-from mllmrec.config import EmbedConfig, to_dict
+from mllmrec.config import EmbedConfig, diff_values, to_dict
+from mllmrec.dist import barrier as _barrier
+from mllmrec.dist import device_for_rank as _device_for_rank
+from mllmrec.dist import dist_info as _dist_info
+from mllmrec.dist import end_processes as _end_processes
 from mllmrec.errors import MllmrecError
 from mllmrec.index import store as st
 from mllmrec.types import Item, Rejection
@@ -34,7 +37,7 @@ log = logging.getLogger(__name__)
 # batch size is recorded in the manifest's "runs".
 # Paths are free too: the catalogue's content hash and the weights fingerprint pin what matters,
 # so a store can be resumed from another working directory or after moving the model.
-_RESUME_FREE = {"resume", "overwrite", "progress", "out", "device", "batch_size", "catalog", "model"}
+_RESUME_FREE = {"resume", "overwrite", "progress", "out", "device", "batch_size", "catalog", "model", "adapter"}
 
 
 class EmbedError(MllmrecError, RuntimeError):
@@ -72,6 +75,7 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
         "config": {k: v for k, v in to_dict(cfg).items() if k not in _RESUME_FREE},
         "catalog_sha256": catalog.sha256,
         "prompt": template.identity(),
+        "adapter_sha256": _adapter_sha256(cfg),
     }
     if rank == 0:
         done_already = _precheck_out(out, cfg, identity)
@@ -80,6 +84,11 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
                                done_already, already_complete=True)
     if encoder is None:
         encoder = _load_encoder(cfg, _device_for_rank(cfg.device, rank, world))
+    adapter = None
+    if cfg.adapter is not None:
+        from mllmrec.train.run_dir import apply_run
+
+        adapter = apply_run(encoder, cfg.adapter)  # refuses a run trained on other base weights
     channels = output_channels(template, encoder)  # refuses a gate the encoder cannot apply, before any work
     backbone = {k: v for k, v in encoder.fingerprint().items() if k != "backbone"}  # not the path/id
     identity.update(backbone=backbone, fusion_gate=_gate_fingerprint(encoder))
@@ -87,7 +96,7 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
     if rank == 0:
         _prepare_out(out, cfg, identity)
         st.write_manifest(out, _start_manifest(cfg, catalog, encoder, template, channels, identity, n_shards, world,
-                                               command))
+                                               command, adapter))
     _barrier(world)
     manifest = st.read_manifest(out)
     if manifest.get("status") == "complete":  # another process's view; rank 0 returned above
@@ -267,22 +276,16 @@ def _prepare_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> None:
 
 
 def _check_identity(stored: dict[str, Any], current: dict[str, Any], out: Path) -> None:
-    diffs = _diff(stored, current)
+    diffs = diff_values(stored, current)
     if diffs:
         lines = "\n".join(f"  {k}: store has {a!r}, this run has {b!r}" for k, a, b in diffs)
         raise EmbedError(f"cannot resume {out}: the run differs from the one that started it:\n{lines}\n"
                          "Use the original settings, or --overwrite to start a new store.")
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
-    a, b = (list(a) if isinstance(a, tuple) else a), (list(b) if isinstance(b, tuple) else b)
-    return [] if a == b else [(prefix.rstrip("."), a, b)]
-
-
 def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any, channels: tuple[str, ...],
-                    identity: dict[str, Any], n_shards: int, world: int, command: list[str] | None) -> dict[str, Any]:
+                    identity: dict[str, Any], n_shards: int, world: int, command: list[str] | None,
+                    adapter: dict[str, Any] | None = None) -> dict[str, Any]:
     run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batch_size": cfg.batch_size, "processes": world,
            "command": command or []}
     if cfg.resume:
@@ -298,11 +301,11 @@ def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any,
         "catalog": {"path": str(catalog.path), "sha256": catalog.sha256,
                     "rows": len(catalog.items) + len(catalog.rejected)},
         "backbone": encoder.fingerprint(),
-        "adapter": None,
+        "adapter": adapter,
         "fusion_gate": identity["fusion_gate"],
         "prompt": template.identity(),
         "channels": list(channels),
-        "dims": {ch: encoder.hidden_size for ch in channels},
+        "dims": {ch: getattr(getattr(encoder, "projection", None), "out_dim", encoder.hidden_size) for ch in channels},
         "dtype": cfg.store_dtype,
         "plan": {"items": len(catalog.items), "shard_size": cfg.shard_size, "shards": n_shards,
                  "batch_size": cfg.batch_size},
@@ -310,6 +313,15 @@ def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any,
         "runs": [run],
         "notes": _notes(template, encoder),
     }
+
+
+def _adapter_sha256(cfg: EmbedConfig) -> str | None:
+    """The tuned run's content hash (from its manifest, without loading anything)."""
+    if cfg.adapter is None:
+        return None
+    from mllmrec.train.run_dir import read_run_manifest
+
+    return read_run_manifest(cfg.adapter)["adapter_sha256"]
 
 
 def _gate_fingerprint(encoder: Any) -> str | None:
@@ -378,29 +390,6 @@ def _label(item: Item) -> str:
 # ---------------------------------------------------------------------------------------------
 # Processes (accelerate launch / torchrun set these variables)
 # ---------------------------------------------------------------------------------------------
-def _dist_info() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _device_for_rank(device: str, rank: int, world: int) -> str:
-    import torch
-
-    if device in ("auto", "cuda") and torch.cuda.is_available() and world > 1:
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
-    return device
-
-
-def _barrier(world: int) -> None:
-    """Wait for every process. `accelerate launch` (and torchrun) set RANK/WORLD_SIZE and the
-    rendezvous address; on CPU accelerate does not open a process group, so we open a gloo one."""
-    if world > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")
-        dist.barrier()
-
-
 def run(cfg: EmbedConfig, command: list[str] | None = None) -> int:
     """CLI entry: embed, then print what was written and what was left out."""
     r = run_embed(cfg, command=command)
@@ -420,11 +409,3 @@ def run(cfg: EmbedConfig, command: list[str] | None = None) -> int:
         print("error: no item was embedded; see the reasons above", file=sys.stderr)
         return 1
     return 0
-
-
-def _end_processes(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()

@@ -98,3 +98,16 @@ def resolve_dtype(dtype: str | None, device: str):
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
             "float16": torch.float16, "fp16": torch.float16}[dtype]
+
+
+def four_bit_config(compute_dtype: Any, skip: list[str]) -> Any:
+    """bitsandbytes 4-bit (NF4) settings for QLoRA; `skip` names modules kept in full precision
+    (matched from the start of the module name: the vision tower and the LM head)."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        raise BackboneError("--quantize 4bit needs bitsandbytes: pip install 'mllmrec[qlora]'") from e
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
+                              llm_int8_skip_modules=skip)

@@ -31,6 +31,7 @@ from torch import nn
 from mllmrec import __version__
 from mllmrec.backbone.base import (
     BackboneError,
+    four_bit_config,
     render_with_chat_template,
     resolve_device,
     resolve_dtype,
@@ -38,8 +39,9 @@ from mllmrec.backbone.base import (
     weights_fingerprint,
 )
 from mllmrec.backbone.connector import build_connector
-from mllmrec.backbone.pooling import expand_placeholders, pool, tokenize_with_slots
+from mllmrec.backbone.pooling import expand_placeholders, gather_channels, tokenize_with_slots
 from mllmrec.config import ComposeConfig
+from mllmrec.fusion.projection import apply_heads
 from mllmrec.types import RenderedItem
 
 FORMAT, FORMAT_VERSION = "mllmrec-composed", 1
@@ -70,6 +72,8 @@ class ComposedEncoder:
         # The late-fusion gate needs pooled vision features from the encoder; only the Qwen
         # encoder provides them so far, so embed refuses a gate on a composed model.
         self.supports_fusion_gate = False
+        self.fusion_gate: Any = None
+        self.projection: Any = None  # projection head of a trained run
         self.hidden_size = int(lm.config.get_text_config().hidden_size)
         self.image_token_id = int(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
         self.tokens_per_image = int(meta.get("tokens_per_image") or 0)
@@ -140,7 +144,7 @@ class ComposedEncoder:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | None = "auto", dtype: str | None = "auto",
-             trust_remote_code: bool = False) -> ComposedEncoder:
+             trust_remote_code: bool = False, load_in_4bit: bool = False) -> ComposedEncoder:
         """Read a directory written by `compose`, on `device` in `dtype` (auto: bf16 on GPU, fp32 on CPU)."""
         from safetensors.torch import load_file
         from transformers import AutoImageProcessor, AutoModel, AutoModelForCausalLM, AutoTokenizer
@@ -156,8 +160,13 @@ class ComposedEncoder:
         torch_dtype = resolve_dtype(dtype, device)
         tokenizer = AutoTokenizer.from_pretrained(root / LM_SUBDIR, trust_remote_code=trust_remote_code)
         tokenizer.padding_side = "left"
-        lm = AutoModelForCausalLM.from_pretrained(root / LM_SUBDIR, dtype=torch_dtype,
-                                                  trust_remote_code=trust_remote_code).to(device)
+        if load_in_4bit:  # QLoRA: the LM in NF4, vision tower and connector in full precision
+            lm = AutoModelForCausalLM.from_pretrained(
+                root / LM_SUBDIR, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                quantization_config=four_bit_config(torch_dtype, ["lm_head"]), device_map={"": device})
+        else:
+            lm = AutoModelForCausalLM.from_pretrained(root / LM_SUBDIR, dtype=torch_dtype,
+                                                      trust_remote_code=trust_remote_code).to(device)
         vision = processor = connector = None
         if meta.get("connector"):
             vision = AutoModel.from_pretrained(root / "vision", dtype=torch_dtype,
@@ -231,13 +240,24 @@ class ComposedEncoder:
                                     use_cache=False)
         return out.last_hidden_state, slot_idx  # [n, L, d]
 
+    def prepare(self, batch: Sequence[RenderedItem]) -> list[RenderedItem]:
+        """Nothing to do ahead of the forward (tokenizing happens inside it); kept for the protocol."""
+        return list(batch)
+
+    def features(self, prepared: Sequence[RenderedItem]) -> dict[str, torch.Tensor]:
+        """{channel: [n, d]} on the model's device, with autograd (the train stage's forward)."""
+        hidden, slot_idx = self.hidden_states(prepared)
+        return apply_heads(gather_channels(hidden, slot_idx), None, self.projection, None)
+
+    def forward(self, prepared: Sequence[RenderedItem]) -> dict[str, torch.Tensor]:
+        with torch.inference_mode():
+            return {ch: v.float().cpu() for ch, v in self.features(prepared).items()}
+
     def encode(self, batch: Sequence[RenderedItem]) -> dict[str, torch.Tensor]:
         """{"mm": [n, d], slot channel: [n, d]} as float32 CPU tensors, in batch order."""
         if not batch:
             return {"mm": torch.zeros(0, self.hidden_size)}
-        with torch.inference_mode():
-            hidden, slot_idx = self.hidden_states(batch)
-            return pool(hidden, slot_idx)
+        return self.forward(batch)
 
 
 def compose(cfg: ComposeConfig) -> Path:

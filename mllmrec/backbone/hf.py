@@ -15,14 +15,16 @@ import torch
 
 from mllmrec.backbone.base import (
     BackboneError,
+    four_bit_config,
     render_with_chat_template,
     resolve_device,
     resolve_dtype,
     special_strings,
     weights_fingerprint,
 )
-from mllmrec.backbone.pooling import expand_placeholders, pool, tokenize_with_slots
+from mllmrec.backbone.pooling import expand_placeholders, gather_channels, tokenize_with_slots
 from mllmrec.backbone.presets import Family, family_for
+from mllmrec.fusion.projection import apply_heads
 from mllmrec.types import RenderedItem
 
 
@@ -49,11 +51,13 @@ class QwenVLEncoder:
         self._fingerprint: str | None = None
         # Late-fusion gate (NoteLLM-2) supplied by a trained run; adds the `fused` channel.
         self.fusion_gate: Any = None
+        # Projection head of a trained run (maps every channel to its smaller dimension).
+        self.projection: Any = None
 
     @classmethod
     def load(cls, model: str, *, revision: str | None = None, device: str | None = "auto",
              dtype: str | None = "auto", min_pixels: int | None = None, max_pixels: int | None = None,
-             trust_remote_code: bool = False) -> QwenVLEncoder:
+             trust_remote_code: bool = False, load_in_4bit: bool = False) -> QwenVLEncoder:
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         kw = {"revision": revision, "trust_remote_code": trust_remote_code}
@@ -63,7 +67,13 @@ class QwenVLEncoder:
         image_processor = AutoImageProcessor.from_pretrained(model, **kw)
         set_pixel_bounds(image_processor, min_pixels, max_pixels)
         dev = resolve_device(device)
-        net = AutoModelForImageTextToText.from_pretrained(model, dtype=resolve_dtype(dtype, dev), **kw).to(dev)
+        torch_dtype = resolve_dtype(dtype, dev)
+        if load_in_4bit:  # QLoRA: LM weights in NF4; the ViT (small, and often narrower than bnb's blocks) stays
+            quant = four_bit_config(torch_dtype, ["model.visual", "lm_head"])
+            net = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype, quantization_config=quant,
+                                                              device_map={"": dev}, **kw)
+        else:
+            net = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype, **kw).to(dev)
         return cls(net, tokenizer, image_processor, name=model, family=family,
                    revision=getattr(config, "_commit_hash", None) or revision)
 
@@ -121,16 +131,18 @@ class QwenVLEncoder:
 
     def forward(self, prepared: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Run the base model on a prepared batch: {channel: float32 CPU [n, d]}."""
+        with torch.inference_mode():
+            return {ch: v.float().cpu() for ch, v in self.features(prepared).items()}
+
+    def features(self, prepared: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """{channel: [n, d]} on the model's device, with autograd (the train stage's forward)."""
         dev = self.model.device
         inputs = {k: (v.to(dev, self.model.dtype) if k == "pixel_values" else v.to(dev))
                   for k, v in prepared["inputs"].items()}
-        with torch.inference_mode():
-            hidden = self.model.model(**inputs).last_hidden_state  # [n, L, d]
-            out = pool(hidden, prepared["slots"])
-            if self.fusion_gate is not None:
-                pooled = self._vision_pooled(inputs, prepared["n_images"])  # [n, d]
-                out["fused"] = self.fusion_gate.to(dev)(out["mm"].to(dev), pooled).float().cpu()
-        return out
+        hidden = self.model.model(**inputs).last_hidden_state  # [n, L, d]
+        out = gather_channels(hidden, prepared["slots"])
+        pooled = self._vision_pooled(inputs, prepared["n_images"]) if self.fusion_gate is not None else None
+        return apply_heads(out, self.fusion_gate, self.projection, pooled)
 
     def _vision_pooled(self, inputs: dict[str, Any], n_images: list[int]) -> torch.Tensor:
         """Mean of each item's merged image tokens (LLM space), zeros for items without images."""

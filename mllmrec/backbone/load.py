@@ -8,21 +8,34 @@ from typing import Any
 from mllmrec.backbone.base import BackboneError
 from mllmrec.config import ModelSpec
 
+HEADS_SUBDIR = "mllmrec_heads"  # trained heads beside a merged model (see `mllmrec merge`)
 
-def open_encoder(spec: ModelSpec, device: str | None = None) -> Any:
-    """Load the backbone named by `spec.model`: a `mllmrec compose` directory or a Qwen-VL model."""
+
+def open_encoder(spec: ModelSpec, device: str | None = None, *, load_in_4bit: bool = False) -> Any:
+    """Load the backbone named by `spec.model`: a `mllmrec compose` directory or a Qwen-VL model.
+
+    A model directory written by `mllmrec merge` carries trained heads (projection, fusion gate,
+    in `mllmrec_heads/`); they are attached, so the merged model gives the tuned run's vectors.
+    """
     from mllmrec.backbone.composed import ComposedEncoder, is_composed_dir
 
     dev = device or spec.device
     check_model_reference(spec.model)
     if is_composed_dir(spec.model):
-        return ComposedEncoder.load(spec.model, device=dev, dtype=spec.dtype)
-    from mllmrec.backbone.hf import QwenVLEncoder
+        enc = ComposedEncoder.load(spec.model, device=dev, dtype=spec.dtype, load_in_4bit=load_in_4bit)
+    else:
+        from mllmrec.backbone.hf import QwenVLEncoder
 
-    return QwenVLEncoder.load(
-        spec.model, revision=spec.revision, device=dev, dtype=spec.dtype, min_pixels=spec.min_pixels,
-        max_pixels=spec.max_pixels, trust_remote_code=spec.trust_remote_code,
-    )
+        enc = QwenVLEncoder.load(
+            spec.model, revision=spec.revision, device=dev, dtype=spec.dtype, min_pixels=spec.min_pixels,
+            max_pixels=spec.max_pixels, trust_remote_code=spec.trust_remote_code, load_in_4bit=load_in_4bit,
+        )
+    heads = Path(spec.model) / HEADS_SUBDIR
+    if heads.is_dir():
+        from mllmrec.train.run_dir import load_heads
+
+        load_heads(enc, heads)
+    return enc
 
 
 def check_model_reference(model: str) -> None:

@@ -79,10 +79,16 @@ def tokenize_with_slots(
     return dict(enc), idx
 
 
-def pool(hidden: torch.Tensor, slot_idx: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """hidden: [n, L, d] (left padded) -> {"mm": [n, d], slot channel: [n, d]} as float32."""
+def gather_channels(hidden: torch.Tensor, slot_idx: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """hidden: [n, L, d] (left padded) -> {"mm": [n, d], slot channel: [n, d]}, on hidden's device
+    and dtype, differentiable (the train stage back-propagates through it)."""
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     out = {"mm": hidden[:, -1]}
     for ch, idx in slot_idx.items():
         out[ch] = hidden[rows, idx.to(hidden.device)]
-    return {ch: v.float().cpu() for ch, v in out.items()}
+    return out
+
+
+def pool(hidden: torch.Tensor, slot_idx: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`gather_channels` as float32 CPU tensors (what a store holds)."""
+    return {ch: v.float().cpu() for ch, v in gather_channels(hidden, slot_idx).items()}

@@ -12,10 +12,17 @@ class Family:
     image_pad: str  # the token repeated once per merged image patch
     image_placeholder: str  # what a prompt holds per image before expansion
     lora_targets: tuple[str, ...]  # language-model modules LoRA tunes by default (train stage)
+    vision_lora_targets: tuple[str, ...] = ("qkv", "proj")  # vision-tower modules for --vision-lora
+    # Where those modules live (regexes over full module names), so LM names never match the ViT.
+    lm_scope: str = r".*language_model\..*"
+    vision_scope: str = r".*visual\.blocks\..*"
 
 
 _QWEN_IMG = "<|vision_start|><|image_pad|><|vision_end|>"
 _QWEN_LORA = ("q_proj", "k_proj", "v_proj", "o_proj")
+# A composed model: LoRA goes on the causal LM and (with --vision-lora) on the CLIP/SigLIP tower.
+COMPOSED_LORA = ("q_proj", "k_proj", "v_proj", "o_proj")
+COMPOSED_VISION_LORA = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 FAMILIES: dict[str, Family] = {
     f.model_type: f

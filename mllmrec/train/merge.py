@@ -1,0 +1,67 @@
+"""`mllmrec merge RUN --out DIR`: a tuned model that plain transformers (and vLLM) can load.
+
+The LoRA weights are merged into the base weights (W + (α/r)·B·A) in full precision, also when the
+run trained on 4-bit base weights. Qwen-VL: a transformers model directory (model, tokenizer,
+image processor). Composed: a `mllmrec compose` directory whose `lm/` is a plain causal LM and
+whose connector is the trained one. Trained heads (projection, fusion gate) cannot live inside a
+transformers model; they go to `DIR/mllmrec_heads/`, which `mllmrec embed --model DIR` applies.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mllmrec.backbone.load import HEADS_SUBDIR
+from mllmrec.config import MergeConfig, ModelSpec
+from mllmrec.train.run_dir import RunDirError, apply_run, read_run_manifest
+
+
+def merge_run(cfg: MergeConfig) -> Path:
+    from mllmrec.backbone.load import open_encoder
+    from mllmrec.fsutil import temp_name
+
+    man = read_run_manifest(cfg.run)
+    out = Path(cfg.out)
+    if out.exists() and any(out.iterdir()):
+        raise RunDirError(f"{out} exists and is not empty; choose a new directory for the merged model")
+    base = cfg.model or man["config"]["model"]
+    spec = ModelSpec(model=base, revision=man["config"].get("revision"), device="cpu", dtype=cfg.dtype,
+                     trust_remote_code=man["config"].get("trust_remote_code", False))
+    encoder = open_encoder(spec)
+    adapter = apply_run(encoder, cfg.run)
+    tmp = temp_name(out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _save(encoder, tmp)
+        heads = tmp / HEADS_SUBDIR
+        if encoder.projection is not None or encoder.fusion_gate is not None:
+            heads.mkdir()
+            for h in (encoder.projection, encoder.fusion_gate):
+                if h is not None:
+                    h.save(heads)
+        (tmp / "mllmrec_merge.json").write_text(json.dumps({"base": base, **adapter}, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _save(encoder: Any, out: Path) -> None:
+    if hasattr(encoder, "family"):  # Qwen-VL: a plain transformers directory
+        out.mkdir(parents=True)
+        encoder.model.save_pretrained(out)
+        encoder.tokenizer.save_pretrained(out)
+        encoder.image_processor.save_pretrained(out)
+    else:
+        encoder.save(out)
+
+
+def run_merge(cfg: MergeConfig) -> int:
+    out = merge_run(cfg)
+    print(f"merged {cfg.run} into {out}")
+    return 0

@@ -1,0 +1,117 @@
+"""A train run directory: what it holds, and putting it onto an encoder for embedding.
+
+    manifest.json            stage "train", config, base backbone fingerprint, prompt, data
+                             fingerprints, report of unusable inputs, history, validation recalls
+    adapter/                 peft LoRA adapter (standard layout)
+    vision_adapter/          peft LoRA adapter on a composed model's vision tower (--vision-lora)
+    connector.safetensors    trained connector of a composed model
+    projection.*             projection head (--proj-dim)
+    fusion_gate.*            late-fusion gate (--fusion-gate)
+    checkpoints/step-N/      resumable state (trainable weights, optimizer, step)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from mllmrec.errors import MllmrecError
+from mllmrec.fusion.gate import GATE_CONFIG, LateFusionGate
+from mllmrec.fusion.projection import ProjectionHead
+
+CONNECTOR_FILE = "connector.safetensors"
+MANIFEST = "manifest.json"
+# Files that make up the tuned model (hashed into `adapter_sha256`); checkpoints are not part of it.
+_ARTEFACTS = ("adapter", "vision_adapter", CONNECTOR_FILE, "projection.safetensors", "projection.json",
+              "fusion_gate.safetensors", GATE_CONFIG)
+
+
+class RunDirError(MllmrecError, ValueError):
+    """A train run directory is missing, incomplete or does not fit the backbone."""
+
+
+def read_run_manifest(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} is not a train run directory (no {MANIFEST})")
+    man = json.loads(path.read_text(encoding="utf-8"))
+    if man.get("stage") != "train":
+        raise RunDirError(f"{run_dir}: manifest stage is {man.get('stage')!r}, not 'train'")
+    if man.get("status") != "complete":
+        raise RunDirError(f"{run_dir}: the train run is not complete (status {man.get('status')!r}); "
+                          "finish it with `mllmrec train ... --resume`")
+    return man
+
+
+def artefacts_sha256(run_dir: str | Path) -> str:
+    """One hash over every file of the tuned model (sorted relative paths and contents)."""
+    root, h = Path(run_dir), hashlib.sha256()
+    for name in _ARTEFACTS:
+        p = root / name
+        files = sorted(q for q in p.rglob("*") if q.is_file() and q.name != "README.md") if p.is_dir() else \
+            ([p] if p.is_file() else [])
+        for f in files:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def save_heads(encoder: Any, out: Path) -> None:
+    """Write the fully trained pieces (connector, gate, projection) the encoder carries."""
+    from safetensors.torch import save_file
+
+    connector = getattr(encoder, "connector", None)
+    if connector is not None and any(p.requires_grad for p in connector.parameters()):
+        save_file({k: v.detach().contiguous().cpu() for k, v in connector.state_dict().items()},
+                  str(out / CONNECTOR_FILE))
+    if encoder.fusion_gate is not None:
+        encoder.fusion_gate.save(out)
+    if encoder.projection is not None:
+        encoder.projection.save(out)
+
+
+def load_heads(encoder: Any, directory: Path) -> None:
+    """Put saved heads onto the encoder (connector weights, gate, projection) on its device/dtype."""
+    from safetensors.torch import load_file
+
+    dev, dtype = _device_dtype(encoder)
+    if (directory / CONNECTOR_FILE).is_file():
+        if getattr(encoder, "connector", None) is None:
+            raise RunDirError(f"{directory} has a trained connector but the backbone has none")
+        encoder.connector.load_state_dict(load_file(str(directory / CONNECTOR_FILE)))
+    if (directory / GATE_CONFIG).is_file():
+        if not getattr(encoder, "supports_fusion_gate", False):
+            raise RunDirError(f"{directory} has a fusion gate but {type(encoder).__name__} cannot apply one")
+        encoder.fusion_gate = LateFusionGate.load(directory).to(dev)
+    if ProjectionHead.present(directory):
+        encoder.projection = ProjectionHead.load(directory).to(dev)
+    del dtype
+
+
+def _device_dtype(encoder: Any) -> tuple[Any, Any]:
+    module = encoder.model if hasattr(encoder, "model") else encoder.lm
+    p = next(module.parameters())
+    return p.device, p.dtype
+
+
+def apply_run(encoder: Any, run_dir: str | Path) -> dict[str, Any]:
+    """Make `encoder` the tuned model of `run_dir` (adapters merged in, heads attached).
+
+    Refuses a backbone whose weights differ from the run's base model. Returns the manifest's
+    identity of the adapter ({"run": path, "adapter_sha256": ...}).
+    """
+    from mllmrec.train.lora import load_adapters
+
+    run_dir = Path(run_dir)
+    man = read_run_manifest(run_dir)
+    base = man["backbone"]["weights_fingerprint"]
+    got = encoder.fingerprint()["weights_fingerprint"]
+    if base != got:
+        raise RunDirError(f"{run_dir} was trained on a backbone with weights fingerprint {base[:12]}..., but "
+                          f"this backbone's is {got[:12]}... ({man['backbone'].get('backbone')} at training)")
+    load_adapters(encoder, run_dir, merge=True)
+    load_heads(encoder, run_dir)
+    encoder._fingerprint = encoder._weights_fp = None  # noqa: SLF001 - weights changed: hash again on demand
+    return {"run": str(run_dir), "adapter_sha256": man["adapter_sha256"], "base_weights_fingerprint": base}

@@ -1,0 +1,304 @@
+"""Stage 2, `mllmrec train`: contrastive LoRA tuning on co-interaction pairs (NoteLLM-2 recipe).
+
+Per step: the global batch of B pairs is split over processes; each process renders its items
+(2b of them: its queries, then their partners), encodes them (GradCache chunks or one pass), the
+representations are gathered across processes, and the loss (`train.losses.objective`) treats
+all 2B items as in-batch candidates. Trainable: LoRA weights, connector, gate, projection head
+and the logit scale. Validation: NoteLLM i2i Recall@{10,50,100} on the valid pairs, before
+training, every `valid_every` steps and at the end (process 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mllmrec import __version__
+from mllmrec.config import TrainConfig, to_dict
+from mllmrec.dist import barrier, device_for_rank, dist_info, init_group
+from mllmrec.errors import MllmrecError
+from mllmrec.train import checkpoint as ckpt
+from mllmrec.train.run_dir import MANIFEST, artefacts_sha256, save_heads
+
+log = logging.getLogger(__name__)
+
+# Config keys a resume may change: paths are pinned by content hashes, and more steps extend a run.
+RESUME_FREE = {"resume", "overwrite", "progress", "out", "device", "steps", "epochs", "checkpoint_every",
+               "valid_every", "catalog", "model", "pairs"}
+
+
+class TrainError(MllmrecError, RuntimeError):
+    """The run cannot start or continue; the message says why."""
+
+
+def load_train_encoder(cfg: TrainConfig, device: str) -> Any:
+    """The backbone for training (4-bit base weights with --quantize 4bit)."""
+    from mllmrec.backbone.load import open_encoder
+
+    return open_encoder(cfg, device=device, load_in_4bit=cfg.quantize == "4bit")
+
+
+class Trainer:
+    """Holds the encoder, its trainable pieces, the optimizer and the data for one run."""
+
+    def __init__(self, cfg: TrainConfig, encoder: Any, *, rank: int = 0, world: int = 1) -> None:
+        from mllmrec.prompts import load_template
+        from mllmrec.train.data import BatchSource, load_pair_data
+        from mllmrec.train.lora import LoraSpec, attach_lora
+        from mllmrec.train.losses import get_loss
+
+        self.cfg, self.encoder, self.rank, self.world = cfg, encoder, rank, world
+        if cfg.batch_pairs % world:
+            raise TrainError(f"batch_pairs {cfg.batch_pairs} must divide evenly over {world} processes")
+        self.template = load_template(cfg.prompt)
+        self.base_fingerprint = encoder.fingerprint()
+        self.data = load_pair_data(cfg, self.template, encoder)
+        self.batches = BatchSource(self.data, cfg, self.template, encoder)
+        self.loss = get_loss(cfg.loss)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.peft = attach_lora(encoder, LoraSpec(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
+                                                       cfg.lora_targets, cfg.vision_lora, cfg.vision_lora_targets))
+            self._attach_heads()
+        dev = self._device()
+        self.log_scale = torch.nn.Parameter(torch.tensor(float(cfg.logit_scale_init), device=dev))
+        self.modules = {k: m for k, m in {"model": getattr(encoder, "model", None), "lm": getattr(encoder, "lm", None),
+                                          "vision": getattr(encoder, "vision", None),
+                                          "connector": getattr(encoder, "connector", None),
+                                          "fusion_gate": encoder.fusion_gate, "projection": encoder.projection}.items()
+                        if m is not None}
+        self.params = {f"{k}.{n}": p for k, m in self.modules.items() for n, p in m.named_parameters()
+                       if p.requires_grad}
+        self.params["log_scale"] = self.log_scale
+        self.optimizer = torch.optim.AdamW(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warm = max(cfg.warmup_steps, 0)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+        self.total_steps = cfg.steps or max(1, math.ceil(cfg.epochs * self.batches.per_epoch))
+        self.channels = self._loss_channels()
+        if cfg.grad_checkpointing:
+            lm = encoder.model if hasattr(encoder, "model") else encoder.lm
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.step, self.history = 0, {"loss": [], "valid": []}
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        m = self.encoder.model if hasattr(self.encoder, "model") else self.encoder.lm
+        return next(m.parameters()).device
+
+    def _attach_heads(self) -> None:
+        from mllmrec.fusion.gate import LateFusionGate
+        from mllmrec.fusion.projection import ProjectionHead
+
+        enc, cfg, dev = self.encoder, self.cfg, self._device()
+        if cfg.fusion_gate:
+            if not getattr(enc, "supports_fusion_gate", False):
+                raise TrainError(f"--fusion-gate needs pooled vision features; {type(enc).__name__} has none")
+            enc.fusion_gate = LateFusionGate(enc.hidden_size, enc.hidden_size).to(dev)
+        if cfg.proj_dim is not None:
+            enc.projection = ProjectionHead(enc.hidden_size, cfg.proj_dim).to(dev)
+        connector = getattr(enc, "connector", None)
+        if connector is not None:
+            for p in connector.parameters():
+                p.requires_grad_(cfg.train_connector)
+
+    def _loss_channels(self) -> dict[str, float]:
+        main = "fused" if self.encoder.fusion_gate is not None else "mm"
+        if "visual" in self.template.slot_channels and self.cfg.visual_weight > 0:
+            return {main: 1.0 - self.cfg.visual_weight, "visual": self.cfg.visual_weight}
+        return {main: 1.0}
+
+    # -- one step ------------------------------------------------------------------------------
+    def _train_mode(self, on: bool) -> None:
+        for m in self.modules.values():
+            m.train(on)
+
+    def _batch_rows(self, step: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+        """Local item ids (queries then partners) and the global partner index and item keys."""
+        pairs = self.batches.pairs(step)  # [B, 2]
+        b = len(pairs) // self.world
+        order = np.concatenate([np.concatenate([pairs[r * b:(r + 1) * b, 0], pairs[r * b:(r + 1) * b, 1]])
+                                for r in range(self.world)])  # [2B] global row order
+        _, keys = np.unique(order.astype(str), return_inverse=True)
+        local = np.arange(2 * b)
+        partner_local = np.where(local < b, local + b, local - b)
+        partner = np.concatenate([partner_local + 2 * b * r for r in range(self.world)])
+        mine = order[2 * b * self.rank:2 * b * (self.rank + 1)].tolist()
+        return mine, torch.as_tensor(partner), torch.as_tensor(keys)
+
+    def gradients(self, step: int, chunk_size: int | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Zero the gradients, then accumulate batch `step`'s (GradCache chunks when `chunk_size`)."""
+        from mllmrec.train.losses import objective
+        from mllmrec.train.step import backward_step, reduce_gradients
+
+        torch.manual_seed(self.cfg.seed * 1_000_003 + step)  # dropout masks depend on the step only
+        ids, partner, keys = self._batch_rows(step)
+        rendered = self.batches.render(ids, step)
+        size = chunk_size or len(rendered)
+        chunks = [self.encoder.prepare(rendered[i:i + size]) for i in range(0, len(rendered), size)]
+
+        def loss_fn(reps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+            return objective(reps, partner, keys, self.log_scale, self.loss, self.channels, self.cfg.matryoshka_dims)
+
+        self._train_mode(True)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, parts = backward_step(self.encoder.features, chunks, loss_fn, cache=chunk_size is not None,
+                                    world=self.world, rank=self.rank)
+        reduce_gradients([p for n, p in self.params.items() if n != "log_scale"], [self.log_scale], self.world)
+        return loss, parts
+
+    def train_step(self) -> dict[str, float]:
+        loss, parts = self.gradients(self.step, self.cfg.chunk_size)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        out = {"loss": float(loss), **{k: float(v) for k, v in parts.items()},
+               "logit_scale": float(self.log_scale.detach().exp())}
+        self.history["loss"].append({"step": self.step, **{k: round(v, 6) for k, v in out.items()}})
+        return out
+
+    # -- evaluation ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def vectors(self, ids: list[str], batch_size: int = 32) -> np.ndarray:
+        """Current vectors ([n, d] float32) of the loss's main channel for catalogue items `ids`."""
+        main = next(iter(self.channels))
+        self._train_mode(False)
+        out = []
+        for i in range(0, len(ids), batch_size):
+            rendered = self.batches.render(ids[i:i + batch_size])
+            out.append(self.encoder.forward(self.encoder.prepare(rendered))[main].numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def validate(self, part: str = "valid") -> dict[str, float]:
+        from mllmrec.train.validate import evaluate_i2i
+
+        res = evaluate_i2i(self.data.protocols[part], self.vectors)
+        if part == "valid":
+            self.history["valid"].append({"step": self.step, **{k: round(v, 6) for k, v in res.items()}})
+        return res
+
+    # -- persistence ---------------------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().cpu().contiguous() for n, p in self.params.items()}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        missing = set(self.params) ^ set(state)
+        if missing:
+            raise TrainError(f"checkpoint does not fit this model: differing weights {sorted(missing)[:5]}")
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.copy_(state[n].to(p.device, p.dtype))
+
+    def save_final(self, out: Path) -> None:
+        from mllmrec.train.lora import save_adapters
+
+        save_adapters(self.peft, out)
+        save_heads(self.encoder, out)
+
+
+def run_train(cfg: TrainConfig, *, encoder: Any = None, command: list[str] | None = None) -> dict[str, Any]:
+    """Train and write the run directory; returns the final manifest (library entry point)."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    rank, world = dist_info()
+    init_group(world)
+    out = Path(cfg.out)
+    if rank == 0:
+        _prepare_out(out, cfg)
+    barrier(world)
+    if encoder is None:
+        encoder = load_train_encoder(cfg, device_for_rank(cfg.device, rank, world))
+    tr = Trainer(cfg, encoder, rank=rank, world=world)
+    identity = {"config": {k: v for k, v in to_dict(cfg).items() if k not in RESUME_FREE},
+                "backbone": {k: v for k, v in tr.base_fingerprint.items() if k != "backbone"},
+                "prompt": tr.template.identity(), **tr.data.fingerprint}
+    if cfg.resume:
+        ckpt.resume(tr, out, identity)
+    elif rank == 0:
+        ckpt.write_manifest(out, _manifest(cfg, tr, identity, "running", command))
+    if tr.step >= tr.total_steps and cfg.resume and (out / MANIFEST).is_file() and \
+            ckpt.read_status(out) == "complete":
+        print(f"{out}: already complete at step {tr.step}")
+        return ckpt.read_manifest(out)
+    if rank == 0 and not tr.history["valid"]:
+        _report_valid(tr, "zero-shot")
+    bar = tqdm(total=tr.total_steps, initial=tr.step, disable=not cfg.progress or rank != 0, desc="train",
+               unit="step", dynamic_ncols=True)
+    seen, t_run = 0, time.perf_counter()
+    while tr.step < tr.total_steps:
+        res = tr.train_step()
+        seen += cfg.batch_pairs
+        rate = seen / max(time.perf_counter() - t_run, 1e-9)
+        tr.history["loss"][-1]["pairs_per_s"] = round(rate, 3)
+        bar.set_postfix(loss=f"{res['loss']:.4f}", pairs_s=f"{rate:.1f}", scale=f"{res['logit_scale']:.1f}")
+        bar.update(1)
+        last = tr.step == tr.total_steps
+        if rank == 0 and cfg.valid_every and tr.step % cfg.valid_every == 0 and not last:
+            _report_valid(tr, f"step {tr.step}", bar)
+        if tr.step % cfg.checkpoint_every == 0 or last:
+            if rank == 0:
+                ckpt.save(tr, out)
+            barrier(world)
+    bar.close()
+    if rank != 0:
+        barrier(world)
+        return {}
+    _report_valid(tr, "tuned")
+    tr.save_final(out)
+    manifest = _manifest(cfg, tr, identity, "complete", command)
+    manifest.update(adapter_sha256=artefacts_sha256(out), seconds=round(time.perf_counter() - t0, 2),
+                    test_i2i=tr.validate("test") if tr.data.protocols["test"].queries else {})
+    ckpt.write_manifest(out, manifest)
+    barrier(world)
+    return manifest
+
+
+def _report_valid(tr: Trainer, label: str, bar: Any = None) -> None:
+    res = tr.validate()
+    msg = f"valid i2i ({label}): " + ", ".join(f"{k} {v:.4f}" for k, v in res.items())
+    (bar.write if bar is not None else print)(msg)
+
+
+def _manifest(cfg: TrainConfig, tr: Trainer, identity: dict[str, Any], status: str,
+              command: list[str] | None) -> dict[str, Any]:
+    enc = tr.encoder
+    return {"stage": "train", "mllmrec_version": __version__, "status": status, "config": to_dict(cfg),
+            "command": command, "identity": identity, "backbone": tr.base_fingerprint,
+            "quantized": cfg.quantize, "prompt": tr.template.identity(), "loss_channels": tr.channels,
+            "dims": {"hidden": enc.hidden_size, "out": cfg.proj_dim or enc.hidden_size,
+                     "matryoshka": list(cfg.matryoshka_dims)},
+            "trainable_parameters": int(sum(p.numel() for p in tr.params.values())),
+            "processes": tr.world, "steps": tr.step, "total_steps": tr.total_steps,
+            "batches_per_epoch": tr.batches.per_epoch, "data": tr.data.report,
+            "logit_scale": float(tr.log_scale.detach().exp()), "history": tr.history}
+
+
+def _prepare_out(out: Path, cfg: TrainConfig) -> None:
+    if cfg.overwrite and out.exists():
+        shutil.rmtree(out)
+    if cfg.resume:
+        if not (out / MANIFEST).is_file():
+            raise TrainError(f"--resume: {out} holds no train run (no {MANIFEST})")
+        return
+    if out.exists() and any(out.iterdir()):
+        raise TrainError(f"{out} exists and is not empty; use --resume to continue or --overwrite to restart")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run(cfg: TrainConfig, command: list[str] | None = None) -> int:
+    """`mllmrec train`."""
+    man = run_train(cfg, command=command)
+    if man:
+        v = man["history"]["valid"]
+        first, last = (v[0], v[-1]) if v else ({}, {})
+        print(f"wrote {cfg.out}: {man['steps']} steps, adapter {man['adapter_sha256'][:12]}; valid i2i recall@10 "
+              f"{first.get('recall@10', float('nan')):.4f} -> {last.get('recall@10', float('nan')):.4f}")
+    return 0
