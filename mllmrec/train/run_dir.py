@@ -106,12 +106,19 @@ def apply_run(encoder: Any, run_dir: str | Path) -> dict[str, Any]:
 
     run_dir = Path(run_dir)
     man = read_run_manifest(run_dir)
-    base = man["backbone"]["weights_fingerprint"]
-    got = encoder.fingerprint()["weights_fingerprint"]
-    if base != got:
-        raise RunDirError(f"{run_dir} was trained on a backbone with weights fingerprint {base[:12]}..., but "
-                          f"this backbone's is {got[:12]}... ({man['backbone'].get('backbone')} at training)")
+    base, now = man["backbone"], encoder.fingerprint()
+    if base["weights_fingerprint"] is not None and base["weights_fingerprint"] != now["weights_fingerprint"]:
+        raise RunDirError(f"{run_dir} was trained on a backbone with weights fingerprint "
+                          f"{base['weights_fingerprint'][:12]}..., but this backbone's is "
+                          f"{now['weights_fingerprint'][:12]}... ({base.get('backbone')} at training)")
+    # A QLoRA run saw 4-bit weights, whose hash says nothing about the full model: compare the
+    # architecture facts instead (family / composition sources).
+    arch = [k for k in ("family", "kind", "sources", "connector") if k in base or k in now]
+    if base["weights_fingerprint"] is None and any(base.get(k) != now.get(k) for k in arch):
+        raise RunDirError(f"{run_dir} was trained (4-bit) on {base.get('backbone')}, which differs from this "
+                          f"backbone in {', '.join(k for k in arch if base.get(k) != now.get(k))}")
     load_adapters(encoder, run_dir, merge=True)
     load_heads(encoder, run_dir)
     encoder._fingerprint = encoder._weights_fp = None  # noqa: SLF001 - weights changed: hash again on demand
-    return {"run": str(run_dir), "adapter_sha256": man["adapter_sha256"], "base_weights_fingerprint": base}
+    return {"run": str(run_dir), "adapter_sha256": man["adapter_sha256"],
+            "base_weights_fingerprint": base["weights_fingerprint"]}

@@ -38,6 +38,12 @@ class TrainError(MllmrecError, RuntimeError):
     """The run cannot start or continue; the message says why."""
 
 
+def encoder_modules(encoder: Any) -> list[torch.nn.Module]:
+    """Every submodule of the encoder's networks."""
+    nets = [getattr(encoder, k, None) for k in ("model", "lm", "vision", "connector")]
+    return [m for net in nets if net is not None for m in net.modules()]
+
+
 def load_train_encoder(cfg: TrainConfig, device: str) -> Any:
     """The backbone for training (4-bit base weights with --quantize 4bit)."""
     from mllmrec.backbone.load import open_encoder
@@ -58,7 +64,10 @@ class Trainer:
         if cfg.batch_pairs % world:
             raise TrainError(f"batch_pairs {cfg.batch_pairs} must divide evenly over {world} processes")
         self.template = load_template(cfg.prompt)
-        self.base_fingerprint = encoder.fingerprint()
+        self.base_fingerprint = dict(encoder.fingerprint())
+        if cfg.quantize == "4bit":  # 4-bit weights hash differently from the full model embed/merge load
+            self.base_fingerprint["weights_fingerprint_4bit"] = self.base_fingerprint.pop("weights_fingerprint")
+            self.base_fingerprint["weights_fingerprint"] = None
         self.data = load_pair_data(cfg, self.template, encoder)
         self.batches = BatchSource(self.data, cfg, self.template, encoder)
         self.loss = get_loss(cfg.loss)
@@ -83,6 +92,12 @@ class Trainer:
             self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
         self.total_steps = cfg.steps or max(1, math.ceil(cfg.epochs * self.batches.per_epoch))
         self.channels = self._loss_channels()
+        for m in encoder_modules(encoder):
+            # bitsandbytes (0.50) repacks 4-bit weights for fast CPU inference the first time a layer
+            # runs in eval mode without grad (our validation) and never unpacks them for training,
+            # whose backward then fails; keep the trainable layout.
+            if hasattr(m, "support_avx512bf16_for_cpu"):
+                m.support_avx512bf16_for_cpu = False
         if cfg.grad_checkpointing:
             lm = encoder.model if hasattr(encoder, "model") else encoder.lm
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
