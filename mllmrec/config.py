@@ -244,7 +244,7 @@ class SyntheticConfig(_Checked):
 @dataclass(frozen=True, kw_only=True)
 class DemoConfig(_Checked):
     """Run the main job end to end offline: synthetic catalogue, tiny random backbone, embed, index,
-    neighbours. Real use needs a real model, e.g. `mllmrec embed --model Qwen/Qwen2-VL-2B-Instruct`."""
+    neighbours, pair mining and a few steps of LoRA tuning. Real use needs a real model, e.g. `mllmrec embed --model Qwen/Qwen2-VL-2B-Instruct`."""
 
     out: str = opt("mllmrec-demo", "Working directory for the demo's catalogue, model and store.")
     family: Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl", "composed"] = opt(
@@ -252,6 +252,7 @@ class DemoConfig(_Checked):
     )
     n_items: int = opt(200, "Synthetic catalogue size.")
     seed: int = opt(0, "Seed for data and the random model.")
+    train_steps: int = opt(30, "Contrastive LoRA steps the demo trains (0 skips training).")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -111,3 +111,22 @@ def test_adapter_and_merged_model_give_the_trained_vectors(synthetic_pairs, tiny
     manifest = json.loads((tmp_path / "tuned" / "manifest.json").read_text())
     assert manifest["adapter"]["adapter_sha256"] == man["adapter_sha256"]
     assert manifest["dims"][main] == 24
+
+
+@pytest.mark.slow
+def test_training_raises_validation_i2i_recall_above_zero_shot(tmp_path):
+    """Tiny text-only composed LM, synthetic catalogue (240 items), fixed seed. Measured when this
+    test was written (2026-11-23): valid Recall@10 0.113 zero-shot -> 0.268 after 30 steps (71
+    queries, 75 candidates; chance ~0.13). Other seeds gave smaller gains (seed 1: 0.113 -> 0.141),
+    so the margin is set well below the seed-0 gain, and well above zero."""
+    from mllmrec.testing.composed import cached_tiny_composed
+    from mllmrec.testing.pairs import synthetic_pairs
+
+    items, pairs = synthetic_pairs(tmp_path, n_items=240, n_users=240, valid_share=0.3, test_share=0.1)
+    model = cached_tiny_composed(tmp_path / "cache", vision=None)
+    man = run_train(_cfg(items, pairs, model, tmp_path / "run", image_field=None, batch_pairs=16, steps=30,
+                         lr=5e-3, seed=0, max_valid_queries=2000))
+    before, after = man["history"]["valid"][0], man["history"]["valid"][-1]
+    assert (before["step"], after["step"]) == (0, 30)
+    assert man["data"]["valid_queries"] >= 60
+    assert after["recall@10"] >= before["recall@10"] + 0.08, (before, after)
