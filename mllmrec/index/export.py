@@ -48,16 +48,24 @@ def open_source(cfg: ExportConfig) -> FeatureProvider:
 def target_ids(cfg: ExportConfig, provider: FeatureProvider) -> tuple[list[str], str]:
     """(raw id of each output row, where that order came from): the --ids file, else the items of
     --interactions in first-seen order, else every id of the source in its own order."""
-    if cfg.ids is not None:
-        from mllmrec.index.idmap import read_id_map
-
-        return read_id_map(cfg.ids), f"ids file {cfg.ids}"
+    logged: list[str] | None = None
     if cfg.interactions is not None:
         from mllmrec.catalog.interactions import index_ids, read_interactions
 
         inter = read_interactions(cfg.interactions, user_field=cfg.user_field, item_field=cfg.item_field)
-        return list(index_ids(inter.items)[0]), f"items of {cfg.interactions}"
-    return provider.ids(), f"all ids of {cfg.source}"
+        logged = list(index_ids(inter.items)[0])
+    if cfg.ids is None:
+        return (logged, f"items of {cfg.interactions}") if logged is not None else (provider.ids(), f"all ids of {cfg.source}")
+    from mllmrec.index.idmap import read_id_map
+
+    ids = read_id_map(cfg.ids)
+    if logged is not None:  # both given: the id list must cover every logged item, or that item has no row
+        known = set(ids)
+        lost = [i for i in logged if i not in known]
+        if lost:
+            raise ExportError(f"{len(lost)} item(s) of {cfg.interactions} are not in {cfg.ids}, e.g. "
+                              f"{', '.join(lost[:5])}: they would have no feature row")
+    return ids, f"ids file {cfg.ids}"
 
 
 def export(cfg: ExportConfig) -> dict[str, Any]:
@@ -74,7 +82,9 @@ def export(cfg: ExportConfig) -> dict[str, Any]:
 
         plan = mm.plan_rows(cfg, dataset)
         row_ids, origin, extra_files, stats = plan.row_ids, f"MMRec item ids of {cfg.interactions}", plan.extra_files, plan.stats
-        arrays = {name: ch for name, ch in mm.channel_files(cfg, provider.channels).items()}
+        if cfg.channel is not None:
+            raise ExportError("--channel does not apply to --format mmrec; use --image-channel and --text-channel")
+        arrays = mm.channel_files(cfg, provider.channels)
     else:
         row_ids, origin = target_ids(cfg, provider)
         arrays = {"features": provider.channel if cfg.channel is None else cfg.channel}
@@ -171,7 +181,10 @@ def _check_out(out: Path) -> None:
         raise ExportError(f"--out {out} exists and is not a folder")
     m = out / MANIFEST
     if m.is_file():
-        stage = json.loads(m.read_text(encoding="utf-8")).get("stage")
+        try:
+            stage = json.loads(m.read_text(encoding="utf-8")).get("stage")
+        except (ValueError, AttributeError):
+            stage = "unreadable"
         if stage != "export":
             raise ExportError(f"--out {out} holds a {stage!r} artefact (its manifest.json); export into another folder")
 

@@ -59,7 +59,12 @@ def plan_rows(cfg: ExportConfig, dataset: str) -> MmrecPlan:
     path = Path(cfg.interactions)
     if not path.is_file():
         raise MmrecError(f"interactions file not found (or not a file): {path}")
-    return _from_mmrec_inter(cfg, path) if is_mmrec_inter(path) else _remap(cfg, path, dataset)
+    if is_mmrec_inter(path):
+        return _from_mmrec_inter(cfg, path)
+    if cfg.ids is not None:
+        raise MmrecError(f"--ids maps MMRec item ids to raw ids, but {path} is not an MMRec .inter (tab-separated "
+                         "userID, itemID, x_label): a raw log is remapped to MMRec ids by the export itself")
+    return _remap(cfg, path, dataset)
 
 
 def _from_mmrec_inter(cfg: ExportConfig, path: Path) -> MmrecPlan:

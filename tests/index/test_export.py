@@ -179,3 +179,33 @@ def test_export_help_documents_every_flag(capsys):
     for flag in ("--format", "--out", "--channel", "--ids", "--interactions", "--missing", "--image-channel",
                  "--text-channel", "--single-channel", "--stale-caches", "--recbole-id-field", "--overwrite"):
         assert flag in text
+
+
+def test_ids_and_interactions_together_must_cover_every_logged_item(tmp_path, store):
+    src, vecs = store
+    log = _log(tmp_path / "log.csv", [("u1", "i1"), ("u1", "i2"), ("u2", "i4")])
+    (tmp_path / "ids.txt").write_text("i4\ni2\ni1\ni0\n")
+    base = dict(source=str(src), format="npy", interactions=str(log))
+    E.export(ExportConfig(**base, out=str(tmp_path / "a"), ids=str(tmp_path / "ids.txt")))
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "features.npy"), vecs["mm"][[4, 2, 1, 0]])
+    (tmp_path / "ids.txt").write_text("i4\ni0\n")
+    with pytest.raises(E.ExportError, match="2 item\\(s\\) of .* are not in .*i1, i2"):
+        E.export(ExportConfig(**base, out=str(tmp_path / "b"), ids=str(tmp_path / "ids.txt")))
+
+
+def test_options_that_do_not_apply_are_refused(tmp_path, store):
+    src, _ = store
+    log = _log(tmp_path / "log.csv", [("u1", "i1")])
+    with pytest.raises(E.ExportError, match="--channel does not apply to --format mmrec"):
+        E.export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), channel="mm",
+                              interactions=str(log)))
+    from mllmrec.index.export_mmrec import MmrecError
+
+    (tmp_path / "ids.txt").write_text("i1\n")
+    with pytest.raises(MmrecError, match="not an MMRec .inter"):
+        E.export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), interactions=str(log),
+                              ids=str(tmp_path / "ids.txt")))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text("{not json")
+    with pytest.raises(E.ExportError, match="holds a 'unreadable' artefact"):
+        E.export(ExportConfig(source=str(src), format="npy", out=str(tmp_path / "bad")))
