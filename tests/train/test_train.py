@@ -42,6 +42,19 @@ def test_gradcache_gives_the_plain_step_gradients(synthetic_pairs, tiny_qwen2_di
         torch.testing.assert_close(cached[name], g, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_gradient_checkpointing_keeps_the_gradients(synthetic_pairs, tiny_qwen2_dir, tmp_path):
+    items, pairs = synthetic_pairs
+    grads = []
+    for ckpt in (False, True):
+        tr = _trainer(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / f"r{ckpt}", grad_checkpointing=ckpt))
+        assert tr.encoder.model.is_gradient_checkpointing == ckpt
+        tr.train_step()
+        tr.gradients(1, chunk_size=4)
+        grads.append(_grads(tr))
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_resume_reproduces_an_uninterrupted_run(synthetic_pairs, tiny_qwen2_dir, tmp_path):
     items, pairs = synthetic_pairs
     full = run_train(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / "full", steps=4, checkpoint_every=2))
