@@ -101,7 +101,8 @@ def main() -> int:
           f"peak memory {ratio['memory_gradcache_over_plain']:.2f}x")
     report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {os.cpu_count()} cores, "
               f"{platform.python_version()}", "command": " ".join([sys.executable.rsplit('/', 1)[-1], *sys.argv]),
-              "settings": vars(args), "results": results, "ratios": ratio}
+              "settings": vars(args), "results": results, "ratios": ratio,
+              "load_average_1_5_15_min_at_end": [round(x, 2) for x in os.getloadavg()]}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     return 0
