@@ -24,7 +24,7 @@ from mllmrec.errors import MllmrecError
 # subcommand -> (config class, "module:function", one-line help)
 COMMANDS: dict[str, tuple[type, str, str]] = {
     "demo": (C.DemoConfig, "mllmrec.demo:run_demo",
-             "Run the whole embed job offline on a synthetic catalogue with a tiny random model."),
+             "Run the main job offline on a synthetic catalogue with a tiny random model (embed, search, pairs, tuning)."),
     "embed": (C.EmbedConfig, "mllmrec.embed:run", "Embed a catalogue into an embedding store."),
     "index": (C.IndexConfig, "mllmrec.index.search_cli:run_index", "Build a faiss index next to a store."),
     "neighbors": (C.NeighborsConfig, "mllmrec.index.search_cli:run_neighbors",
