@@ -1,0 +1,100 @@
+"""Teacher, then student, then the new-item mapping: the whole distillation on in-memory arrays.
+
+Model selection reads validation data only, and structurally so: nothing here takes test data.
+`recsys.train_bpr` (which has no test argument either) trains both models with early stopping on
+validation Recall@20 and restores the best epoch. The caller evaluates test once, afterwards.
+
+Item rows: every item of the index gets a teacher row (from its features); items without training
+interactions ("new": cold items of a split, store items absent from the log) get their student
+row from the new-item mapping fitted on the items that have one (`mapping.NewItemMapping`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from mllmrec.config import DistillSettings
+from mllmrec.distill.errors import DistillError
+from mllmrec.distill.losses import parse_losses
+from mllmrec.distill.mapping import NewItemMapping
+from mllmrec.distill.students import Distillation, TableModel, build_student
+from mllmrec.distill.teacher import Teacher
+from mllmrec.recsys.graph import check_interactions
+from mllmrec.recsys.trainer import TrainResult, train_bpr
+
+
+@dataclass
+class DistillResult:
+    """Trained pieces. `tables` is the served student (new items' rows from `mapping`)."""
+
+    teacher: Teacher | None
+    teacher_result: TrainResult | None
+    student_result: TrainResult
+    tables: TableModel
+    mapping: NewItemMapping
+    new_items: np.ndarray  # [m] item indices whose row came from the mapping
+    seconds: float
+
+
+def _fit(model, train, valid_positives, s: DistillSettings, epochs: int, progress: bool) -> TrainResult:
+    return train_bpr(model, train, valid_positives, epochs=epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
+                     patience=s.patience, metric="recall@20", progress=progress, device=s.device)
+
+
+def train_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, valid_positives: Sequence[np.ndarray],
+                  s: DistillSettings) -> tuple[Teacher, TrainResult]:
+    """The teacher, trained with BPR and selected on validation Recall@20."""
+    torch.manual_seed(s.seed)
+    teacher = Teacher(features, train, dim=s.teacher_dim, n_layers=s.teacher_layers, prompt_tokens=s.prompt_tokens,
+                      item_ids=s.teacher_item_ids, reg=s.reg)
+    result = _fit(teacher, train, valid_positives, s, s.teacher_epochs, s.progress)
+    return teacher, result
+
+
+def distill(features: dict[str, np.ndarray], train: sp.spmatrix | sp.sparray, valid_positives: Sequence[np.ndarray],
+            s: DistillSettings, *, teacher: Teacher | None = None,
+            teacher_result: TrainResult | None = None) -> DistillResult:
+    """Train (or reuse) the teacher, distil the student, fit the new-item mapping.
+
+    features: {channel: [n_items, d_c]} aligned with train's columns; valid_positives[u]: user u's
+    validation items. With s.kd False the student is trained with its BPR loss only (no teacher).
+    A `teacher` passed in (already trained, e.g. shared by several students) is copied before its
+    prompts are tuned, so it is not changed.
+    """
+    t0 = time.perf_counter()
+    r = check_interactions(train)  # [U, I]
+    for c, f in features.items():
+        if f.shape[0] != r.shape[1]:
+            raise DistillError(f"channel {c!r} has {f.shape[0]} rows for {r.shape[1]} items")
+    losses = parse_losses(s.losses if s.kd else ("bpr",), tau=s.tau, alpha=s.alpha)
+    if not s.kd and "bpr" not in losses:
+        raise DistillError("--no-kd trains with bpr only")
+    if s.kd and teacher is None:
+        teacher, teacher_result = train_teacher(features, r, valid_positives, s)
+    elif s.kd and s.tune_prompt:
+        teacher = copy.deepcopy(teacher)  # its prompts get tuned here; the caller's teacher stays as it was
+    torch.manual_seed(s.seed)
+    student = build_student(s.student, r, s.dim, s.student_layers, s.reg)
+    model = Distillation(student, teacher if s.kd else None, losses, r, n_negatives=s.negatives, seed=s.seed,
+                         tune_prompt=s.tune_prompt, teacher_bpr=s.teacher_bpr)
+    student_result = _fit(model, r, valid_positives, s, s.epochs, s.progress)
+    if teacher is not None:
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    with torch.no_grad():
+        users, items = (t.detach().clone() for t in student.final_embeddings())  # [U, d], [I, d]
+    warm = np.flatnonzero(np.bincount(r.indices, minlength=r.shape[1]) > 0)
+    new = np.setdiff1d(np.arange(r.shape[1]), warm)
+    mapping = NewItemMapping.fit({c: np.asarray(f)[warm] for c, f in features.items()}, items[warm],
+                                 l2=s.mapping_l2, seed=s.seed)
+    if new.size:
+        items[torch.from_numpy(new)] = mapping({c: np.asarray(f)[new] for c, f in features.items()})
+    return DistillResult(teacher, teacher_result, student_result, TableModel(users, items), mapping, new,
+                         time.perf_counter() - t0)
