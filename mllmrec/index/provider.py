@@ -166,9 +166,6 @@ class FeatureProvider:
         channel = channel or self.channel
         if missing not in POLICIES:
             raise ProviderError(f"missing-id policy {missing!r} is not one of {', '.join(POLICIES)}")
-        if missing == "new-item" and channel != STUDENT:
-            raise ProviderError("missing='new-item' needs a distill run's student channel (the learned mapping "
-                                f"from MLLM vectors to student vectors); channel {channel!r} has none")
         keys = as_id_strings(ids)
         rows = self.rows(keys, channel)
         _, mat = self._table(channel)
@@ -188,6 +185,10 @@ class FeatureProvider:
             if missing == "mean":
                 out[lost] = self.mean(channel)
             elif missing == "new-item":
+                if channel != STUDENT:
+                    raise ProviderError(f"{len(lost)} ids are missing from channel {channel!r}, and missing='new-item' "
+                                        "only fills a distill run's student channel (the learned mapping from MLLM "
+                                        f"vectors to student vectors), e.g. {', '.join(map(repr, names))}")
                 out[lost] = self._new_items([keys[k] for k in lost])
             filled[missing] = len(lost)
         report = LookupReport(channel, missing, len(keys), len(keys) - len(lost), len(lost), filled, tuple(names))

@@ -124,7 +124,7 @@ def test_missing_id_policies_fill_and_report(store, caplog):
     np.testing.assert_allclose(m.vectors[0], vecs["mm"].astype(np.float64).mean(axis=0), rtol=1e-6)
     np.testing.assert_array_equal(m.vectors[1], vecs["mm"][1])
     assert m.report.filled == {"mean": 2} and fp.last_report == m.report
-    with pytest.raises(P.ProviderError, match="new-item.*distill run"):
+    with pytest.raises(P.ProviderError, match="2 ids are missing from channel .mm., and missing=.new-item. only fills"):
         fp.lookup(asked, missing="new-item")
     with pytest.raises(P.ProviderError, match="not one of"):
         fp.lookup(asked, missing="guess")  # type: ignore[arg-type]
