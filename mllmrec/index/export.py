@@ -228,7 +228,10 @@ def _write_recbole(path: Path, ids: list[str], matrix: np.ndarray, cfg: ExportCo
         raise ExportError(f"item id {bad[0]!r} contains a tab or newline, which a RecBole atomic file cannot hold")
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write(f"{cfg.recbole_id_field}:token\t{cfg.recbole_emb_field}:float_seq\n")
-        for start in range(0, len(ids), 4096):
+        from tqdm.auto import tqdm
+
+        for start in tqdm(range(0, len(ids), 4096), desc=f"writing {path.name}", unit="block",
+                          disable=len(ids) < 200_000):
             block = matrix[start:start + 4096]
             f.writelines(f"{i}\t{' '.join(format(x, '.9g') for x in row)}\n"
                          for i, row in zip(ids[start:start + 4096], block.tolist(), strict=True))
