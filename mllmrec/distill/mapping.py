@@ -10,8 +10,8 @@ the items that do have rows maps them into the student's space:
 
 λ is picked from `L2_GRID` by the mean cosine between g(x) and the true row on a fixed 10% of the
 fitting items held out (training items only: nothing from validation or test), then W is refitted
-on all of them. Closed form, float64, deterministic. Saved as safetensors (`tensors()`), with the
-channels and dims in the run's manifest.
+on all of them. Closed form, float64, deterministic. Saved as safetensors (`tensors()`), with
+the channels and dims in the run's manifest.
 """
 
 from __future__ import annotations
@@ -107,3 +107,4 @@ def _ridge(x: Tensor, y: Tensor, lam: float) -> tuple[Tensor, Tensor, Tensor]:
     xc, yc = x - xm, y - ym
     gram = xc.T @ xc + lam * torch.eye(x.shape[1], dtype=x.dtype)  # [D, D]
     return torch.linalg.solve(gram, xc.T @ yc), xm, ym
+
