@@ -89,6 +89,10 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
         from mllmrec.train.run_dir import apply_run
 
         adapter = apply_run(encoder, cfg.adapter)  # refuses a run trained on other base weights
+        trained_with = adapter.get("prompt")
+        if trained_with and trained_with != template.identity().get("name"):
+            log.warning("the run was tuned with prompt %r, this embed uses %r: vectors may be off", trained_with,
+                        template.identity().get("name"))
     channels = output_channels(template, encoder)  # refuses a gate the encoder cannot apply, before any work
     backbone = {k: v for k, v in encoder.fingerprint().items() if k != "backbone"}  # not the path/id
     identity.update(backbone=backbone, fusion_gate=_gate_fingerprint(encoder))

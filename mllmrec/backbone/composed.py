@@ -210,7 +210,8 @@ class ComposedEncoder:
         if patches.shape[1] != self.meta["patches_per_image"]:
             raise ValueError(f"vision encoder gave {patches.shape[1]} patches per image, expected "
                              f"{self.meta['patches_per_image']} (fixed when the model was composed)")
-        return self.connector(patches.to(self.dtype))  # [n_img, T, dl]
+        conn_dtype = next(self.connector.parameters()).dtype  # fp32 while the train stage tunes it
+        return self.connector(patches.to(conn_dtype)).to(self.dtype)  # [n_img, T, dl]
 
     def hidden_states(self, batch: Sequence[RenderedItem]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Last-layer hidden states [n, L, d] (left padded) and slot indices; differentiable.

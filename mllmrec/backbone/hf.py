@@ -139,7 +139,7 @@ class QwenVLEncoder:
         dev = self.model.device
         inputs = {k: (v.to(dev, self.model.dtype) if k == "pixel_values" else v.to(dev))
                   for k, v in prepared["inputs"].items()}
-        hidden = self.model.model(**inputs).last_hidden_state  # [n, L, d]
+        hidden = self.model.model(**inputs, use_cache=False).last_hidden_state  # [n, L, d]
         out = gather_channels(hidden, prepared["slots"])
         pooled = self._vision_pooled(inputs, prepared["n_images"]) if self.fusion_gate is not None else None
         return apply_heads(out, self.fusion_gate, self.projection, pooled)

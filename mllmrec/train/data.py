@@ -102,7 +102,8 @@ def load_pair_data(cfg: Any, template: Any, encoder: Any) -> PairData:
     report.update(train_pairs=len(train), valid_queries=len(protocols["valid"].queries),
                   valid_candidates=len(protocols["valid"].candidates),
                   test_queries=len(protocols["test"].queries))
-    fp = {"pairs": {"path": pairs_manifest["path"], "sha256": pairs_manifest["sha256"]},
+    report["pairs_path"] = pairs_manifest["path"]  # a path may change on resume; the content hash may not
+    fp = {"pairs": {"sha256": pairs_manifest["sha256"]},
           "catalog_sha256": catalog.sha256}
     return PairData(items, train, protocols, text_only, report, fp)
 
@@ -152,16 +153,20 @@ class BatchSource:
         perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.data.train))
         return self.data.train[perm[k * self.cfg.batch_pairs:(k + 1) * self.cfg.batch_pairs]]
 
-    def render(self, ids: list[str], step: int | None = None) -> list[RenderedItem]:
-        """Render items (images decoded now); with `step`, apply that step's modality dropout."""
+    def render(self, ids: list[str], step: int | None = None, rows: tuple[int, int] | None = None) -> list[RenderedItem]:
+        """Render items (images decoded now); with `step`, apply that step's modality dropout.
+
+        `rows` = (offset, total): `ids` are rows offset.. of the step's `total` global rows (one
+        process's share), so each global row gets the same draw whatever the number of processes."""
         from mllmrec.catalog import load_item_images
         from mllmrec.prompts import render
 
         drop = np.zeros(len(ids), dtype=np.int8)  # 0 keep, 1 drop image, 2 drop text
         if step is not None and self.cfg.modality_dropout > 0:
+            offset, total = rows or (0, len(ids))
             rng = np.random.default_rng([self.cfg.seed, step, 1])
-            hit = rng.random(len(ids)) < self.cfg.modality_dropout
-            drop = np.where(hit, rng.integers(1, 3, len(ids)), 0)
+            hit = rng.random(total) < self.cfg.modality_dropout
+            drop = np.where(hit, rng.integers(1, 3, total), 0)[offset:offset + len(ids)]
         todo = [self.data.items[i] for i in ids]
 
         def load(n_it: tuple[int, Item]) -> list[Any]:

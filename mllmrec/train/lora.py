@@ -40,6 +40,7 @@ class LoraSpec:
     targets: tuple[str, ...] = ()  # LM module names; () = preset
     vision: bool = False
     vision_targets: tuple[str, ...] = ()  # () = preset
+    connector: bool = False  # Qwen-VL: train the vision->LM merger in full (peft modules_to_save)
 
 
 def _names_regex(scope: str, names: Sequence[str]) -> str:
@@ -47,7 +48,8 @@ def _names_regex(scope: str, names: Sequence[str]) -> str:
 
 
 def lora_plan(encoder: Any, spec: LoraSpec) -> list[tuple[str, nn.Module, Any]]:
-    """[(adapter dir name, module to wrap, target_modules)] for `encoder` under `spec`."""
+    """[(adapter dir name, module to wrap, target_modules)] for `encoder` under `spec`. (A composed
+    model's connector is trained by the trainer directly: it is not inside a peft-wrapped model.)"""
     if hasattr(encoder, "family"):  # Qwen-VL
         fam = encoder.family
         regex = _names_regex(fam.lm_scope, spec.targets or fam.lora_targets)
@@ -76,8 +78,11 @@ def attach_lora(encoder: Any, spec: LoraSpec) -> list[tuple[str, Any]]:
         for p in module.parameters():
             p.requires_grad_(False)
         _check_targets(module, targets)
+        # Qwen-VL's connector (visual.merger) sits inside the wrapped model: peft trains it in full,
+        # saves it with the adapter and merges it back.
+        full = ["merger"] if spec.connector and hasattr(encoder, "family") and name == ADAPTER_DIR else None
         cfg = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
-                         bias="none")
+                         bias="none", modules_to_save=full)
         out.append((name, get_peft_model(module, cfg)))
     return out
 

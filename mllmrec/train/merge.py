@@ -28,8 +28,10 @@ def merge_run(cfg: MergeConfig) -> Path:
     if out.exists() and any(out.iterdir()):
         raise RunDirError(f"{out} exists and is not empty; choose a new directory for the merged model")
     base = cfg.model or man["config"]["model"]
-    spec = ModelSpec(model=base, revision=man["config"].get("revision"), device="cpu", dtype=cfg.dtype,
-                     trust_remote_code=man["config"].get("trust_remote_code", False))
+    c = man["config"]  # the image bounds the run trained with go into the saved image processor
+    spec = ModelSpec(model=base, revision=c.get("revision"), device="cpu", dtype=cfg.dtype,
+                     min_pixels=c.get("min_pixels"), max_pixels=c.get("max_pixels"),
+                     trust_remote_code=c.get("trust_remote_code", False))
     encoder = open_encoder(spec)
     adapter = apply_run(encoder, cfg.run)
     tmp = temp_name(out)

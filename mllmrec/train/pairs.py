@@ -222,11 +222,21 @@ def mine_pairs(inter: Interactions, cfg: PairsConfig, *,
     sizes = np.array([n_q - n_valid - n_test, n_valid, n_test])
     part_of = np.full(n_items, -1, np.int8)
     part_of[np.random.default_rng(cfg.seed).permutation(queries)] = np.repeat(np.arange(3, dtype=np.int8), sizes)
-    part = np.asarray(PARTS, dtype=object)[part_of[q]]
-    pairs = Pairs(item_ids[q], item_ids[p], s, part)
+    # A relation must not be trained on and then evaluated: when {A, B} occurs in two parts (A->B
+    # in one, B->A in another), only the later part keeps it (test > valid > train).
+    pk = part_of[q]
+    key = np.minimum(q, p).astype(np.int64) * n_items + np.maximum(q, p)
+    uniq, inv = np.unique(key, return_inverse=True)
+    top = np.zeros(len(uniq), np.int8)
+    np.maximum.at(top, inv, pk)
+    keep = pk == top[inv]
+    dropped = {name: int(((pk == k) & ~keep).sum()) for k, name in enumerate(PARTS)}
+    q, p, s, pk = q[keep], p[keep], s[keep], pk[keep]
+    pairs = Pairs(item_ids[q], item_ids[p], s, np.asarray(PARTS, dtype=object)[pk])
     stats.update(
         mode=mode, users=n_users, items=n_items, rows_used=len(inter), **counts, pairs=len(pairs),
-        per_part={name: {"queries": int(sizes[k]), "pairs": int((part_of[q] == k).sum())}
+        dropped_cross_part=dropped,
+        per_part={name: {"queries": int(sizes[k]), "pairs": int((pk == k).sum())}
                   for k, name in enumerate(PARTS)},
         thresholds={"min_score": cfg.min_score, "max_score": cfg.max_score, "top_t": cfg.top_t,
                     "window_seconds": cfg.window_seconds if mode == "window" else None,
@@ -306,6 +316,10 @@ def run_pairs(cfg: PairsConfig) -> int:
     print(f"  {stats['rows_used']} interactions, {stats['users']} users, {stats['items']} items -> "
           f"{stats['pairs']} pairs ({stats['candidates']} candidates, {stats['dropped_above_max']} above "
           f"max, {stats['dropped_below_min']} below min)")
+    if any(stats["dropped_cross_part"].values()):
+        d = stats["dropped_cross_part"]
+        print(f"  left out as the reverse of a later part's pair (no leak between parts): train {d['train']}, "
+              f"valid {d['valid']}")
     for name, c in stats["per_part"].items():
         print(f"  {name}: {c['queries']} queries, {c['pairs']} pairs")
     print(f"wrote {out / 'pairs.parquet'} and manifest.json")

@@ -107,18 +107,21 @@ def apply_run(encoder: Any, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     man = read_run_manifest(run_dir)
     base, now = man["backbone"], encoder.fingerprint()
-    if base["weights_fingerprint"] is not None and base["weights_fingerprint"] != now["weights_fingerprint"]:
+    # The weights hash covers dtypes: a run trained in bf16 (GPU) and applied in fp32 (CPU) is
+    # checked by architecture below, like a 4-bit run.
+    exact = base["weights_fingerprint"] is not None and base.get("dtype") == now.get("dtype")
+    if exact and base["weights_fingerprint"] != now["weights_fingerprint"]:
         raise RunDirError(f"{run_dir} was trained on a backbone with weights fingerprint "
                           f"{base['weights_fingerprint'][:12]}..., but this backbone's is "
                           f"{now['weights_fingerprint'][:12]}... ({base.get('backbone')} at training)")
     # A QLoRA run saw 4-bit weights, whose hash says nothing about the full model: compare the
     # architecture facts instead (family / composition sources).
     arch = [k for k in ("family", "kind", "sources", "connector") if k in base or k in now]
-    if base["weights_fingerprint"] is None and any(base.get(k) != now.get(k) for k in arch):
-        raise RunDirError(f"{run_dir} was trained (4-bit) on {base.get('backbone')}, which differs from this "
-                          f"backbone in {', '.join(k for k in arch if base.get(k) != now.get(k))}")
+    if not exact and any(base.get(k) != now.get(k) for k in arch):
+        raise RunDirError(f"{run_dir} was trained on {base.get('backbone')} ({base.get('dtype')}), which differs "
+                          f"from this backbone in {', '.join(k for k in arch if base.get(k) != now.get(k))}")
     load_adapters(encoder, run_dir, merge=True)
     load_heads(encoder, run_dir)
     encoder._fingerprint = encoder._weights_fp = None  # noqa: SLF001 - weights changed: hash again on demand
     return {"run": str(run_dir), "adapter_sha256": man["adapter_sha256"],
-            "base_weights_fingerprint": base["weights_fingerprint"]}
+            "base_weights_fingerprint": base["weights_fingerprint"], "prompt": man.get("prompt", {}).get("name")}

@@ -74,7 +74,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.peft = attach_lora(encoder, LoraSpec(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
-                                                       cfg.lora_targets, cfg.vision_lora, cfg.vision_lora_targets))
+                                                       cfg.lora_targets, cfg.vision_lora, cfg.vision_lora_targets,
+                                                       connector=cfg.train_connector))
             self._attach_heads()
         dev = self._device()
         self.log_scale = torch.nn.Parameter(torch.tensor(float(cfg.logit_scale_init), device=dev))
@@ -86,12 +87,19 @@ class Trainer:
         self.params = {f"{k}.{n}": p for k, m in self.modules.items() for n, p in m.named_parameters()
                        if p.requires_grad}
         self.params["log_scale"] = self.log_scale
-        self.optimizer = torch.optim.AdamW(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # No weight decay on the logit scale and biases (it would pull the temperature towards 1).
+        decay = [p for n, p in self.params.items() if p.ndim >= 2]
+        rest = [p for n, p in self.params.items() if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                            {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
         warm = max(cfg.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
         self.total_steps = cfg.steps or max(1, math.ceil(cfg.epochs * self.batches.per_epoch))
         self.channels = self._loss_channels()
+        out_dim = cfg.proj_dim or encoder.hidden_size
+        if any(m >= out_dim for m in cfg.matryoshka_dims):
+            raise TrainError(f"matryoshka_dims {list(cfg.matryoshka_dims)} must be below the vector size {out_dim}")
         for m in encoder_modules(encoder):
             # bitsandbytes (0.50) repacks 4-bit weights for fast CPU inference the first time a layer
             # runs in eval mode without grad (our validation) and never unpacks them for training,
@@ -121,6 +129,8 @@ class Trainer:
             enc.projection = ProjectionHead(enc.hidden_size, cfg.proj_dim).to(dev)
         connector = getattr(enc, "connector", None)
         if connector is not None:
+            if cfg.train_connector:
+                connector.float()  # AdamW steps of ~1e-4 vanish in bf16 weights; LoRA (peft) is fp32 too
             for p in connector.parameters():
                 p.requires_grad_(cfg.train_connector)
 
@@ -153,9 +163,10 @@ class Trainer:
         from mllmrec.train.losses import objective
         from mllmrec.train.step import backward_step, reduce_gradients
 
-        torch.manual_seed(self.cfg.seed * 1_000_003 + step)  # dropout masks depend on the step only
+        # Dropout masks depend on (seed, step, process) only, so a resumed run repeats them.
+        torch.manual_seed((self.cfg.seed * 1_000_003 + step) * 64 + self.rank)
         ids, partner, keys = self._batch_rows(step)
-        rendered = self.batches.render(ids, step)
+        rendered = self.batches.render(ids, step, rows=(len(ids) * self.rank, len(ids) * self.world))
         size = chunk_size or len(rendered)
         chunks = [self.encoder.prepare(rendered[i:i + size]) for i in range(0, len(rendered), size)]
 
@@ -237,6 +248,8 @@ def run_train(cfg: TrainConfig, *, encoder: Any = None, command: list[str] | Non
                 "prompt": tr.template.identity(), **tr.data.fingerprint}
     if cfg.resume:
         ckpt.resume(tr, out, identity)
+        if rank == 0 and tr.step < tr.total_steps:  # continuing (also a finished run given more steps)
+            ckpt.write_manifest(out, _manifest(cfg, tr, identity, "running", command))
     elif rank == 0:
         ckpt.write_manifest(out, _manifest(cfg, tr, identity, "running", command))
     if tr.step >= tr.total_steps and cfg.resume and (out / MANIFEST).is_file() and \

@@ -21,7 +21,7 @@ def _reference(reps: np.ndarray, partner: list[int], keys: list[int], scale: flo
         p = partner[i]
         denom = 0.0
         for j in range(n):
-            if j != p and (keys[j] == keys[i] or keys[j] == keys[p]):
+            if j != p and (keys[j] == keys[i] or keys[j] == keys[p] or keys[partner[j]] == keys[i]):
                 continue
             if cross and j != p and (partner[j] > j) == (partner[i] > i):
                 continue
@@ -51,6 +51,15 @@ def test_infonce_masks_the_same_item_appearing_twice(batch):
     got = float(InfoNCE()(reps, partner, keys, torch.tensor(3.0)))
     want = _reference(reps.numpy(), partner.tolist(), keys.tolist(), math.exp(3.0))
     assert got == pytest.approx(want, rel=1e-5)
+    assert got != pytest.approx(float(InfoNCE()(reps, partner, torch.arange(6), torch.tensor(3.0))), rel=1e-4)
+
+
+def test_infonce_masks_known_positives_of_a_repeated_item(batch):
+    reps, partner, _ = batch
+    keys = torch.tensor([10, 11, 12, 11, 14, 15])  # pairs (10, 11) and (11, 14): 14 is a positive of 11 too
+    got = float(InfoNCE()(reps, partner, keys, torch.tensor(3.0)))
+    assert got == pytest.approx(_reference(reps.numpy(), partner.tolist(), keys.tolist(), math.exp(3.0)), rel=1e-5)
+    # The extra masking matters: the loss differs from the one where all six items are distinct.
     assert got != pytest.approx(float(InfoNCE()(reps, partner, torch.arange(6), torch.tensor(3.0))), rel=1e-4)
 
 

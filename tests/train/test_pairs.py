@@ -102,6 +102,11 @@ def test_no_query_in_two_parts_and_determinism_by_seed():
     assert all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("query_id", "partner_id", "score", "part"))
     assert not np.array_equal(a.part, c.part)
     assert sum(v["pairs"] for v in stats["per_part"].values()) == len(a)
+    # No relation in two parts: B->A of a test pair A->B is not kept for training (or validation).
+    rel = {p: {frozenset(x) for x in zip(a.query_id[a.part == p], a.partner_id[a.part == p], strict=True)}
+           for p in ("train", "valid", "test")}
+    assert not (rel["train"] & rel["valid"]) and not (rel["train"] & rel["test"]) and not (rel["valid"] & rel["test"])
+    assert stats["dropped_cross_part"]["train"] > 0  # the log is dense enough for reverse pairs to occur
 
 
 def test_unknown_ids_reported_and_excluded():

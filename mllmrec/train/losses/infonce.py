@@ -7,8 +7,9 @@ at 100 as in CLIP). Row i's positive is its pair partner p(i):
 
 negatives="all": N(i) = every other row (NoteLLM-2: symmetric, self-similarity masked);
 negatives="cross": N(i) = rows on the other side of the pairs only (CLIP-style, also symmetric).
-Rows holding the same item as i or as p(i) (an item in two pairs of one batch) are never
-negatives: they are masked like the diagonal.
+Rows holding the same item as i or as p(i) (an item in two pairs of one batch), and rows whose
+own partner is i's item (with pairs (X, Y) and (Y, W) in a batch, W is a known positive of Y), are
+never negatives: they are masked like the diagonal.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class InfoNCE:
         partner, keys = partner.to(reps.device), keys.to(reps.device)
         z = F.normalize(reps.float(), dim=-1)  # [n, d]
         logits = log_scale.clamp(max=MAX_LOG_SCALE).exp() * (z @ z.T)  # [n, n]
-        mask = (keys[:, None] == keys[None, :]) | (keys[partner][:, None] == keys[None, :])  # [n, n]
+        kp = keys[partner]  # [n] the partner's item
+        # not a negative of row i: the same item as i or as i's partner, or a row whose partner is i's item
+        mask = (keys[:, None] == keys[None, :]) | (kp[:, None] == keys[None, :]) | (keys[:, None] == kp[None, :])
         if self.negatives == "cross":
             side = partner > torch.arange(n, device=reps.device)  # [n] True for the first member of a pair
             mask = mask | (side[:, None] == side[None, :])
