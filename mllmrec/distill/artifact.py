@@ -1,0 +1,242 @@
+"""The distill run directory: what `mllmrec distill` writes and serving and the exporters read.
+
+    manifest.json          stage "distill", mllmrec version, config, source store (path, manifest
+                           sha256, identity), teacher/student kinds, dims, counts, validation metrics
+                           and selected epochs, test metrics (read once, after selection), new-item
+                           mapping info; written last
+    tables.safetensors     user [n_users, d], item [n_items, d] (float32): s(u, i) = user · item
+    users.parquet          id (string); row i = table row i          (the same for items.parquet)
+    items.parquet          id (string); only items with training interactions have table rows
+    new_items.safetensors  the learned mapping from MLLM vectors to student item vectors
+    popularity.npy         [n_items] int64 training interactions per table item (fallback ranking)
+    seen.parquet           user (int64 table row), item (string id): every logged interaction,
+                           so recommendations can leave out what a user has already seen
+
+`DistillRun.open` refuses a directory that is not a complete run, or whose files disagree with its
+manifest, saying what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mllmrec.distill.errors import DistillError
+from mllmrec.fsutil import atomic_path, atomic_write_bytes
+from mllmrec.index.store import MANIFEST, EmbeddingStore, UnknownItemError
+
+STAGE = "distill"
+FILES = {"tables": "tables.safetensors", "users": "users.parquet", "items": "items.parquet",
+         "new_items": "new_items.safetensors", "popularity": "popularity.npy", "seen": "seen.parquet"}
+
+
+def store_fingerprint(store: EmbeddingStore) -> str:
+    """sha256 of the store's manifest.json bytes: any re-embedding changes it."""
+    return hashlib.sha256((store.path / MANIFEST).read_bytes()).hexdigest()
+
+
+def store_compat(store: EmbeddingStore) -> dict[str, Any]:
+    """What must match for the new-item mapping to apply to another store's vectors: the same
+    backbone, prompt and fusion gate (the catalogue may differ: that is the point of new items)."""
+    ident = store.manifest.get("identity") or {}
+    return {"backbone": ident.get("backbone"), "prompt": ident.get("prompt"), "fusion_gate": ident.get("fusion_gate"),
+            "dims": store.manifest.get("dims")}
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Make `out` ready for a run: new or empty, or an earlier run with overwrite=True."""
+    if out.exists() and not out.is_dir():
+        raise DistillError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            stage = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("stage")
+        except (OSError, ValueError):
+            stage = None
+        if stage != STAGE:
+            raise DistillError(f"--out {out} is not empty and is not a distill run; choose an empty or new folder")
+        if not overwrite:
+            raise DistillError(f"--out {out} already holds a distill run; pass --overwrite to replace it")
+        (out / MANIFEST).unlink()  # first: a crash from here on leaves no manifest over mixed files
+        for name in FILES.values():
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "index", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _write_parquet(path: Path, columns: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(columns), str(tmp))
+
+
+def write_run(out: Path, manifest: dict[str, Any], *, user_ids: Sequence[str], item_ids: Sequence[str],
+              user_table: np.ndarray, item_table: np.ndarray, mapping_tensors: dict[str, Any],
+              popularity: np.ndarray, seen_users: np.ndarray, seen_items: Sequence[str]) -> None:
+    """Write every file atomically, the manifest last (call `prepare_out` first)."""
+    import pyarrow as pa
+    from safetensors.numpy import save
+
+    if user_table.shape[0] != len(user_ids) or item_table.shape[0] != len(item_ids) or popularity.shape != (len(item_ids),):
+        raise DistillError("table rows, id lists and popularity do not line up")
+    atomic_write_bytes(out / FILES["tables"], save({"user": np.ascontiguousarray(user_table, np.float32),
+                                                    "item": np.ascontiguousarray(item_table, np.float32)}))
+    _write_parquet(out / FILES["users"], {"id": pa.array([str(u) for u in user_ids], pa.string())})
+    _write_parquet(out / FILES["items"], {"id": pa.array([str(i) for i in item_ids], pa.string())})
+    atomic_write_bytes(out / FILES["new_items"], save({k: np.ascontiguousarray(v.numpy() if hasattr(v, "numpy") else v)
+                                                       for k, v in mapping_tensors.items()}))
+    with atomic_path(out / FILES["popularity"]) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(popularity, np.int64))
+    _write_parquet(out / FILES["seen"], {"user": np.asarray(seen_users, np.int64),
+                                         "item": pa.array([str(i) for i in seen_items], pa.string())})
+    atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False, default=float).encode())
+
+
+class DistillRun:
+    """Read side of a distill run directory (module docstring)."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], user_ids: list[str], item_ids: list[str]) -> None:
+        self.path, self.manifest = path, manifest
+        self.user_ids, self.item_ids = user_ids, item_ids
+        self.dim = int(manifest["dims"]["student"])
+        self._item_pos: dict[str, int] | None = None
+        self._user_pos: dict[str, int] | None = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> DistillRun:
+        path = Path(path)
+        if not (path / MANIFEST).is_file():
+            raise DistillError(f"{path} is not a distill run: no {MANIFEST} (unfinished or another folder)")
+        try:
+            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise DistillError(f"{path / MANIFEST}: not valid JSON ({e})") from None
+        if manifest.get("stage") != STAGE:
+            raise DistillError(f"{path} holds a {manifest.get('stage')!r} artefact, not a distill run")
+        missing = [n for n in FILES.values() if not (path / n).is_file()]
+        if missing:
+            raise DistillError(f"{path}: distill run is incomplete, missing {', '.join(missing)}")
+        import pyarrow.parquet as pq
+
+        users = [str(x) for x in pq.read_table(path / FILES["users"], columns=["id"]).column("id").to_pylist()]
+        items = [str(x) for x in pq.read_table(path / FILES["items"], columns=["id"]).column("id").to_pylist()]
+        run = cls(path, manifest, users, items)
+        shapes = _safetensors_shapes(path / FILES["tables"])
+        expect = {"user": [len(users), run.dim], "item": [len(items), run.dim]}
+        want = {"user": [manifest["counts"]["users"], run.dim], "item": [manifest["counts"]["items"], run.dim]}
+        diff = [f"{k}: file {shapes.get(k)}, id list {expect[k]}, manifest {want[k]}" for k in expect
+                if not (shapes.get(k) == expect[k] == want[k])]
+        if diff:
+            raise DistillError(f"{path}: tables, id lists and manifest disagree ({'; '.join(diff)}); re-run distill")
+        return run
+
+    @property
+    def store_path(self) -> Path | None:
+        p = self.manifest.get("store", {}).get("path")
+        return Path(p) if p else None
+
+    def user_table(self) -> np.ndarray:
+        return _read_tensor(self.path / FILES["tables"], "user")  # [n_users, d]
+
+    def item_table(self) -> np.ndarray:
+        return _read_tensor(self.path / FILES["tables"], "item")  # [n_items, d]
+
+    def popularity(self) -> np.ndarray:
+        return np.load(self.path / FILES["popularity"])  # [n_items]
+
+    def seen(self) -> tuple[np.ndarray, list[str]]:
+        """(user table rows [m], item ids [m]) of every logged interaction."""
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(self.path / FILES["seen"])
+        return t.column("user").to_numpy(), [str(x) for x in t.column("item").to_pylist()]
+
+    def user_index_of(self, user_id: str | int) -> int | None:
+        if self._user_pos is None:
+            self._user_pos = {u: n for n, u in enumerate(self.user_ids)}
+        return self._user_pos.get(str(user_id))
+
+    def item_index_of(self, item_id: str | int) -> int:
+        if self._item_pos is None:
+            self._item_pos = {i: n for n, i in enumerate(self.item_ids)}
+        try:
+            return self._item_pos[str(item_id)]
+        except KeyError:
+            raise UnknownItemError(f"item {item_id!r} has no row in the tables of {self.path} (no training "
+                                   "interactions); new_item_vectors() maps it from its MLLM vectors") from None
+
+    def mapping(self) -> Any:
+        from safetensors.torch import load_file
+
+        from mllmrec.distill.mapping import NewItemMapping
+
+        info = self.manifest["new_items"]
+        return NewItemMapping.from_tensors(load_file(str(self.path / FILES["new_items"])), info["channels"], info["l2"])
+
+    def open_store(self, store: EmbeddingStore | str | Path | None = None) -> EmbeddingStore:
+        """The given store (or the one the run was trained on), checked to fit the mapping."""
+        if store is None:
+            if self.store_path is None or not (self.store_path / MANIFEST).is_file():
+                raise DistillError(f"the store this run was trained on ({self.store_path}) is gone; pass another "
+                                   "store embedded with the same model and prompt")
+            store = self.store_path
+        st = store if isinstance(store, EmbeddingStore) else EmbeddingStore.open(store)
+        recorded, now = self.manifest["store"]["compat"], store_compat(st)
+        channels = self.manifest["new_items"]["channels"]
+        diff = [k for k in ("backbone", "prompt", "fusion_gate") if recorded.get(k) != now.get(k)]
+        diff += [f"dims.{c} {recorded['dims'].get(c)} -> {(now['dims'] or {}).get(c)}" for c in channels
+                 if (recorded.get("dims") or {}).get(c) != (now.get("dims") or {}).get(c)]
+        if diff:
+            raise DistillError(f"store {st.path} was not embedded like the run's store ({', '.join(diff)} differ); "
+                               "the new-item mapping only applies to vectors of the same model and prompt")
+        return st
+
+    def new_item_vectors(self, ids: Sequence[str | int], store: EmbeddingStore | None = None) -> np.ndarray:
+        """[len(ids), d] student-space vectors mapped from the items' MLLM vectors in `store` (default:
+        the run's store). An id absent from the store but in the tables gets its table row; an id in
+        neither raises UnknownItemError."""
+        st = self.open_store(store)
+        mapping = self.mapping()
+        out = np.zeros((len(ids), self.dim), np.float32)
+        in_store, rows = [], []
+        table: np.ndarray | None = None
+        for n, item in enumerate(ids):
+            try:
+                rows.append(st.index_of(item))
+                in_store.append(n)
+            except UnknownItemError:
+                try:
+                    row = self.item_index_of(item)
+                    table = self.item_table() if table is None else table
+                    out[n] = table[row]
+                except UnknownItemError:
+                    raise UnknownItemError(f"item {item!r} is neither in the store {st.path} nor in the run's "
+                                           "tables") from None
+        if rows:
+            order = np.asarray(rows)
+            feats = {c: np.asarray(st.vectors(c))[order] for c in mapping.channels}
+            out[in_store] = mapping(feats).numpy()
+        return out
+
+
+def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    import struct
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
+
+
+def _read_tensor(path: Path, name: str) -> np.ndarray:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        return f.get_tensor(name)
