@@ -129,6 +129,7 @@ def _validate(
             ids = torch.as_tensor(batch_users, dtype=torch.long, device=device)  # [b]
             return model.full_sort(ids).float().cpu().numpy()  # [b, I]
 
+    ks = tuple(k for k in ks if k <= train.shape[1]) or (train.shape[1],)  # a catalogue smaller than 50 items
     metrics = full_ranking_metrics(score_fn, users, positives, train, ks=ks)
     return {name: float(value) for name, value in metrics.items()}
 
