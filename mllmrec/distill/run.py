@@ -110,7 +110,8 @@ def run_distill(cfg: DistillConfig, command: list[str] | None = None) -> dict[st
         with torch.no_grad():
             return model.full_sort(torch.as_tensor(users, dtype=torch.long)).numpy()
 
-    test = (full_ranking_metrics(score, np.arange(n_users), test_pos, train, ks=(10, 20, 50))
+    ks = tuple(k for k in (10, 20, 50) if k <= n_items) or (n_items,)
+    test = (full_ranking_metrics(score, np.arange(n_users), test_pos, train, ks=ks)
             if any(len(p) for p in test_pos) else {})
 
     warm = np.flatnonzero(counts > 0)
@@ -179,6 +180,6 @@ def _print_summary(out: Path, m: dict[str, Any]) -> None:
               f"{t['parameters']:,} parameters)")
     print(f"  student {s['kind']} d={s['dim']} ({', '.join(s['losses'])}): valid recall@20 "
           f"{s['valid']['recall@20']:.4f} (epoch {s['best_epoch']})")
-    if m["test"]["metrics"]:
+    if "recall@20" in m["test"]["metrics"]:
         print(f"  test recall@20 {m['test']['metrics']['recall@20']:.4f} (read once, after selection)")
     print(f"  serve: mllmrec recommend {out} --user USER -k 20")
