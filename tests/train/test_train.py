@@ -128,18 +128,21 @@ def test_adapter_and_merged_model_give_the_trained_vectors(synthetic_pairs, tiny
 
 @pytest.mark.slow
 def test_training_raises_validation_i2i_recall_above_zero_shot(tmp_path):
-    """Tiny text-only composed LM, synthetic catalogue (240 items), fixed seed. Measured when this
-    test was written (2026-11-23): valid Recall@10 0.113 zero-shot -> 0.268 after 30 steps (71
-    queries, 75 candidates; chance ~0.13). Other seeds gave smaller gains (seed 1: 0.113 -> 0.141),
-    so the margin is set well below the seed-0 gain, and well above zero."""
+    """Tiny text-only composed LM, synthetic catalogue (240 items), fixed seed; the valid pairs'
+    relations are held out of training (pairs.py leaves out reverse pairs across parts).
+
+    Measured when this test was written (2026-11-23, B=32, lr 2e-3): valid Recall@10 0.113
+    zero-shot -> 0.197 after 30 steps (71 queries, 75 candidates; chance ~0.13); a longer run of
+    the same settings read 0.169 / 0.127 / 0.197 at steps 60 / 90 / 120. The margin (+0.05, about
+    four queries) sits below the measured +0.085 and well above zero."""
     from mllmrec.testing.composed import cached_tiny_composed
     from mllmrec.testing.pairs import synthetic_pairs
 
     items, pairs = synthetic_pairs(tmp_path, n_items=240, n_users=240, valid_share=0.3, test_share=0.1)
     model = cached_tiny_composed(tmp_path / "cache", vision=None)
-    man = run_train(_cfg(items, pairs, model, tmp_path / "run", image_field=None, batch_pairs=16, steps=30,
-                         lr=5e-3, seed=0, max_valid_queries=2000))
+    man = run_train(_cfg(items, pairs, model, tmp_path / "run", image_field=None, batch_pairs=32, steps=30,
+                         lr=2e-3, seed=0, max_valid_queries=2000))
     before, after = man["history"]["valid"][0], man["history"]["valid"][-1]
     assert (before["step"], after["step"]) == (0, 30)
     assert man["data"]["valid_queries"] >= 60
-    assert after["recall@10"] >= before["recall@10"] + 0.08, (before, after)
+    assert after["recall@10"] >= before["recall@10"] + 0.05, (before, after)
