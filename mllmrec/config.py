@@ -479,8 +479,12 @@ class DistillSettings(_Checked):
     epochs: int = opt(200, "Student: most epochs (early stopping on validation Recall@20).")
     teacher_epochs: int = opt(200, "Teacher: most epochs (early stopping on validation Recall@20).")
     batch_size: int = opt(2048, "Training pairs per batch.")
-    lr: float = opt(0.005, "Adam learning rate (teacher and student).")
-    patience: int = opt(10, "Stop after this many epochs without a better validation Recall@20.")
+    lr: float = opt(0.005, "Adam learning rate of the student (and of the teacher unless --teacher-lr).")
+    teacher_lr: float | None = opt(None, "Adam learning rate of the teacher; default: --lr.")
+    patience: int = opt(
+        20, "Stop after this many epochs without a better validation Recall@20 (KD students can plateau for "
+        "a while before improving)."
+    )
     reg: float = opt(1e-4, "L2 weight on the batch's embedding rows.")
     mapping_l2: float | None = opt(
         None, "Ridge penalty of the new-item mapping; default: picked on held-out training items."
@@ -499,6 +503,8 @@ class DistillSettings(_Checked):
             raise ConfigError("teacher_layers and student_layers must be >= 0")
         if not (self.tau > 0 and self.alpha > 0 and self.lr > 0 and self.reg >= 0 and self.teacher_bpr >= 0):
             raise ConfigError("tau, alpha and lr must be > 0; reg and teacher_bpr >= 0")
+        if self.teacher_lr is not None and not self.teacher_lr > 0:
+            raise ConfigError(f"teacher_lr must be > 0, got {self.teacher_lr}")
         if self.mapping_l2 is not None and not self.mapping_l2 > 0:
             raise ConfigError(f"mapping_l2 must be > 0, got {self.mapping_l2}")
 

@@ -43,9 +43,9 @@ class DistillResult:
     seconds: float
 
 
-def _fit(model, train, valid_positives, s: DistillSettings, epochs: int, progress: bool) -> TrainResult:
-    return train_bpr(model, train, valid_positives, epochs=epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
-                     patience=s.patience, metric="recall@20", progress=progress, device=s.device)
+def _fit(model, train, valid_positives, s: DistillSettings, epochs: int, lr: float) -> TrainResult:
+    return train_bpr(model, train, valid_positives, epochs=epochs, batch_size=s.batch_size, lr=lr, seed=s.seed,
+                     patience=s.patience, metric="recall@20", progress=s.progress, device=s.device)
 
 
 def train_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, valid_positives: Sequence[np.ndarray],
@@ -54,7 +54,7 @@ def train_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, valid_pos
     torch.manual_seed(s.seed)
     teacher = Teacher(features, train, dim=s.teacher_dim, n_layers=s.teacher_layers, prompt_tokens=s.prompt_tokens,
                       item_ids=s.teacher_item_ids, reg=s.reg)
-    result = _fit(teacher, train, valid_positives, s, s.teacher_epochs, s.progress)
+    result = _fit(teacher, train, valid_positives, s, s.teacher_epochs, s.teacher_lr or s.lr)
     return teacher, result
 
 
@@ -84,7 +84,7 @@ def distill(features: dict[str, np.ndarray], train: sp.spmatrix | sp.sparray, va
     student = build_student(s.student, r, s.dim, s.student_layers, s.reg)
     model = Distillation(student, teacher if s.kd else None, losses, r, n_negatives=s.negatives, seed=s.seed,
                          tune_prompt=s.tune_prompt, teacher_bpr=s.teacher_bpr)
-    student_result = _fit(model, r, valid_positives, s, s.epochs, s.progress)
+    student_result = _fit(model, r, valid_positives, s, s.epochs, s.lr)
     if teacher is not None:
         for p in teacher.parameters():
             p.requires_grad_(False)
