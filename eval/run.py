@@ -169,7 +169,12 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="Override the config's seeds.")
     ap.add_argument("--methods", nargs="+", default=None, help="Run only these methods (by name).")
     ap.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_DIR",
+                    help="Combine the results.json of runs of this config over different seeds (e.g. run in "
+                         "parallel with --seeds N) into one report in --out; runs nothing.")
     args = ap.parse_args()
+    if args.merge:
+        return merge(args)
 
     import yaml
 
@@ -217,6 +222,30 @@ def main() -> int:
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     report.write(results, out)
     print(f"wrote {out / 'results.json'}, {out / 'report.md'} and plots in {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+def merge(args: argparse.Namespace) -> int:
+    """One results.json + report from per-seed runs of the same config (their splits must not overlap)."""
+    import yaml
+
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    parts = [json.loads((Path(d) / "results.json").read_text()) for d in args.merge]
+    if any(p["config"] != cfg for p in parts):
+        raise SystemExit("--merge: every run must come from --config unchanged")
+    seeds = [s for p in parts for s in p["splits"]]
+    if len(seeds) != len(set(seeds)):
+        raise SystemExit(f"--merge: a seed occurs in two runs ({sorted(seeds)})")
+    out = Path(args.out or f"eval/results/{cfg['name']}")
+    out.mkdir(parents=True, exist_ok=True)
+    results = {**parts[0], "command": " ; ".join(p["command"] for p in parts) + " ; " + " ".join(["python", *sys.argv]),
+               "splits": {k: v for p in parts for k, v in p["splits"].items()},
+               "runs": [r for p in parts for r in p["runs"]],
+               "embedding_seconds": {k: v for p in parts for k, v in p["embedding_seconds"].items()},
+               "seconds": sum(p["seconds"] for p in parts), "merged_from": [str(d) for d in args.merge]}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    report.write(results, out)
+    print(f"merged {len(parts)} runs ({len(results['runs'])} method runs) into {out}")
     return 0
 
 

@@ -43,3 +43,19 @@ def test_grid_runs_teacher_and_students(tmp_path):
     for r in runs.values():
         assert 0 <= r["test"]["recall@20"] <= 1 and "test" not in json.dumps(r["valid"])
     assert "student-mf-kd" in (tmp_path / "out" / "report.md").read_text()
+    # A second seed run separately (e.g. in parallel) and merged into one report.
+    p = subprocess.run([sys.executable, str(ROOT / "eval" / "run.py"), "--config", str(cfg), "--out",
+                        str(tmp_path / "out1"), "--work", str(tmp_path / "work"), "--no-progress", "--seeds", "1"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    p = subprocess.run([sys.executable, str(ROOT / "eval" / "run.py"), "--config", str(cfg), "--out",
+                        str(tmp_path / "merged"), "--merge", str(tmp_path / "out"), str(tmp_path / "out1")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert sorted(merged["splits"]) == ["0", "1"] and len(merged["runs"]) == 8
+    assert "± " in (tmp_path / "merged" / "report.md").read_text()
+    p = subprocess.run([sys.executable, str(ROOT / "eval" / "run.py"), "--config", str(cfg), "--out",
+                        str(tmp_path / "bad"), "--merge", str(tmp_path / "out"), str(tmp_path / "out")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode != 0 and "occurs in two runs" in p.stderr
