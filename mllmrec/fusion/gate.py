@@ -10,43 +10,29 @@ neglect"). A zero-shot run has no gate; a trained run supplies one (saved as saf
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 from torch import nn
+
+from mllmrec.fusion.saved import SavedHead
 
 GATE_WEIGHTS = "fusion_gate.safetensors"
 GATE_CONFIG = "fusion_gate.json"
 
 
-class LateFusionGate(nn.Module):
+class LateFusionGate(SavedHead):
+    WEIGHTS, CONFIG = GATE_WEIGHTS, GATE_CONFIG
+
     def __init__(self, hidden_size: int, vision_dim: int) -> None:
         super().__init__()
         self.hidden_size, self.vision_dim = hidden_size, vision_dim
         self.proj = nn.Linear(vision_dim, hidden_size)
         self.gate = nn.Linear(2 * hidden_size, hidden_size, bias=False)
 
+    def config(self) -> dict[str, int]:
+        return {"hidden_size": self.hidden_size, "vision_dim": self.vision_dim}
+
     def forward(self, h: torch.Tensor, vision_pooled: torch.Tensor) -> torch.Tensor:
         """h: [n, d] last-token vector; vision_pooled: [n, dv] -> fused [n, d]."""
         v = self.proj(vision_pooled)  # [n, d]
         z = torch.sigmoid(self.gate(torch.cat([h, v], dim=-1)))  # [n, d]
         return z * h + (1 - z) * v
-
-    def save(self, directory: str | Path) -> None:
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(d / GATE_WEIGHTS))
-        (d / GATE_CONFIG).write_text(json.dumps({"hidden_size": self.hidden_size, "vision_dim": self.vision_dim}))
-
-    @classmethod
-    def load(cls, directory: str | Path) -> LateFusionGate:
-        from safetensors.torch import load_file
-
-        d = Path(directory)
-        cfg = json.loads((d / GATE_CONFIG).read_text())
-        gate = cls(cfg["hidden_size"], cfg["vision_dim"])
-        gate.load_state_dict(load_file(str(d / GATE_WEIGHTS)))
-        return gate.eval()

@@ -9,47 +9,29 @@ is a usable smaller embedding. Saved as safetensors + JSON next to the adapter.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 from torch import nn
+
+from mllmrec.fusion.saved import SavedHead
 
 HEAD_WEIGHTS = "projection.safetensors"
 HEAD_CONFIG = "projection.json"
 
 
-class ProjectionHead(nn.Module):
+class ProjectionHead(SavedHead):
+    WEIGHTS, CONFIG = HEAD_WEIGHTS, HEAD_CONFIG
+
     def __init__(self, hidden_size: int, out_dim: int) -> None:
         super().__init__()
         self.hidden_size, self.out_dim = hidden_size, out_dim
         self.linear = nn.Linear(hidden_size, out_dim, bias=False)
 
+    def config(self) -> dict[str, int]:
+        return {"hidden_size": self.hidden_size, "out_dim": self.out_dim}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [n, d] -> [n, k]."""
         return self.linear(x.to(self.linear.weight.dtype))
-
-    def save(self, directory: str | Path) -> None:
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(d / HEAD_WEIGHTS))
-        (d / HEAD_CONFIG).write_text(json.dumps({"hidden_size": self.hidden_size, "out_dim": self.out_dim}))
-
-    @classmethod
-    def load(cls, directory: str | Path) -> ProjectionHead:
-        from safetensors.torch import load_file
-
-        d = Path(directory)
-        cfg = json.loads((d / HEAD_CONFIG).read_text())
-        head = cls(cfg["hidden_size"], cfg["out_dim"])
-        head.load_state_dict(load_file(str(d / HEAD_WEIGHTS)))
-        return head.eval()
-
-    @staticmethod
-    def present(directory: str | Path) -> bool:
-        return (Path(directory) / HEAD_CONFIG).is_file()
 
 
 def apply_heads(channels: dict[str, torch.Tensor], gate: nn.Module | None, projection: nn.Module | None,
