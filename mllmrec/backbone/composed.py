@@ -80,6 +80,11 @@ class ComposedEncoder:
         self.device = next(lm.parameters()).device
         self.dtype = next(lm.parameters()).dtype
 
+    @property
+    def network(self) -> Any:
+        """The module the train stage wraps with LoRA (the causal LM; the vision tower has its own)."""
+        return self.lm
+
     @classmethod
     def from_sources(cls, cfg: ComposeConfig) -> ComposedEncoder:
         """Load LM, tokenizer and vision model from `cfg`'s sources and build a seeded connector."""

@@ -77,6 +77,11 @@ class QwenVLEncoder:
         return cls(net, tokenizer, image_processor, name=model, family=family,
                    revision=getattr(config, "_commit_hash", None) or revision)
 
+    @property
+    def network(self) -> Any:
+        """The module the train stage wraps with LoRA (the whole ...ForConditionalGeneration)."""
+        return self.model
+
     # -- Encoder protocol -------------------------------------------------------------------
     def render_chat(self, user_text: str, system: str | None = None) -> str | None:
         return render_with_chat_template(self.tokenizer, user_text, system)

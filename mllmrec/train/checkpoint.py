@@ -16,22 +16,13 @@ from typing import Any
 import torch
 
 from mllmrec.config import diff_values
-from mllmrec.fsutil import atomic_write_text
 
 CKPT_DIR = "checkpoints"
 KEEP = 2  # older checkpoints are deleted once a newer one is complete
 
 
-def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
-
-
 def read_manifest(out: Path) -> dict[str, Any]:
     return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-
-
-def read_status(out: Path) -> str | None:
-    return read_manifest(out).get("status")
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

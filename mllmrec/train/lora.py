@@ -56,8 +56,8 @@ def lora_plan(encoder: Any, spec: LoraSpec) -> list[tuple[str, nn.Module, Any]]:
         if spec.vision:
             vision = _names_regex(fam.vision_scope, spec.vision_targets or fam.vision_lora_targets)
             regex = f"({regex})|({vision})"
-        return [(ADAPTER_DIR, encoder.model, regex)]
-    plan: list[tuple[str, nn.Module, Any]] = [(ADAPTER_DIR, encoder.lm, list(spec.targets or COMPOSED_LORA))]
+        return [(ADAPTER_DIR, encoder.network, regex)]
+    plan: list[tuple[str, nn.Module, Any]] = [(ADAPTER_DIR, encoder.network, list(spec.targets or COMPOSED_LORA))]
     if spec.vision:
         if encoder.vision is None:
             raise LoraError("--vision-lora: this composed model is text-only (no vision tower)")
@@ -110,7 +110,7 @@ def load_adapters(encoder: Any, run_dir: str | Path, *, merge: bool = True) -> l
     from peft import PeftModel
 
     run_dir = Path(run_dir)
-    targets = {ADAPTER_DIR: encoder.model if hasattr(encoder, "family") else encoder.lm,
+    targets = {ADAPTER_DIR: encoder.network,
                VISION_ADAPTER_DIR: getattr(encoder, "vision", None)}
     applied = []
     for name, module in targets.items():

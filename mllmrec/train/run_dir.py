@@ -73,10 +73,10 @@ def save_heads(encoder: Any, out: Path) -> None:
 
 
 def load_heads(encoder: Any, directory: Path) -> None:
-    """Put saved heads onto the encoder (connector weights, gate, projection) on its device/dtype."""
+    """Put saved heads onto the encoder (connector weights, gate, projection) on its device."""
     from safetensors.torch import load_file
 
-    dev, dtype = _device_dtype(encoder)
+    dev = next(encoder.network.parameters()).device
     if (directory / CONNECTOR_FILE).is_file():
         if getattr(encoder, "connector", None) is None:
             raise RunDirError(f"{directory} has a trained connector but the backbone has none")
@@ -87,13 +87,6 @@ def load_heads(encoder: Any, directory: Path) -> None:
         encoder.fusion_gate = LateFusionGate.load(directory).to(dev)
     if ProjectionHead.present(directory):
         encoder.projection = ProjectionHead.load(directory).to(dev)
-    del dtype
-
-
-def _device_dtype(encoder: Any) -> tuple[Any, Any]:
-    module = encoder.model if hasattr(encoder, "model") else encoder.lm
-    p = next(module.parameters())
-    return p.device, p.dtype
 
 
 def apply_run(encoder: Any, run_dir: str | Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from mllmrec import __version__
 from mllmrec.config import TrainConfig, to_dict
 from mllmrec.dist import barrier, device_for_rank, dist_info, init_group
 from mllmrec.errors import MllmrecError
+from mllmrec.index.store import write_manifest
 from mllmrec.train import checkpoint as ckpt
 from mllmrec.train.run_dir import MANIFEST, artefacts_sha256, save_heads
 
@@ -36,12 +37,6 @@ RESUME_FREE = {"resume", "overwrite", "progress", "out", "device", "steps", "epo
 
 class TrainError(MllmrecError, RuntimeError):
     """The run cannot start or continue; the message says why."""
-
-
-def encoder_modules(encoder: Any) -> list[torch.nn.Module]:
-    """Every submodule of the encoder's networks."""
-    nets = [getattr(encoder, k, None) for k in ("model", "lm", "vision", "connector")]
-    return [m for net in nets if net is not None for m in net.modules()]
 
 
 def load_train_encoder(cfg: TrainConfig, device: str) -> Any:
@@ -79,11 +74,10 @@ class Trainer:
             self._attach_heads()
         dev = self._device()
         self.log_scale = torch.nn.Parameter(torch.tensor(float(cfg.logit_scale_init), device=dev))
-        self.modules = {k: m for k, m in {"model": getattr(encoder, "model", None), "lm": getattr(encoder, "lm", None),
-                                          "vision": getattr(encoder, "vision", None),
-                                          "connector": getattr(encoder, "connector", None),
-                                          "fusion_gate": encoder.fusion_gate, "projection": encoder.projection}.items()
-                        if m is not None}
+        # Every network of the encoder (Qwen: model; composed: lm, vision, connector) and the heads;
+        # the keys prefix the trainable weights' names in checkpoints.
+        self.modules = {k: m for k in ("model", "lm", "vision", "connector", "fusion_gate", "projection")
+                        if (m := getattr(encoder, k, None)) is not None}
         self.params = {f"{k}.{n}": p for k, m in self.modules.items() for n, p in m.named_parameters()
                        if p.requires_grad}
         self.params["log_scale"] = self.log_scale
@@ -100,21 +94,19 @@ class Trainer:
         out_dim = cfg.proj_dim or encoder.hidden_size
         if any(m >= out_dim for m in cfg.matryoshka_dims):
             raise TrainError(f"matryoshka_dims {list(cfg.matryoshka_dims)} must be below the vector size {out_dim}")
-        for m in encoder_modules(encoder):
+        for m in (sub for net in self.modules.values() for sub in net.modules()):
             # bitsandbytes (0.50) repacks 4-bit weights for fast CPU inference the first time a layer
             # runs in eval mode without grad (our validation) and never unpacks them for training,
             # whose backward then fails; keep the trainable layout.
             if hasattr(m, "support_avx512bf16_for_cpu"):
                 m.support_avx512bf16_for_cpu = False
         if cfg.grad_checkpointing:
-            lm = encoder.model if hasattr(encoder, "model") else encoder.lm
-            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            encoder.network.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.step, self.history = 0, {"loss": [], "valid": []}
 
     # -- setup ---------------------------------------------------------------------------------
     def _device(self) -> torch.device:
-        m = self.encoder.model if hasattr(self.encoder, "model") else self.encoder.lm
-        return next(m.parameters()).device
+        return next(self.encoder.network.parameters()).device
 
     def _attach_heads(self) -> None:
         from mllmrec.fusion.gate import LateFusionGate
@@ -198,8 +190,7 @@ class Trainer:
         self._train_mode(False)
         out = []
         for i in range(0, len(ids), batch_size):
-            rendered = self.batches.render(ids[i:i + batch_size])
-            out.append(self.encoder.forward(self.encoder.prepare(rendered))[main].numpy())
+            out.append(self.encoder.encode(self.batches.render(ids[i:i + batch_size]))[main].numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def validate(self, part: str = "valid") -> dict[str, float]:
@@ -249,11 +240,11 @@ def run_train(cfg: TrainConfig, *, encoder: Any = None, command: list[str] | Non
     if cfg.resume:
         ckpt.resume(tr, out, identity)
         if rank == 0 and tr.step < tr.total_steps:  # continuing (also a finished run given more steps)
-            ckpt.write_manifest(out, _manifest(cfg, tr, identity, "running", command))
+            write_manifest(out, _manifest(cfg, tr, identity, "running", command))
     elif rank == 0:
-        ckpt.write_manifest(out, _manifest(cfg, tr, identity, "running", command))
+        write_manifest(out, _manifest(cfg, tr, identity, "running", command))
     if tr.step >= tr.total_steps and cfg.resume and (out / MANIFEST).is_file() and \
-            ckpt.read_status(out) == "complete":
+            ckpt.read_manifest(out).get("status") == "complete":
         print(f"{out}: already complete at step {tr.step}")
         return ckpt.read_manifest(out)
     if rank == 0 and not tr.history["valid"]:
@@ -284,7 +275,7 @@ def run_train(cfg: TrainConfig, *, encoder: Any = None, command: list[str] | Non
     manifest = _manifest(cfg, tr, identity, "complete", command)
     manifest.update(adapter_sha256=artefacts_sha256(out), seconds=round(time.perf_counter() - t0, 2),
                     test_i2i=tr.validate("test") if tr.data.protocols["test"].queries else {})
-    ckpt.write_manifest(out, manifest)
+    write_manifest(out, manifest)
     barrier(world)
     return manifest
 
