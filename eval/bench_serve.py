@@ -44,6 +44,17 @@ def latency_stats(times: list[float], users: int) -> dict[str, float]:
             "batches": len(t)}
 
 
+def matmul_topk_times(users: torch.Tensor, items: torch.Tensor, batches: list[np.ndarray], k: int) -> list[float]:
+    """Seconds per batch for exact scoring: top-k of users[batch] @ itemsᵀ (how the teacher serves)."""
+    times = []
+    with torch.no_grad():
+        for b in batches:
+            t = time.perf_counter()
+            torch.topk(users[torch.from_numpy(b)] @ items.T, k, dim=1)
+            times.append(time.perf_counter() - t)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None, help="JSON results file.")
@@ -95,15 +106,8 @@ def main() -> None:
     del index
     # The same student scored the teacher's way (torch matmul + topk): isolates the table size from the
     # search library.
-    times = []
-    users_t, items_t = torch.from_numpy(users_s), torch.from_numpy(items_s)
-    with torch.no_grad():
-        for b in batches:
-            t = time.perf_counter()
-            torch.topk(users_t[torch.from_numpy(b)] @ items_t.T, args.k, dim=1)
-            times.append(time.perf_counter() - t)
+    times = matmul_topk_times(torch.from_numpy(users_s), torch.from_numpy(items_s), batches, args.k)
     student_torch = latency_stats(times, n_u)
-    del users_t, items_t
 
     # --- teacher -------------------------------------------------------------------------------------
     feats = {c: rng.normal(size=(n_i, args.feature_dim)).astype(np.float32) for c in ("mm", "visual", "text")}
@@ -115,13 +119,7 @@ def main() -> None:
     with torch.no_grad():
         eu, ei = teacher.final_embeddings()  # [U, C·d], [I, C·d]
     precompute = time.perf_counter() - t
-    times = []
-    with torch.no_grad():
-        for b in batches:
-            t = time.perf_counter()
-            torch.topk(eu[torch.from_numpy(b)] @ ei.T, args.k, dim=1)
-            times.append(time.perf_counter() - t)
-    teacher_stats = latency_stats(times, n_u)
+    teacher_stats = latency_stats(matmul_topk_times(eu, ei, batches, args.k), n_u)
     feature_bytes = sum(teacher.features(c).numel() * 4 for c in teacher.channels)
     teacher_stats.update(build_s=round(teacher_build, 2), precompute_s=round(precompute, 2),
                          parameters=int(sum(p.numel() for p in teacher.parameters())),
