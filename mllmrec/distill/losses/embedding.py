@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mllmrec.distill.errors import DistillError
+from mllmrec.distill.errors import positive
 
 
 class EmbeddingKD(nn.Module):
@@ -21,9 +21,7 @@ class EmbeddingKD(nn.Module):
 
     def __init__(self, alpha: float = 2.0) -> None:
         super().__init__()
-        if not alpha > 0:
-            raise DistillError(f"alpha must be > 0, got {alpha}")
-        self.alpha = float(alpha)
+        self.alpha = positive("alpha", alpha)
 
     def forward(self, student_items: Tensor, teacher_items: Tensor) -> Tensor:
         cos = F.cosine_similarity(student_items, teacher_items, dim=-1, eps=1e-8)  # [m]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mllmrec.distill.errors import DistillError
+from mllmrec.distill.errors import DistillError, positive
 
 
 class ListwiseKD(nn.Module):
@@ -24,9 +24,7 @@ class ListwiseKD(nn.Module):
 
     def __init__(self, tau: float = 1.0) -> None:
         super().__init__()
-        if not tau > 0:
-            raise DistillError(f"tau must be > 0, got {tau}")
-        self.tau = float(tau)
+        self.tau = positive("tau", tau)
 
     def forward(self, student_list: Tensor, teacher_list: dict[str, Tensor]) -> dict[str, Tensor]:
         if not teacher_list:

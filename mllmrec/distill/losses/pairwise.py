@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mllmrec.distill.errors import DistillError
+from mllmrec.distill.errors import positive
 
 
 class PairwiseKD(nn.Module):
@@ -23,9 +23,7 @@ class PairwiseKD(nn.Module):
 
     def __init__(self, tau: float = 1.0) -> None:
         super().__init__()
-        if not tau > 0:
-            raise DistillError(f"tau must be > 0, got {tau}")
-        self.tau = float(tau)
+        self.tau = positive("tau", tau)
 
     def forward(self, student_pos: Tensor, student_neg: Tensor, teacher_pos: Tensor, teacher_neg: Tensor) -> Tensor:
         x = (student_pos - student_neg) / self.tau  # [b]
