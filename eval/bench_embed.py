@@ -74,7 +74,7 @@ def _naive(kind: str, model_dir: str, catalog: str, n: int) -> dict:
 def _batched(model_dir: str, catalog: str, n: int, batch_size: int) -> dict:
     from mllmrec.config import EmbedConfig
     from mllmrec.embed import run_embed
-    from mllmrec.index.store import EmbeddingStore
+    from mllmrec.store import EmbeddingStore
 
     # The catalogue is cut to n items by writing a head file, so all methods see the same items.
     head = Path(catalog).with_name(f"head-{n}.jsonl")

@@ -22,7 +22,7 @@ import numpy as np
 
 from mllmrec.catalog.interactions import Interactions
 from mllmrec.config import PairsConfig
-from mllmrec.train.pairs import mine_pairs
+from mllmrec.catalog.pairs import mine_pairs
 
 
 def peak_rss_mb() -> float:

@@ -50,7 +50,7 @@ def write_store(out: Path, n: int, d: int, block: int = 1 << 18) -> float:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mllmrec.index import store as st
+    from mllmrec import store as st
 
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -77,7 +77,7 @@ def measure(mode: str, store: Path, n_lookup: int, seed: int) -> dict:
     import pyarrow.parquet  # noqa: F401
 
     from mllmrec.index.provider import FeatureProvider
-    from mllmrec.index.store import EmbeddingStore
+    from mllmrec.store import EmbeddingStore
 
     n = EmbeddingStore.open(store).manifest["counts"]["embedded"]
     rows = np.random.default_rng(seed).integers(0, n, n_lookup)

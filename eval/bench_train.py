@@ -76,7 +76,7 @@ def main() -> int:
 
     from mllmrec.config import PairsConfig, SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
-    from mllmrec.train.pairs import run_pairs
+    from mllmrec.catalog.pairs import run_pairs
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -95,7 +95,7 @@ def main() -> int:
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
-    from mllmrec.eval.protocols import random_split
+    from mllmrec.catalog.splits import random_split
     from mllmrec.index.to_cornac import cornac_eval_method, cornac_modality
 
     torch.set_num_threads(1)  # Cornac's VBPR runs many tiny ops; on 2 shared cores more threads only spin

@@ -109,7 +109,7 @@ def run(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | None
     """Train on train, select on valid, then evaluate once on test."""
     import torch
 
-    from mllmrec.eval.metrics import full_ranking_metrics
+    from mllmrec.metrics.ranking import full_ranking_metrics
     from mllmrec.recsys.trainer import train_bpr
 
     torch.manual_seed(seed)

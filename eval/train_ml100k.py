@@ -268,7 +268,7 @@ def train(args: argparse.Namespace, model: Path, catalog: Path, notest: Path, wo
 
 def store_vectors(store_dir: Path) -> Any:
     """ids -> [n, d] float32 from an embedding store."""
-    from mllmrec.index.store import EmbeddingStore
+    from mllmrec.store import EmbeddingStore
 
     st = EmbeddingStore.open(store_dir)
     pos = {i: n for n, i in enumerate(st.ids)}

@@ -72,8 +72,8 @@ def main() -> int:
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
-    from mllmrec.eval.metrics import full_ranking_metrics, i2i_recall
-    from mllmrec.eval.protocols import random_split
+    from mllmrec.metrics.ranking import full_ranking_metrics, i2i_recall
+    from mllmrec.catalog.splits import random_split
 
     t0 = time.perf_counter()
     work, out = Path(args.work), Path(args.out)

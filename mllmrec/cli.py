@@ -25,7 +25,7 @@ from mllmrec.errors import MllmrecError
 COMMANDS: dict[str, tuple[type, str, str]] = {
     "demo": (C.DemoConfig, "mllmrec.demo:run_demo",
              "Run the main job offline on a synthetic catalogue with a tiny random model (embed, search, pairs, tuning)."),
-    "embed": (C.EmbedConfig, "mllmrec.embed:run", "Embed a catalogue into an embedding store."),
+    "embed": (C.EmbedConfig, "mllmrec.embed.run:run", "Embed a catalogue into an embedding store."),
     "index": (C.IndexConfig, "mllmrec.index.search_cli:run_index", "Build a faiss index next to a store."),
     "neighbors": (C.NeighborsConfig, "mllmrec.index.search_cli:run_neighbors",
                   "Print an item's nearest neighbours (with titles) from a store."),
@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[type, str, str]] = {
                        "Write a deterministic synthetic multimodal catalogue with interactions."),
     "compose": (C.ComposeConfig, "mllmrec.backbone.composed:run_compose",
                 "Build a composed MLLM (causal LM + vision encoder + connector) directory."),
-    "pairs": (C.PairsConfig, "mllmrec.train.pairs:run_pairs", "Mine co-interaction item pairs from an interaction log."),
+    "pairs": (C.PairsConfig, "mllmrec.catalog.pairs:run_pairs", "Mine co-interaction item pairs from an interaction log."),
     "distill": (C.DistillConfig, "mllmrec.distill.run:run_distill",
                 "Distil a multimodal teacher into an MF/LightGCN ID tower (PromptMM) for cheap serving."),
     "recommend": (C.RecommendConfig, "mllmrec.distill.recommend:run_recommend",

@@ -526,7 +526,7 @@ class DistillConfig(DistillSettings):
     time_field: str = opt("timestamp", "Column of the log holding the time (for --split temporal).")
     split: str = opt(
         "random", "random (MMRec per-user 8:1:1 with --seed), temporal, labels (MMRec x_label) or the "
-        "folder of a saved split (mllmrec.datasets.splits)."
+        "folder of a saved split (mllmrec.catalog.saved_splits)."
     )
     missing_items: Literal["drop", "error"] = opt(
         "drop", "Log items that have no vector in the store: drop their interactions (counted and listed in "

@@ -50,7 +50,7 @@ def run_demo(cfg: DemoConfig) -> int:
     print(f"      embedded {c['embedded']}/{c['input']} items in {result.seconds:.1f} s; channels {dims}")
     print("[4/6] faiss index and nearest neighbours")
     build_index(store, "mm")
-    from mllmrec.index.store import EmbeddingStore
+    from mllmrec.store import EmbeddingStore
 
     s = EmbeddingStore.open(store)
     ids = s.ids[:2]
@@ -76,7 +76,7 @@ def run_demo(cfg: DemoConfig) -> int:
 def demo_train(cfg: DemoConfig, root: Path, data: object, model: Path) -> Path | None:
     """Mine pairs from the synthetic interactions and LoRA-tune the tiny model for a few steps."""
     from mllmrec.config import PairsConfig, TrainConfig
-    from mllmrec.train.pairs import run_pairs
+    from mllmrec.catalog.pairs import run_pairs
     from mllmrec.train.trainer import run_train
 
     pairs, run = root / "pairs", root / "run"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mllmrec.cli import main
-from mllmrec.index.store import EmbeddingStore
+from mllmrec.store import EmbeddingStore
 
 
 @pytest.mark.parametrize("family", ["qwen2-vl", "composed"])

@@ -12,7 +12,7 @@ from mllmrec.catalog import BadImageError, CatalogError
 from mllmrec.cli import main
 from mllmrec.config import EmbedConfig
 from mllmrec.embed import run_embed
-from mllmrec.index.store import EmbeddingStore
+from mllmrec.store import EmbeddingStore
 from mllmrec.testing.catalog import write_small_catalog as write_catalog
 
 

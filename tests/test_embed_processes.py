@@ -14,8 +14,8 @@ import pytest
 
 from mllmrec.config import EmbedConfig
 from mllmrec.embed import run_embed
-from mllmrec.index import store as st
-from mllmrec.index.store import EmbeddingStore
+from mllmrec import store as st
+from mllmrec.store import EmbeddingStore
 from mllmrec.testing.catalog import write_small_catalog as write_catalog
 
 pytestmark = pytest.mark.slow

@@ -33,7 +33,7 @@ def main() -> int:
 
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.config import ExportConfig
-    from mllmrec.eval.protocols import random_split
+    from mllmrec.catalog.splits import random_split
     from mllmrec.index.export import export
     from mllmrec.index.to_cornac import cornac_eval_method, cornac_modality
     from mllmrec.testing.demo_store import DEFAULT_WORK, demo_inputs

@@ -32,7 +32,7 @@ def open_encoder(spec: ModelSpec, device: str | None = None, *, load_in_4bit: bo
         )
     heads = Path(spec.model) / HEADS_SUBDIR
     if heads.is_dir():
-        from mllmrec.train.run_dir import load_heads
+        from mllmrec.backbone.trained_run import load_heads
 
         load_heads(enc, heads)
     return enc

@@ -29,7 +29,7 @@ import numpy as np
 
 from mllmrec.distill.errors import DistillError
 from mllmrec.fsutil import atomic_path, atomic_write_bytes
-from mllmrec.index.store import MANIFEST, EmbeddingStore, UnknownItemError
+from mllmrec.store import MANIFEST, EmbeddingStore, UnknownItemError
 
 STAGE = "distill"
 FILES = {"tables": "tables.safetensors", "users": "users.parquet", "items": "items.parquet",

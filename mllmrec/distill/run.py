@@ -40,8 +40,8 @@ def resolve_channels(requested: tuple[str, ...], available: list[str]) -> list[s
 
 
 def make_split(cfg: DistillConfig, inter: Any) -> Any:
-    from mllmrec.datasets.splits import load_split
-    from mllmrec.eval import protocols as P
+    from mllmrec.catalog.saved_splits import load_split
+    from mllmrec.catalog import splits as P
 
     if cfg.split == "random":
         return P.random_split(inter, cfg.seed)
@@ -61,9 +61,9 @@ def run_distill(cfg: DistillConfig, command: list[str] | None = None) -> dict[st
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.distill.losses import parse_losses
     from mllmrec.distill.trainer import distill
-    from mllmrec.eval.metrics import full_ranking_metrics
+    from mllmrec.metrics.ranking import full_ranking_metrics
     from mllmrec.fsutil import file_sha256
-    from mllmrec.index.store import EmbeddingStore
+    from mllmrec.store import EmbeddingStore
 
     t0 = time.perf_counter()
     out = Path(cfg.out)

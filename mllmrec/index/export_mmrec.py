@@ -98,7 +98,7 @@ def _from_mmrec_inter(cfg: ExportConfig, path: Path) -> MmrecPlan:
 def _remap(cfg: ExportConfig, path: Path, dataset: str) -> MmrecPlan:
     """MMRec ids for a raw log: the MMRec 8:1:1 split (or the log's x_label) with dense ids."""
     from mllmrec.catalog.interactions import read_interactions
-    from mllmrec.eval.protocols import random_split, split_from_labels
+    from mllmrec.catalog.splits import random_split, split_from_labels
 
     inter = read_interactions(path, user_field=cfg.user_field, item_field=cfg.item_field)
     split = split_from_labels(inter) if inter.labels is not None else random_split(inter, cfg.seed)

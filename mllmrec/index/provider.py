@@ -30,7 +30,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from mllmrec.index.rowio import ProviderError, as_id_strings, match_rows, read_rows
-from mllmrec.index.store import ITEMS, EmbeddingStore, StoreError, UnknownItemError, read_manifest
+from mllmrec.store import ITEMS, EmbeddingStore, StoreError, UnknownItemError, read_manifest
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from mllmrec.errors import MllmrecError
-from mllmrec.index.store import StoreError
+from mllmrec.store import StoreError
 
 
 class ProviderError(MllmrecError, ValueError):

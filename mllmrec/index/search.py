@@ -35,7 +35,7 @@ import numpy as np
 from mllmrec import __version__
 from mllmrec.errors import MllmrecError
 from mllmrec.fsutil import atomic_path, atomic_write_text
-from mllmrec.index.store import VECTOR_FILES, EmbeddingStore, StoreError
+from mllmrec.store import VECTOR_FILES, EmbeddingStore, StoreError
 
 log = logging.getLogger(__name__)
 

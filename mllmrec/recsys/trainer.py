@@ -7,7 +7,7 @@ negative j drawn uniformly from the items u has no training interaction with:
 
 and minimises the model's `loss(batch)` (the sum of its parts) with Adam. Every `eval_every`
 epochs the model ranks all items for the users that have validation positives (their training
-items masked) and `metric` is read from `mllmrec.eval.metrics.full_ranking_metrics`. Training
+items masked) and `metric` is read from `mllmrec.metrics.ranking.full_ranking_metrics`. Training
 stops once `patience` evaluations in a row failed to beat the best value, and the state_dict of
 the best evaluation is loaded back before returning.
 
@@ -119,8 +119,8 @@ def _validate(
     ks: tuple[int, ...],
     device: torch.device,
 ) -> dict[str, float]:
-    """Full-ranking validation metrics with training items masked (see mllmrec.eval.metrics)."""
-    from mllmrec.eval.metrics import full_ranking_metrics
+    """Full-ranking validation metrics with training items masked (see mllmrec.metrics.ranking)."""
+    from mllmrec.metrics.ranking import full_ranking_metrics
 
     model.eval()
 

@@ -12,7 +12,7 @@ def synthetic_pairs(out: str | Path, n_items: int = 60, n_users: int = 80, seed:
     Pair-mining options default to a larger validation share than the CLI (small catalogues)."""
     from mllmrec.config import PairsConfig, SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
-    from mllmrec.train.pairs import run_pairs
+    from mllmrec.catalog.pairs import run_pairs
 
     out = Path(out)
     data = make_synthetic(SyntheticConfig(out=str(out / "data"), n_items=n_items, n_users=n_users, seed=seed))

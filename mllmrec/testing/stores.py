@@ -17,7 +17,7 @@ def write_array_store(out: str | Path, ids: list[str], vectors: dict[str, np.nda
     store for a model's output; its identity hashes the content, so rewritten vectors change it.
     """
     from mllmrec import __version__
-    from mllmrec.index import store as st
+    from mllmrec import store as st
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,13 +23,9 @@ from typing import Any
 from torch import nn
 
 from mllmrec.backbone.presets import COMPOSED_LORA, COMPOSED_VISION_LORA
-from mllmrec.errors import MllmrecError
-
-ADAPTER_DIR, VISION_ADAPTER_DIR = "adapter", "vision_adapter"
+from mllmrec.backbone.trained_run import ADAPTER_DIR, VISION_ADAPTER_DIR, LoraError
 
 
-class LoraError(MllmrecError, ValueError):
-    """LoRA cannot be attached as asked (e.g. target modules that match nothing)."""
 
 
 @dataclass(frozen=True)
@@ -102,26 +98,3 @@ def _check_targets(module: nn.Module, targets: Any) -> None:
 def save_adapters(peft_models: list[tuple[str, Any]], run_dir: Path) -> None:
     for name, pm in peft_models:
         pm.save_pretrained(str(run_dir / name))
-
-
-def load_adapters(encoder: Any, run_dir: str | Path, *, merge: bool = True) -> list[str]:
-    """Put a run's saved adapters onto `encoder` (in place); merged into the weights by default
-    (faster inference, same vectors to float rounding). Returns the adapter dirs applied."""
-    from peft import PeftModel
-
-    run_dir = Path(run_dir)
-    targets = {ADAPTER_DIR: encoder.network,
-               VISION_ADAPTER_DIR: getattr(encoder, "vision", None)}
-    applied = []
-    for name, module in targets.items():
-        if not (run_dir / name / "adapter_config.json").is_file():
-            continue
-        if module is None:
-            raise LoraError(f"{run_dir / name}: the backbone has no vision tower for this adapter")
-        pm = PeftModel.from_pretrained(module, str(run_dir / name))
-        if merge:
-            pm.merge_and_unload()
-        applied.append(name)
-    if not applied:
-        raise LoraError(f"{run_dir} holds no adapter ({ADAPTER_DIR}/adapter_config.json)")
-    return applied

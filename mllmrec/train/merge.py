@@ -16,7 +16,7 @@ from typing import Any
 
 from mllmrec.backbone.load import HEADS_SUBDIR
 from mllmrec.config import MergeConfig, ModelSpec
-from mllmrec.train.run_dir import RunDirError, apply_run, read_run_manifest
+from mllmrec.backbone.trained_run import RunDirError, apply_run, read_run_manifest
 
 
 def merge_run(cfg: MergeConfig) -> Path:

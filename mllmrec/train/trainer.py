@@ -24,9 +24,9 @@ from mllmrec import __version__
 from mllmrec.config import TrainConfig, to_dict
 from mllmrec.dist import barrier, device_for_rank, dist_info, init_group
 from mllmrec.errors import MllmrecError
-from mllmrec.index.store import write_manifest
+from mllmrec.store import write_manifest
 from mllmrec.train import checkpoint as ckpt
-from mllmrec.train.run_dir import MANIFEST, artefacts_sha256, save_heads
+from mllmrec.backbone.trained_run import MANIFEST, artefacts_sha256, save_heads
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 For one part of the mined pairs (valid or test): every query item gets one ground-truth partner
 (its highest-scored partner that is not itself a query), the candidate pool is every item of the
 part except the queries, and Recall@k asks whether the partner is among the query's k nearest
-candidates by cosine (`mllmrec.eval.metrics.i2i_recall`).
+candidates by cosine (`mllmrec.metrics.ranking.i2i_recall`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mllmrec.eval.metrics import i2i_recall
+from mllmrec.metrics.ranking import i2i_recall
 
 I2I_KS = (10, 50, 100)
 

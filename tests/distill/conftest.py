@@ -1,5 +1,5 @@
 """Shared fixtures for the distillation tests: a small synthetic catalogue, an attribute-based store
-(see mllmrec.distill.synthetic_vectors for how its vectors are made) and the MMRec split."""
+(see mllmrec.testing.synthetic_vectors for how its vectors are made) and the MMRec split."""
 
 from __future__ import annotations
 
@@ -39,9 +39,9 @@ def build_data(root: Path, n_items: int = 200, n_users: int = 200, seed: int = 0
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
-    from mllmrec.distill.synthetic_vectors import write_attribute_store
-    from mllmrec.eval.protocols import random_split
-    from mllmrec.index.store import EmbeddingStore
+    from mllmrec.testing.synthetic_vectors import write_attribute_store
+    from mllmrec.catalog.splits import random_split
+    from mllmrec.store import EmbeddingStore
 
     syn = make_synthetic(SyntheticConfig(out=str(root / "syn"), n_items=n_items, n_users=n_users, image_size=16,
                                          seed=seed))
@@ -61,8 +61,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
 
 
 def recall20(model, data: Data, positives: list[np.ndarray]) -> float:
-    """Full-ranking Recall@20 with training items masked (mllmrec.eval.metrics)."""
-    from mllmrec.eval.metrics import full_ranking_metrics
+    """Full-ranking Recall@20 with training items masked (mllmrec.metrics.ranking)."""
+    from mllmrec.metrics.ranking import full_ranking_metrics
 
     def score(users: np.ndarray) -> np.ndarray:
         with torch.no_grad():

@@ -11,7 +11,7 @@ from mllmrec.distill.artifact import DistillRun
 def test_demo_distill_writes_a_run_and_prints_recommendations(tmp_path, capsys):
     from mllmrec.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
-    from mllmrec.distill.synthetic_vectors import write_attribute_store
+    from mllmrec.testing.synthetic_vectors import write_attribute_store
 
     syn = make_synthetic(SyntheticConfig(out=str(tmp_path / "data"), n_items=40, n_users=20, image_size=16))
     store = write_attribute_store(syn.out, tmp_path / "store")

@@ -1,7 +1,7 @@
 """Distillation end to end on synthetic data: KD beats BPR alone, selection never reads test, and
 new items get useful vectors from the mapping.
 
-Item vectors (mllmrec.distill.synthetic_vectors): every attribute value of the synthetic catalogue
+Item vectors (mllmrec.testing.synthetic_vectors): every attribute value of the synthetic catalogue
 has a fixed random code vector; `visual` = colour + shape codes, `text` = category + material codes,
 `mm` = all four, each plus Gaussian noise of about the codes' norm. Users prefer a colour and a
 category, so these vectors carry real signal, as a good MLLM's would.
@@ -44,7 +44,7 @@ def test_model_selection_never_reads_test(data, monkeypatch):
     for fn in (T.distill, T.train_teacher, T._fit):
         assert not any("test" in p for p in inspect.signature(fn).parameters), fn
     # Behaviourally: every ranking metric computed while training sees validation positives only.
-    import mllmrec.eval.metrics as M
+    import mllmrec.metrics.ranking as M
 
     seen: list[list[np.ndarray]] = []
     real = M.full_ranking_metrics
@@ -132,7 +132,7 @@ def test_new_item_vectors_rank_true_co_interactors_above_random(tmp_path, studen
 def result_item_ids(tmp_path) -> list[str]:
     """Item ids in split order of the data `_held_out_run` built in tmp_path (same seed, same split)."""
     from mllmrec.catalog.interactions import read_interactions
-    from mllmrec.eval.protocols import random_split
+    from mllmrec.catalog.splits import random_split
 
     return list(random_split(read_interactions(tmp_path / "syn" / "interactions.csv"), 0).item_ids)
 

@@ -16,7 +16,7 @@ from mllmrec.config import ConfigError, RecommendConfig
 from mllmrec.distill.artifact import FILES, DistillRun
 from mllmrec.distill.errors import DistillError, UnknownUserError
 from mllmrec.distill.recommend import VIA_MAPPING, VIA_POPULARITY, VIA_TABLE, Recommender
-from mllmrec.index.store import EmbeddingStore, UnknownItemError
+from mllmrec.store import EmbeddingStore, UnknownItemError
 
 QUICK = ["--epochs", "3", "--teacher-epochs", "3", "--dim", "16", "--teacher-dim", "16", "--batch-size", "512",
          "--no-progress"]
@@ -28,7 +28,7 @@ def setup(tmp_path_factory):
     5 store items (new items)."""
     from mllmrec.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
-    from mllmrec.distill.synthetic_vectors import write_attribute_store
+    from mllmrec.testing.synthetic_vectors import write_attribute_store
 
     root = tmp_path_factory.mktemp("distill-run")
     syn = make_synthetic(SyntheticConfig(out=str(root / "syn"), n_items=120, n_users=80, image_size=16, seed=3))
@@ -187,7 +187,7 @@ def test_broken_or_foreign_run_directories_are_refused(setup, tmp_path):
 
 
 def test_new_item_vectors_refuse_a_store_from_another_model(setup, tmp_path):
-    from mllmrec.distill.synthetic_vectors import write_attribute_store
+    from mllmrec.testing.synthetic_vectors import write_attribute_store
 
     other = write_attribute_store(setup["root"] / "syn", tmp_path / "other", dim=24)  # another "model"
     run = DistillRun.open(setup["run"])

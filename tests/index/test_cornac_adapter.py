@@ -20,7 +20,7 @@ def data(tmp_path_factory):
     attributes: a stand-in for good content vectors, so the test is fast and model-free)."""
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.datasets.synthetic import ATTRIBUTES, make_synthetic
-    from mllmrec.eval.protocols import random_split
+    from mllmrec.catalog.splits import random_split
 
     root = tmp_path_factory.mktemp("cornac")
     syn = make_synthetic(SyntheticConfig(out=str(root / "syn"), n_items=150, n_users=200, image_size=16, seed=3))

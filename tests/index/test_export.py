@@ -11,7 +11,7 @@ import pytest
 from mllmrec.cli import main
 from mllmrec.config import ExportConfig
 from mllmrec.index import export as E
-from mllmrec.index.store import UnknownItemError
+from mllmrec.store import UnknownItemError
 from mllmrec.index.to_cornac import CornacAdapterError, cornac_modality
 from mllmrec.testing.stores import write_array_store
 

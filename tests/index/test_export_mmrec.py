@@ -70,7 +70,7 @@ def test_raw_log_is_remapped_into_mmrecs_layout(tmp_path, synthetic):
     assert m["mmrec"]["items"] + m["mmrec"]["items_dropped_by_split"] == len({*ids} & _log_items(data))
     # the same split protocol as our evaluation: the written x_label is MMRec's random 8:1:1 for the seed
     from mllmrec.catalog.interactions import read_interactions
-    from mllmrec.eval.protocols import random_split
+    from mllmrec.catalog.splits import random_split
 
     split = random_split(read_interactions(data.interactions), seed=0)
     assert sum(1 for *_, lab in rows if lab == 0) == len(split.train)

@@ -13,7 +13,7 @@ import pytest
 
 from mllmrec.index import provider as P
 from mllmrec.index.idmap import IdMapError, read_id_map
-from mllmrec.index.store import UnknownItemError
+from mllmrec.store import UnknownItemError
 from mllmrec.testing.stores import write_array_store
 
 IDS = ["a", "b", "7", "c", "042", "d"]
@@ -188,7 +188,7 @@ def test_lookups_in_a_large_store_read_only_the_asked_rows(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mllmrec.index import store as st
+    from mllmrec import store as st
 
     n, d = 1_000_000, 256
     out = tmp_path / "big"
@@ -214,7 +214,7 @@ def test_lookups_in_a_large_store_read_only_the_asked_rows(tmp_path):
 
 
 def test_foreign_artefacts_and_distill_runs_without_the_reader(tmp_path, monkeypatch):
-    from mllmrec.index.store import StoreError, write_manifest
+    from mllmrec.store import StoreError, write_manifest
 
     with pytest.raises(StoreError, match="no manifest.json"):
         P.FeatureProvider.open(tmp_path)
@@ -236,7 +236,7 @@ def test_import_mllmrec_stays_light_and_resolves_feature_provider():
 
 def test_read_rows_matches_indexing_and_notices_a_truncated_file(tmp_path):
     from mllmrec.index.rowio import read_rows
-    from mllmrec.index.store import StoreError
+    from mllmrec.store import StoreError
 
     data = np.arange(40, dtype=np.float32).reshape(10, 4)
     (tmp_path / "m.bin").write_bytes(b"head" + data.tobytes())

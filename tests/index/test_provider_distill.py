@@ -11,7 +11,7 @@ import pytest
 
 from mllmrec.config import DistillConfig, ExportConfig, SyntheticConfig
 from mllmrec.index.provider import STUDENT, FeatureProvider, ProviderError
-from mllmrec.index.store import UnknownItemError
+from mllmrec.store import UnknownItemError
 from mllmrec.testing.stores import write_array_store
 
 NEW = ["i0003", "i0011", "i0042"]  # store items whose interactions are held back: no table rows

@@ -26,7 +26,7 @@ from mllmrec.index.search import (
     normalize,
 )
 from mllmrec.index.search_cli import run_index, run_neighbors
-from mllmrec.index.store import EmbeddingStore, StoreError, read_manifest, write_manifest, write_vectors
+from mllmrec.store import EmbeddingStore, StoreError, read_manifest, write_manifest, write_vectors
 
 N, DIM, CLUSTERS = 500, 32, 20
 

@@ -82,7 +82,7 @@ def test_resume_refuses_changed_settings(synthetic_pairs, tiny_qwen2_dir, tmp_pa
 
 
 def _store(out: Path) -> tuple[list[str], dict[str, np.ndarray]]:
-    from mllmrec.index.store import EmbeddingStore
+    from mllmrec.store import EmbeddingStore
 
     s = EmbeddingStore.open(out)
     return s.ids, {ch: np.asarray(s.vectors(ch)) for ch in s.channels}

@@ -16,7 +16,7 @@ import torch
 from mllmrec.config import ConfigError, EmbedConfig, TrainConfig
 from mllmrec.train.data import TrainDataError
 from mllmrec.train.lora import LoraError
-from mllmrec.train.run_dir import RunDirError
+from mllmrec.backbone.trained_run import RunDirError
 from mllmrec.train.trainer import Trainer, load_train_encoder, run_train
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mllmrec.eval.metrics import (
+from mllmrec.metrics.ranking import (
     KS,
     METRIC_NAMES,
     EvalError,

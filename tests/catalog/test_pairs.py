@@ -12,7 +12,7 @@ import pytest
 from mllmrec.catalog.interactions import Interactions
 from mllmrec.cli import main
 from mllmrec.config import ConfigError, PairsConfig
-from mllmrec.train.pairs import PairsError, mine_pairs
+from mllmrec.catalog.pairs import PairsError, mine_pairs
 
 # u1: A B C (N=3), u2: A B (N=2), u3: B A D D (N=3: D counts once)
 LOG = [("u1", "A", 1), ("u1", "B", 2), ("u1", "C", 100),
@@ -151,8 +151,8 @@ def test_cli_end_to_end(tmp_path: Path, capsys):
 
 
 def test_split_aligned_uses_training_interactions_only(tmp_path: Path):
-    from mllmrec.datasets.splits import save_split
-    from mllmrec.eval.protocols import Split
+    from mllmrec.catalog.saved_splits import save_split
+    from mllmrec.catalog.splits import Split
 
     log = _write_csv(tmp_path / "log.csv", LOG)
     users, items = ["u1", "u2", "u3"], ["A", "B", "C", "D"]
@@ -171,7 +171,7 @@ def test_split_aligned_uses_training_interactions_only(tmp_path: Path):
 
 
 def test_chunked_timed_mode_matches_one_chunk(monkeypatch):
-    import mllmrec.train.pairs as P
+    import mllmrec.catalog.pairs as P
 
     inter = _random_log(seed=4, n=2000)
     whole, _ = mine_pairs(inter, _cfg(session_gap=3000))

@@ -27,7 +27,7 @@ from mllmrec.dist import device_for_rank as _device_for_rank
 from mllmrec.dist import dist_info as _dist_info
 from mllmrec.dist import end_processes as _end_processes
 from mllmrec.errors import MllmrecError
-from mllmrec.index import store as st
+from mllmrec import store as st
 from mllmrec.types import Item, Rejection
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
         encoder = _load_encoder(cfg, _device_for_rank(cfg.device, rank, world))
     adapter = None
     if cfg.adapter is not None:
-        from mllmrec.train.run_dir import apply_run
+        from mllmrec.backbone.trained_run import apply_run
 
         adapter = apply_run(encoder, cfg.adapter)  # refuses a run trained on other base weights
         trained_with = adapter.get("prompt")
@@ -323,7 +323,7 @@ def _adapter_sha256(cfg: EmbedConfig) -> str | None:
     """The tuned run's content hash (from its manifest, without loading anything)."""
     if cfg.adapter is None:
         return None
-    from mllmrec.train.run_dir import read_run_manifest
+    from mllmrec.backbone.trained_run import read_run_manifest
 
     return read_run_manifest(cfg.adapter)["adapter_sha256"]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mllmrec.eval.protocols import PARTS, Split, SplitError
+from mllmrec.catalog.splits import PARTS, Split, SplitError
 from mllmrec.fsutil import atomic_path, atomic_write_text
 
 FORMAT = "mllmrec-split"

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from mllmrec.errors import MllmrecError
-from mllmrec.eval import (
+from mllmrec.metrics import (
     KS,
     EvalError,
     full_ranking_metrics,
@@ -18,7 +18,7 @@ from mllmrec.eval import (
     summarize,
     topk_items,
 )
-from mllmrec.eval import metrics as metrics_mod
+from mllmrec.metrics import ranking as metrics_mod
 
 
 def _ranked(*rows: list[int]) -> np.ndarray:

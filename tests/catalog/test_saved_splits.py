@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mllmrec.catalog.interactions import Interactions
-from mllmrec.datasets.splits import META_FILE, load_split, save_split
-from mllmrec.eval.protocols import PARTS, Split, SplitError, cold_start_split, random_split
+from mllmrec.catalog.saved_splits import META_FILE, load_split, save_split
+from mllmrec.catalog.splits import PARTS, Split, SplitError, cold_start_split, random_split
 
 
 def make_log(seed: int = 0) -> Interactions:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mllmrec.index import store as st
+from mllmrec import store as st
 
 
 def _manifest(out, fmt="safetensors", status="complete"):

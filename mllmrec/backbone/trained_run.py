@@ -1,4 +1,7 @@
-"""A train run directory: what it holds, and putting it onto an encoder for embedding.
+"""Applying a train run to an encoder: what a run directory holds, and putting it onto a backbone.
+
+Lives beside the backbone (not in train/) so that embed and backbone loading can apply a tuned
+model without importing the training stage.
 
     manifest.json            stage "train", config, base backbone fingerprint, prompt, data
                              fingerprints, report of unusable inputs, history, validation recalls
@@ -23,9 +26,14 @@ from mllmrec.fusion.projection import ProjectionHead
 
 CONNECTOR_FILE = "connector.safetensors"
 MANIFEST = "manifest.json"
+ADAPTER_DIR, VISION_ADAPTER_DIR = "adapter", "vision_adapter"
 # Files that make up the tuned model (hashed into `adapter_sha256`); checkpoints are not part of it.
 _ARTEFACTS = ("adapter", "vision_adapter", CONNECTOR_FILE, "projection.safetensors", "projection.json",
               "fusion_gate.safetensors", GATE_CONFIG)
+
+
+class LoraError(MllmrecError, ValueError):
+    """LoRA cannot be attached or applied as asked (e.g. target modules that match nothing)."""
 
 
 class RunDirError(MllmrecError, ValueError):
@@ -95,8 +103,6 @@ def apply_run(encoder: Any, run_dir: str | Path) -> dict[str, Any]:
     Refuses a backbone whose weights differ from the run's base model. Returns the manifest's
     identity of the adapter ({"run": path, "adapter_sha256": ...}).
     """
-    from mllmrec.train.lora import load_adapters
-
     run_dir = Path(run_dir)
     man = read_run_manifest(run_dir)
     base, now = man["backbone"], encoder.fingerprint()
@@ -118,3 +124,26 @@ def apply_run(encoder: Any, run_dir: str | Path) -> dict[str, Any]:
     encoder._fingerprint = encoder._weights_fp = None  # noqa: SLF001 - weights changed: hash again on demand
     return {"run": str(run_dir), "adapter_sha256": man["adapter_sha256"],
             "base_weights_fingerprint": base["weights_fingerprint"], "prompt": man.get("prompt", {}).get("name")}
+
+
+def load_adapters(encoder: Any, run_dir: str | Path, *, merge: bool = True) -> list[str]:
+    """Put a run's saved adapters onto `encoder` (in place); merged into the weights by default
+    (faster inference, same vectors to float rounding). Returns the adapter dirs applied."""
+    from peft import PeftModel  # lazy: peft is heavy
+
+    run_dir = Path(run_dir)
+    targets = {ADAPTER_DIR: encoder.network,
+               VISION_ADAPTER_DIR: getattr(encoder, "vision", None)}
+    applied = []
+    for name, module in targets.items():
+        if not (run_dir / name / "adapter_config.json").is_file():
+            continue
+        if module is None:
+            raise LoraError(f"{run_dir / name}: the backbone has no vision tower for this adapter")
+        pm = PeftModel.from_pretrained(module, str(run_dir / name))
+        if merge:
+            pm.merge_and_unload()
+        applied.append(name)
+    if not applied:
+        raise LoraError(f"{run_dir} holds no adapter ({ADAPTER_DIR}/adapter_config.json)")
+    return applied

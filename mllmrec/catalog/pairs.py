@@ -284,7 +284,7 @@ def run_pairs(cfg: PairsConfig) -> int:
         inputs["catalog"] = {"path": str(cfg.catalog), "sha256": cat.sha256}
     dropped_split = None
     if cfg.interactions_train_only:
-        from mllmrec.datasets.splits import load_split
+        from mllmrec.catalog.saved_splits import load_split
 
         split = load_split(cfg.interactions_train_only)
         inter, dropped_split = restrict_to_split(inter, split)

@@ -7,7 +7,7 @@ import pytest
 
 from mllmrec.catalog.interactions import Interactions
 from mllmrec.errors import MllmrecError
-from mllmrec.eval.protocols import (
+from mllmrec.catalog.splits import (
     PARTS,
     Split,
     SplitError,
