@@ -37,7 +37,7 @@ def _naive(kind: str, model_dir: str, catalog: str, n: int) -> dict:
     from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
     from mllmrec.catalog import load_catalog, load_item_images
-    from mllmrec.config import CatalogSpec
+    from mllmrec.catalog.config import CatalogSpec
     from mllmrec.prompts import load_template, render
 
     spec = CatalogSpec(catalog=catalog)
@@ -72,8 +72,8 @@ def _naive(kind: str, model_dir: str, catalog: str, n: int) -> dict:
 
 
 def _batched(model_dir: str, catalog: str, n: int, batch_size: int) -> dict:
-    from mllmrec.config import EmbedConfig
     from mllmrec.embed import run_embed
+    from mllmrec.embed.config import EmbedConfig
     from mllmrec.store import EmbeddingStore
 
     # The catalogue is cut to n items by writing a head file, so all methods see the same items.
@@ -122,7 +122,7 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="Write the results as JSON here.")
     args = ap.parse_args()
 
-    from mllmrec.config import SyntheticConfig
+    from mllmrec.datasets.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
     from mllmrec.testing.qwen import cached_tiny_qwen
 

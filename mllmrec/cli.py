@@ -19,34 +19,42 @@ from typing import Any, Literal
 
 from mllmrec import __version__
 from mllmrec import config as C
+from mllmrec.backbone.config import ComposeConfig
+from mllmrec.catalog.config import PairsConfig
+from mllmrec.datasets.config import DemoConfig, SyntheticConfig
+from mllmrec.distill.config import DistillConfig, RecommendConfig
+from mllmrec.embed.config import EmbedConfig
 from mllmrec.errors import MllmrecError
+from mllmrec.index.config import ExportConfig, IndexConfig, NeighborsConfig
+from mllmrec.prompts.config import PromptShowConfig
+from mllmrec.train.config import MergeConfig, TrainConfig
 
 # subcommand -> (config class, "module:function", one-line help)
 COMMANDS: dict[str, tuple[type, str, str]] = {
-    "demo": (C.DemoConfig, "mllmrec.demo:run_demo",
+    "demo": (DemoConfig, "mllmrec.demo:run_demo",
              "Run the main job offline on a synthetic catalogue with a tiny random model (embed, search, pairs, tuning)."),
-    "embed": (C.EmbedConfig, "mllmrec.embed.run:run", "Embed a catalogue into an embedding store."),
-    "index": (C.IndexConfig, "mllmrec.index.search_cli:run_index", "Build a faiss index next to a store."),
-    "neighbors": (C.NeighborsConfig, "mllmrec.index.search_cli:run_neighbors",
+    "embed": (EmbedConfig, "mllmrec.embed.run:run", "Embed a catalogue into an embedding store."),
+    "index": (IndexConfig, "mllmrec.index.search_cli:run_index", "Build a faiss index next to a store."),
+    "neighbors": (NeighborsConfig, "mllmrec.index.search_cli:run_neighbors",
                   "Print an item's nearest neighbours (with titles) from a store."),
-    "make-synthetic": (C.SyntheticConfig, "mllmrec.datasets.synthetic:run",
+    "make-synthetic": (SyntheticConfig, "mllmrec.datasets.synthetic:run",
                        "Write a deterministic synthetic multimodal catalogue with interactions."),
-    "compose": (C.ComposeConfig, "mllmrec.backbone.composed:run_compose",
+    "compose": (ComposeConfig, "mllmrec.backbone.composed:run_compose",
                 "Build a composed MLLM (causal LM + vision encoder + connector) directory."),
-    "pairs": (C.PairsConfig, "mllmrec.catalog.pairs:run_pairs", "Mine co-interaction item pairs from an interaction log."),
-    "distill": (C.DistillConfig, "mllmrec.distill.run:run_distill",
+    "pairs": (PairsConfig, "mllmrec.catalog.pairs:run_pairs", "Mine co-interaction item pairs from an interaction log."),
+    "distill": (DistillConfig, "mllmrec.distill.run:run_distill",
                 "Distil a multimodal teacher into an MF/LightGCN ID tower (PromptMM) for cheap serving."),
-    "recommend": (C.RecommendConfig, "mllmrec.distill.recommend:run_recommend",
+    "recommend": (RecommendConfig, "mllmrec.distill.recommend:run_recommend",
                   "Top-k items for users from a distill run (faiss search; new items via the mapping)."),
-    "train": (C.TrainConfig, "mllmrec.train.trainer:run", "LoRA-tune a backbone contrastively on co-interaction pairs."),
-    "merge": (C.MergeConfig, "mllmrec.train.merge:run_merge",
+    "train": (TrainConfig, "mllmrec.train.trainer:run", "LoRA-tune a backbone contrastively on co-interaction pairs."),
+    "merge": (MergeConfig, "mllmrec.train.merge:run_merge",
               "Merge a train run's adapter into its base model (loadable without peft)."),
-    "export": (C.ExportConfig, "mllmrec.index.export:run_export",
+    "export": (ExportConfig, "mllmrec.index.export:run_export",
                "Write item vectors for MMRec, RecBole, Cornac or as npy/parquet, rows aligned to their item ids."),
 }
 PROMPT_COMMANDS: dict[str, tuple[type | None, str, str]] = {
     "list": (None, "mllmrec.prompts.show:run_list", "List the built-in prompt templates."),
-    "show": (C.PromptShowConfig, "mllmrec.prompts.show:run_show", "Print an item rendered through a template."),
+    "show": (PromptShowConfig, "mllmrec.prompts.show:run_show", "Print an item rendered through a template."),
 }
 
 

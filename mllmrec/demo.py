@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mllmrec.config import DemoConfig, EmbedConfig, SyntheticConfig
+from mllmrec.datasets.config import DemoConfig, SyntheticConfig
+from mllmrec.embed.config import EmbedConfig
 
 
 def build_demo_model(family: str, cache_dir: Path, seed: int) -> Path:
@@ -75,8 +76,9 @@ def run_demo(cfg: DemoConfig) -> int:
 
 def demo_train(cfg: DemoConfig, root: Path, data: object, model: Path) -> Path | None:
     """Mine pairs from the synthetic interactions and LoRA-tune the tiny model for a few steps."""
-    from mllmrec.config import PairsConfig, TrainConfig
+    from mllmrec.catalog.config import PairsConfig
     from mllmrec.catalog.pairs import run_pairs
+    from mllmrec.train.config import TrainConfig
     from mllmrec.train.trainer import run_train
 
     pairs, run = root / "pairs", root / "run"
@@ -106,7 +108,7 @@ def demo_distill(root: Path, data: object, store: Path, seed: int) -> Path:
     from the served tables (`mllmrec distill` + `mllmrec recommend`)."""
     import torch
 
-    from mllmrec.config import DistillConfig
+    from mllmrec.distill.config import DistillConfig
     from mllmrec.distill.recommend import Recommender
     from mllmrec.distill.run import run_distill
 

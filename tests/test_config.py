@@ -6,21 +6,13 @@ import dataclasses
 
 import pytest
 
-from mllmrec.config import (
-    CatalogSpec,
-    ComposeConfig,
-    ConfigError,
-    DemoConfig,
-    EmbedConfig,
-    IndexConfig,
-    NeighborsConfig,
-    PromptShowConfig,
-    SyntheticConfig,
-    from_dict,
-    load_yaml,
-    parse_text_fields,
-    to_dict,
-)
+from mllmrec.backbone.config import ComposeConfig
+from mllmrec.catalog.config import CatalogSpec, parse_text_fields
+from mllmrec.config import ConfigError, from_dict, load_yaml, to_dict
+from mllmrec.datasets.config import DemoConfig, SyntheticConfig
+from mllmrec.embed.config import EmbedConfig
+from mllmrec.index.config import IndexConfig, NeighborsConfig
+from mllmrec.prompts.config import PromptShowConfig
 
 EMBED_REQUIRED = {"catalog": "items.jsonl", "model": "Qwen/Qwen2-VL-2B-Instruct", "out": "store"}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mllmrec.config import EmbedConfig
-from mllmrec.embed import EmbedError, run_embed
 from mllmrec import store as st
+from mllmrec.embed import EmbedError, run_embed
+from mllmrec.embed.config import EmbedConfig
 from mllmrec.store import EmbeddingStore
 from mllmrec.testing.catalog import write_small_catalog as write_catalog
 

@@ -10,8 +10,8 @@ import pytest
 
 from mllmrec.catalog import BadImageError, CatalogError
 from mllmrec.cli import main
-from mllmrec.config import EmbedConfig
 from mllmrec.embed import run_embed
+from mllmrec.embed.config import EmbedConfig
 from mllmrec.store import EmbeddingStore
 from mllmrec.testing.catalog import write_small_catalog as write_catalog
 

@@ -32,8 +32,8 @@ def main() -> int:
     from cornac.metrics import NDCG, Recall
 
     from mllmrec.catalog.interactions import read_interactions
-    from mllmrec.config import ExportConfig
     from mllmrec.catalog.splits import random_split
+    from mllmrec.index.config import ExportConfig
     from mllmrec.index.export import export
     from mllmrec.index.to_cornac import cornac_eval_method, cornac_modality
     from mllmrec.testing.demo_store import DEFAULT_WORK, demo_inputs

@@ -38,7 +38,7 @@ def main() -> int:
     import torch
 
     from mllmrec import FeatureProvider
-    from mllmrec.config import ExportConfig
+    from mllmrec.index.config import ExportConfig
     from mllmrec.index.export import RECBOLE_YAML, export
     from mllmrec.testing.demo_store import DEFAULT_WORK, demo_inputs
 

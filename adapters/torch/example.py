@@ -18,8 +18,8 @@ from torch import nn
 
 from mllmrec import FeatureProvider
 from mllmrec.catalog.interactions import read_interactions
-from mllmrec.metrics.ranking import full_ranking_metrics
 from mllmrec.catalog.splits import random_split
+from mllmrec.metrics.ranking import full_ranking_metrics
 from mllmrec.testing.demo_store import DEFAULT_WORK, demo_inputs
 
 

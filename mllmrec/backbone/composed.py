@@ -38,9 +38,9 @@ from mllmrec.backbone.base import (
     special_strings,
     weights_fingerprint,
 )
+from mllmrec.backbone.config import ComposeConfig
 from mllmrec.backbone.connector import build_connector
 from mllmrec.backbone.pooling import expand_placeholders, gather_channels, tokenize_with_slots
-from mllmrec.config import ComposeConfig
 from mllmrec.fusion.projection import apply_heads
 from mllmrec.types import RenderedItem
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mllmrec.backbone.base import BackboneError
-from mllmrec.config import ModelSpec
+from mllmrec.backbone.config import ModelSpec
 
 HEADS_SUBDIR = "mllmrec_heads"  # trained heads beside a merged model (see `mllmrec merge`)
 

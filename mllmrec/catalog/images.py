@@ -16,8 +16,9 @@ from urllib.parse import unquote, urlsplit
 
 from PIL import Image, ImageOps
 
+from mllmrec.catalog.config import CatalogSpec
 from mllmrec.catalog.readers import CatalogError
-from mllmrec.config import CatalogSpec, ConfigError
+from mllmrec.config import ConfigError
 from mllmrec.types import Item, Rejection
 
 # Formats we agree to decode. Restricting Image.open keeps odd plugins out of the path, e.g. EPS,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mllmrec.catalog.config import CatalogSpec, parse_text_fields
 from mllmrec.catalog.readers import CatalogError, read_records
-from mllmrec.config import CatalogSpec, parse_text_fields
 from mllmrec.fsutil import file_sha256
 from mllmrec.types import Item, Rejection
 

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from mllmrec.catalog.config import PairsConfig
 from mllmrec.catalog.interactions import Interactions
-from mllmrec.config import PairsConfig, to_dict
+from mllmrec.config import to_dict
 from mllmrec.errors import MllmrecError
 from mllmrec.fsutil import file_sha256
 
@@ -276,7 +277,7 @@ def run_pairs(cfg: PairsConfig) -> int:
     known = None
     if cfg.catalog:
         from mllmrec.catalog import load_catalog
-        from mllmrec.config import CatalogSpec
+        from mllmrec.catalog.config import CatalogSpec
 
         cat = load_catalog(CatalogSpec(catalog=cfg.catalog, id_field=cfg.catalog_id_field,
                                        text_fields=(), image_field=None))

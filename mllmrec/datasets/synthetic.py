@@ -37,7 +37,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mllmrec import __version__
-from mllmrec.config import ConfigError, SyntheticConfig, to_dict
+from mllmrec.config import ConfigError, to_dict
+from mllmrec.datasets.config import SyntheticConfig
 from mllmrec.fsutil import atomic_write_text
 
 GENERATOR = "mllmrec.datasets.synthetic"

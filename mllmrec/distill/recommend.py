@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from mllmrec.config import RecommendConfig
 from mllmrec.distill.artifact import DistillRun
+from mllmrec.distill.config import RecommendConfig
 from mllmrec.distill.errors import DistillError, UnknownUserError
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from mllmrec import __version__
-from mllmrec.config import DistillConfig, to_dict
+from mllmrec.config import to_dict
 from mllmrec.distill.artifact import prepare_out, store_compat, store_fingerprint, write_run
+from mllmrec.distill.config import DistillConfig
 from mllmrec.distill.errors import DistillError
 
 OPTIONAL_CHANNELS = ("visual", "text")
@@ -40,8 +41,8 @@ def resolve_channels(requested: tuple[str, ...], available: list[str]) -> list[s
 
 
 def make_split(cfg: DistillConfig, inter: Any) -> Any:
-    from mllmrec.catalog.saved_splits import load_split
     from mllmrec.catalog import splits as P
+    from mllmrec.catalog.saved_splits import load_split
 
     if cfg.split == "random":
         return P.random_split(inter, cfg.seed)
@@ -61,8 +62,8 @@ def run_distill(cfg: DistillConfig, command: list[str] | None = None) -> dict[st
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.distill.losses import parse_losses
     from mllmrec.distill.trainer import distill
-    from mllmrec.metrics.ranking import full_ranking_metrics
     from mllmrec.fsutil import file_sha256
+    from mllmrec.metrics.ranking import full_ranking_metrics
     from mllmrec.store import EmbeddingStore
 
     t0 = time.perf_counter()

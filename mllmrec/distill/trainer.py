@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from mllmrec.config import DistillSettings
+from mllmrec.distill.config import DistillSettings
 from mllmrec.distill.errors import DistillError
 from mllmrec.distill.losses import parse_losses
 from mllmrec.distill.mapping import NewItemMapping

@@ -1,10 +1,15 @@
 """Stage 1, embed: catalogue -> compression prompt -> backbone -> embedding store.
 
-    run.py   `run_embed(cfg)`: shards, resume, multi-process, rejected/degraded records
+    run.py      `run_embed(cfg)`: shards, resume, multi-process, rejected/degraded records
+    config.py   EmbedConfig
+
+Importing this package imports neither torch nor the run module (names resolve on first use).
 """
 
 from __future__ import annotations
 
-from mllmrec.embed.run import EmbedError, EmbedResult, embed_items, output_channels, run_embed
+from mllmrec.lazy import lazy_exports
 
-__all__ = ["EmbedError", "EmbedResult", "embed_items", "output_channels", "run_embed"]
+_EXPORTS = dict.fromkeys(["EmbedError", "EmbedResult", "embed_items", "output_channels", "run_embed"], "run")
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

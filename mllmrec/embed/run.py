@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 
 from mllmrec import __version__
-from mllmrec.config import EmbedConfig, diff_values, to_dict
+from mllmrec import store as st
+from mllmrec.config import diff_values, to_dict
 from mllmrec.dist import barrier as _barrier
 from mllmrec.dist import device_for_rank as _device_for_rank
 from mllmrec.dist import dist_info as _dist_info
 from mllmrec.dist import end_processes as _end_processes
+from mllmrec.embed.config import EmbedConfig
 from mllmrec.errors import MllmrecError
-from mllmrec import store as st
 from mllmrec.types import Item, Rejection
 
 log = logging.getLogger(__name__)

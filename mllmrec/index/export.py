@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from mllmrec import __version__
-from mllmrec.config import ExportConfig, to_dict
+from mllmrec.config import to_dict
 from mllmrec.errors import MllmrecError
 from mllmrec.fsutil import atomic_path, atomic_write_text, file_sha256
+from mllmrec.index.config import ExportConfig
 from mllmrec.index.provider import FeatureProvider, LookupReport
 
 MANIFEST = "manifest.json"

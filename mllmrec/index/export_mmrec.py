@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from mllmrec.config import ExportConfig
 from mllmrec.errors import MllmrecError
+from mllmrec.index.config import ExportConfig
 
 MMREC_COLUMNS = ("userID", "itemID", "x_label")
 FEATURE_FILES = {"image": "image_feat.npy", "text": "text_feat.npy"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from mllmrec.config import IndexConfig, NeighborsConfig
+from mllmrec.index.config import IndexConfig, NeighborsConfig
 from mllmrec.index.search import NeighborIndex, build_index
 
 LABEL_WIDTH = 70  # a label longer than this is cut, so each table row stays on one terminal line

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mllmrec.config import PromptShowConfig
+from mllmrec.prompts.config import PromptShowConfig
 from mllmrec.prompts.render import render
 from mllmrec.prompts.templates import PromptTemplate, list_templates, load_template
 

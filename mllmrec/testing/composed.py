@@ -88,7 +88,7 @@ def build_tiny_composed(out_dir: str | os.PathLike[str], *, connector: Literal["
                         vision: VisionKind = "clip", seed: int = 0, query_tokens: int = 4) -> Path:
     """Compose tiny random sources into `out_dir` (must not exist or be empty); returns `out_dir`."""
     from mllmrec.backbone.composed import compose
-    from mllmrec.config import ComposeConfig
+    from mllmrec.backbone.config import ComposeConfig
 
     with tempfile.TemporaryDirectory(prefix="mllmrec-tiny-sources-") as work:
         lm_dir, vision_dir = build_tiny_sources(work, vision=vision, seed=seed)

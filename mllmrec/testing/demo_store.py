@@ -20,7 +20,7 @@ def demo_inputs(store: str | None = None, data: str | None = None, work: str | P
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     work = Path(work)
     if data is None:
-        from mllmrec.config import SyntheticConfig
+        from mllmrec.datasets.config import SyntheticConfig
         from mllmrec.datasets.synthetic import make_synthetic
 
         data_dir = work / "data"
@@ -33,8 +33,8 @@ def demo_inputs(store: str | None = None, data: str | None = None, work: str | P
         return data_dir, Path(store)
     from transformers.utils import logging as hf_logging
 
-    from mllmrec.config import EmbedConfig
     from mllmrec.embed import run_embed
+    from mllmrec.embed.config import EmbedConfig
     from mllmrec.testing.qwen import cached_tiny_qwen
 
     hf_logging.disable_progress_bar()

@@ -10,9 +10,10 @@ def synthetic_pairs(out: str | Path, n_items: int = 60, n_users: int = 80, seed:
                     **pairs_kw: Any) -> tuple[Path, Path]:
     """Write `make_synthetic` data to out/data and its pairs to out/pairs; returns (items.jsonl, pairs dir).
     Pair-mining options default to a larger validation share than the CLI (small catalogues)."""
-    from mllmrec.config import PairsConfig, SyntheticConfig
-    from mllmrec.datasets.synthetic import make_synthetic
+    from mllmrec.catalog.config import PairsConfig
     from mllmrec.catalog.pairs import run_pairs
+    from mllmrec.datasets.config import SyntheticConfig
+    from mllmrec.datasets.synthetic import make_synthetic
 
     out = Path(out)
     data = make_synthetic(SyntheticConfig(out=str(out / "data"), n_items=n_items, n_users=n_users, seed=seed))

@@ -26,8 +26,6 @@ from mllmrec.backbone.presets import COMPOSED_LORA, COMPOSED_VISION_LORA
 from mllmrec.backbone.trained_run import ADAPTER_DIR, VISION_ADAPTER_DIR, LoraError
 
 
-
-
 @dataclass(frozen=True)
 class LoraSpec:
     rank: int = 8

@@ -14,9 +14,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from mllmrec.backbone.config import ModelSpec
 from mllmrec.backbone.load import HEADS_SUBDIR
-from mllmrec.config import MergeConfig, ModelSpec
 from mllmrec.backbone.trained_run import RunDirError, apply_run, read_run_manifest
+from mllmrec.train.config import MergeConfig
 
 
 def merge_run(cfg: MergeConfig) -> Path:

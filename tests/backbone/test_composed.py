@@ -10,8 +10,8 @@ from PIL import Image
 
 from mllmrec.backbone.base import Encoder
 from mllmrec.backbone.composed import ComposedEncoder, compose, is_composed_dir
+from mllmrec.backbone.config import ComposeConfig
 from mllmrec.backbone.connector import MLPConnector, QFormerConnector, build_connector
-from mllmrec.config import ComposeConfig
 from mllmrec.testing.composed import (
     build_tiny_composed,
     build_tiny_sources,

@@ -16,7 +16,7 @@ from mllmrec.catalog import (
     load_item_images,
     resolve_image_ref,
 )
-from mllmrec.config import CatalogSpec
+from mllmrec.catalog.config import CatalogSpec
 from mllmrec.types import Item, Rejection
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from mllmrec.catalog import Catalog, CatalogError, load_catalog
-from mllmrec.config import CatalogSpec
+from mllmrec.catalog.config import CatalogSpec
 from mllmrec.types import Item, Rejection
 
 ROWS = [

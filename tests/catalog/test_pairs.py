@@ -9,10 +9,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from mllmrec.catalog.config import PairsConfig
 from mllmrec.catalog.interactions import Interactions
-from mllmrec.cli import main
-from mllmrec.config import ConfigError, PairsConfig
 from mllmrec.catalog.pairs import PairsError, mine_pairs
+from mllmrec.cli import main
+from mllmrec.config import ConfigError
 
 # u1: A B C (N=3), u2: A B (N=2), u3: B A D D (N=3: D counts once)
 LOG = [("u1", "A", 1), ("u1", "B", 2), ("u1", "C", 100),

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from mllmrec.catalog.interactions import Interactions
-from mllmrec.errors import MllmrecError
 from mllmrec.catalog.splits import (
     PARTS,
     Split,
@@ -17,6 +16,7 @@ from mllmrec.catalog.splits import (
     split_from_labels,
     temporal_split,
 )
+from mllmrec.errors import MllmrecError
 
 
 def make_log(sizes: list[int], n_items: int = 25, seed: int = 0, base_users: int = 30) -> Interactions:

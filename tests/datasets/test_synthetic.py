@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mllmrec.config import ConfigError, SyntheticConfig
+from mllmrec.config import ConfigError
 from mllmrec.datasets import SyntheticSummary, make_synthetic
 from mllmrec.datasets import synthetic as syn
+from mllmrec.datasets.config import SyntheticConfig
 
 SMALL = {"n_items": 60, "n_users": 40, "interactions_per_user": 10, "image_size": 32}
 

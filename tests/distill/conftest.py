@@ -37,11 +37,11 @@ class Data:
 
 def build_data(root: Path, n_items: int = 200, n_users: int = 200, seed: int = 0, skip: set[str] | None = None) -> Data:
     from mllmrec.catalog.interactions import read_interactions
-    from mllmrec.config import SyntheticConfig
-    from mllmrec.datasets.synthetic import make_synthetic
-    from mllmrec.testing.synthetic_vectors import write_attribute_store
     from mllmrec.catalog.splits import random_split
+    from mllmrec.datasets.config import SyntheticConfig
+    from mllmrec.datasets.synthetic import make_synthetic
     from mllmrec.store import EmbeddingStore
+    from mllmrec.testing.synthetic_vectors import write_attribute_store
 
     syn = make_synthetic(SyntheticConfig(out=str(root / "syn"), n_items=n_items, n_users=n_users, image_size=16,
                                          seed=seed))

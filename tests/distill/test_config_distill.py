@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from mllmrec.cli import COMMANDS, main
-from mllmrec.config import ConfigError, DistillConfig, DistillSettings, RecommendConfig, from_dict
+from mllmrec.config import ConfigError, from_dict
+from mllmrec.distill.config import DistillConfig, DistillSettings, RecommendConfig
 
 
 @pytest.mark.parametrize("command", ["distill", "recommend"])

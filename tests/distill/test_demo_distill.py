@@ -9,7 +9,7 @@ from mllmrec.distill.artifact import DistillRun
 
 
 def test_demo_distill_writes_a_run_and_prints_recommendations(tmp_path, capsys):
-    from mllmrec.config import SyntheticConfig
+    from mllmrec.datasets.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
     from mllmrec.testing.synthetic_vectors import write_attribute_store
 

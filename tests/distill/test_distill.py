@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from mllmrec.config import DistillSettings
 from mllmrec.distill import trainer as T
+from mllmrec.distill.config import DistillSettings
 from mllmrec.distill.mapping import NewItemMapping
 from mllmrec.distill.students import Distillation, build_student
 from tests.distill.conftest import FAST, build_data, recall20

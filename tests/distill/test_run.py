@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from mllmrec.cli import main
-from mllmrec.config import ConfigError, RecommendConfig
+from mllmrec.config import ConfigError
 from mllmrec.distill.artifact import FILES, DistillRun
+from mllmrec.distill.config import RecommendConfig
 from mllmrec.distill.errors import DistillError, UnknownUserError
 from mllmrec.distill.recommend import VIA_MAPPING, VIA_POPULARITY, VIA_TABLE, Recommender
 from mllmrec.store import EmbeddingStore, UnknownItemError
@@ -26,7 +27,7 @@ QUICK = ["--epochs", "3", "--teacher-epochs", "3", "--dim", "16", "--teacher-dim
 def setup(tmp_path_factory):
     """A synthetic catalogue whose store lacks 3 logged items (missing) and whose log never mentions
     5 store items (new items)."""
-    from mllmrec.config import SyntheticConfig
+    from mllmrec.datasets.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
     from mllmrec.testing.synthetic_vectors import write_attribute_store
 
@@ -144,7 +145,7 @@ def test_recommend_config_errors(kw, match):
 
 
 def test_distill_bad_input(setup, tmp_path):
-    from mllmrec.config import DistillConfig
+    from mllmrec.distill.config import DistillConfig
     from mllmrec.distill.run import run_distill
 
     base = dict(store=str(setup["store"]), interactions=str(setup["log"]), epochs=1, teacher_epochs=1, dim=8,

@@ -70,7 +70,7 @@ def test_visual_neglect_check_runs_and_its_oracles_behave(tmp_path):
 
 
 def test_user_files_with_mmrec_labels_and_a_clear_error_for_missing_ml100k(tmp_path):
-    from mllmrec.config import SyntheticConfig
+    from mllmrec.datasets.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
 
     data = make_synthetic(SyntheticConfig(out=str(tmp_path / "d"), n_items=60, n_users=40, image_size=32))

@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from mllmrec.config import ExportConfig, SyntheticConfig
+from mllmrec.datasets.config import SyntheticConfig
 from mllmrec.index import export as E
+from mllmrec.index.config import ExportConfig
 from mllmrec.index.to_cornac import cornac_eval_method, cornac_modality, split_triples
 from mllmrec.testing.stores import write_array_store
 
@@ -19,8 +20,8 @@ def data(tmp_path_factory):
     """Synthetic catalogue, its MMRec random split, and a store of oracle features (one-hot true
     attributes: a stand-in for good content vectors, so the test is fast and model-free)."""
     from mllmrec.catalog.interactions import read_interactions
-    from mllmrec.datasets.synthetic import ATTRIBUTES, make_synthetic
     from mllmrec.catalog.splits import random_split
+    from mllmrec.datasets.synthetic import ATTRIBUTES, make_synthetic
 
     root = tmp_path_factory.mktemp("cornac")
     syn = make_synthetic(SyntheticConfig(out=str(root / "syn"), n_items=150, n_users=200, image_size=16, seed=3))

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from mllmrec.cli import main
-from mllmrec.config import ExportConfig
 from mllmrec.index import export as E
-from mllmrec.store import UnknownItemError
+from mllmrec.index.config import ExportConfig
 from mllmrec.index.to_cornac import CornacAdapterError, cornac_modality
+from mllmrec.store import UnknownItemError
 from mllmrec.testing.stores import write_array_store
 
 IDS = [f"i{k}" for k in range(8)]

@@ -13,9 +13,9 @@ import json
 import numpy as np
 import pytest
 
-from mllmrec.config import ExportConfig
 from mllmrec.datasets.synthetic import make_synthetic
 from mllmrec.index import export as E
+from mllmrec.index.config import ExportConfig
 from mllmrec.index.export_mmrec import MmrecError
 from mllmrec.index.provider import FeatureProvider
 from mllmrec.testing.stores import write_array_store
@@ -24,7 +24,7 @@ from mllmrec.testing.stores import write_array_store
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     """A synthetic catalogue + log and a store over its items (two channels, random vectors)."""
-    from mllmrec.config import SyntheticConfig
+    from mllmrec.datasets.config import SyntheticConfig
 
     root = tmp_path_factory.mktemp("mmrec")
     data = make_synthetic(SyntheticConfig(out=str(root / "syn"), n_items=60, n_users=40, image_size=16))

@@ -9,7 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from mllmrec.config import DistillConfig, ExportConfig, SyntheticConfig
+from mllmrec.datasets.config import SyntheticConfig
+from mllmrec.distill.config import DistillConfig
+from mllmrec.index.config import ExportConfig
 from mllmrec.index.provider import STUDENT, FeatureProvider, ProviderError
 from mllmrec.store import UnknownItemError
 from mllmrec.testing.stores import write_array_store

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mllmrec.config import IndexConfig, NeighborsConfig
 from mllmrec.errors import MllmrecError
+from mllmrec.index.config import IndexConfig, NeighborsConfig
 from mllmrec.index.search import (
     Neighbor,
     NeighborIndex,

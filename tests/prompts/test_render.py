@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mllmrec.backbone.base import render_with_chat_template
-from mllmrec.config import PromptShowConfig
+from mllmrec.prompts.config import PromptShowConfig
 from mllmrec.prompts.render import render
 from mllmrec.prompts.show import rendered_text, run_list, run_show
 from mllmrec.prompts.templates import PromptError, list_templates, load_template, parse_template

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mllmrec.config import EmbedConfig, MergeConfig, TrainConfig
+from mllmrec.embed.config import EmbedConfig
+from mllmrec.train.config import MergeConfig, TrainConfig
 from mllmrec.train.trainer import Trainer, TrainError, load_train_encoder, run_train
 
 

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from mllmrec.config import ConfigError, EmbedConfig, TrainConfig
+from mllmrec.backbone.trained_run import RunDirError
+from mllmrec.config import ConfigError
+from mllmrec.embed.config import EmbedConfig
+from mllmrec.train.config import TrainConfig
 from mllmrec.train.data import TrainDataError
 from mllmrec.train.lora import LoraError
-from mllmrec.backbone.trained_run import RunDirError
 from mllmrec.train.trainer import Trainer, load_train_encoder, run_train
 
 
@@ -137,7 +139,7 @@ def test_qlora_trains_on_4bit_base_weights_and_merges(synthetic_pairs, tmp_path)
     assert any("4bit" in type(m).__name__ for m in enc.lm.modules())
     man = run_train(cfg, encoder=enc)
     assert man["quantized"] == "4bit" and all(np.isfinite(h["loss"]) for h in man["history"]["loss"])
-    from mllmrec.config import MergeConfig
+    from mllmrec.train.config import MergeConfig
 
     merge_run(MergeConfig(run=str(tmp_path / "run"), out=str(tmp_path / "merged")))
     from transformers import AutoModelForCausalLM

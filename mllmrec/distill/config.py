@@ -1,0 +1,122 @@
+"""Distillation and serving configs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mllmrec.config import REQUIRED, Checked, ConfigError, opt
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistillSettings(Checked):
+    """How the teacher and the student are built and trained (no paths: eval scripts reuse these)."""
+
+    channels: tuple[str, ...] = opt(
+        ("auto",), "Store channels the teacher reads; auto = mm plus visual/text when the store has them."
+    )
+    teacher_dim: int = opt(64, "Teacher: dimension of each channel's projection and user vectors.")
+    teacher_layers: int = opt(2, "Teacher: graph propagation layers over the user-item graph.")
+    prompt_tokens: int = opt(16, "Teacher: PCA hard tokens per channel that the soft prompts are built from.")
+    teacher_item_ids: bool = opt(False, "Teacher: add item ID embeddings to the item features (zeroed for untrained items).")
+    student: Literal["mf", "lightgcn"] = opt("lightgcn", "Student ID tower: matrix factorisation or LightGCN.")
+    dim: int = opt(64, "Student embedding dimension (e.g. 32 or 64).")
+    student_layers: int = opt(2, "LightGCN student: propagation layers.")
+    losses: tuple[str, ...] = opt(
+        ("bpr", "pairwise_kd:0.5", "listwise_kd:1", "embedding_kd:0.1"),
+        "Student losses as NAME[:WEIGHT]: bpr, pairwise_kd, listwise_kd, embedding_kd.",
+    )
+    kd: bool = opt(True, "Distil from the teacher; --no-kd trains the same student with its bpr loss only.")
+    tau: float = opt(1.0, "Temperature of the pairwise and list-wise KD losses.")
+    alpha: float = opt(2.0, "Exponent of the embedding KD loss (1 - cos)^alpha.")
+    negatives: int = opt(10, "List-wise KD: sampled negatives per positive.")
+    tune_prompt: bool = opt(True, "Tune the teacher's prompt module again during distillation (PromptMM).")
+    teacher_bpr: float = opt(1.0, "Weight of the teacher's own BPR while its prompts are tuned during distillation.")
+    epochs: int = opt(200, "Student: most epochs (early stopping on validation Recall@20).")
+    teacher_epochs: int = opt(200, "Teacher: most epochs (early stopping on validation Recall@20).")
+    batch_size: int = opt(2048, "Training pairs per batch.")
+    lr: float = opt(0.005, "Adam learning rate of the student (and of the teacher unless --teacher-lr).")
+    teacher_lr: float | None = opt(None, "Adam learning rate of the teacher; default: --lr.")
+    patience: int = opt(
+        20, "Stop after this many epochs without a better validation Recall@20 (KD students can plateau for "
+        "a while before improving)."
+    )
+    reg: float = opt(1e-4, "L2 weight on the batch's embedding rows.")
+    mapping_l2: float | None = opt(
+        None, "Ridge penalty of the new-item mapping; default: picked on held-out training items."
+    )
+    seed: int = opt(0, "Seed for the split, initialisation and sampling.")
+    device: str = opt("cpu", "Torch device (cpu, cuda, cuda:1 ...).")
+    progress: bool = opt(True, "Show progress bars.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("teacher_dim", "prompt_tokens", "dim", "negatives", "epochs", "teacher_epochs",
+                     "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.teacher_layers < 0 or self.student_layers < 0:
+            raise ConfigError("teacher_layers and student_layers must be >= 0")
+        if not (self.tau > 0 and self.alpha > 0 and self.lr > 0 and self.reg >= 0 and self.teacher_bpr >= 0):
+            raise ConfigError("tau, alpha and lr must be > 0; reg and teacher_bpr >= 0")
+        if self.teacher_lr is not None and not self.teacher_lr > 0:
+            raise ConfigError(f"teacher_lr must be > 0, got {self.teacher_lr}")
+        if self.mapping_l2 is not None and not self.mapping_l2 > 0:
+            raise ConfigError(f"mapping_l2 must be > 0, got {self.mapping_l2}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistillConfig(DistillSettings):
+    """Distil a multimodal teacher into an ID tower (PromptMM): serving becomes a table lookup plus a
+    nearest-neighbour search. Teacher: frozen store vectors + soft prompts + graph propagation, BPR.
+    Student: MF or LightGCN trained with BPR + pairwise, list-wise and embedding KD. Model selection
+    on validation Recall@20 only; test is evaluated once, after selection. Store items without
+    training interactions get student vectors from a learned mapping of their MLLM vectors."""
+
+    store: str = opt(REQUIRED, "Embedding store written by `mllmrec embed` (channel mm, optional visual/text).",
+                     positional=True)
+    interactions: str = opt(REQUIRED, "Interaction log (.csv, .tsv/.inter, .parquet, .jsonl).")
+    out: str = opt(REQUIRED, "Run directory to write (tables, id maps, new-item mapping, manifest).")
+    user_field: str = opt("user_id", "Column of the log holding the user id.")
+    item_field: str = opt("item_id", "Column of the log holding the item id (matched against the store's ids).")
+    time_field: str = opt("timestamp", "Column of the log holding the time (for --split temporal).")
+    split: str = opt(
+        "random", "random (MMRec per-user 8:1:1 with --seed), temporal, labels (MMRec x_label) or the "
+        "folder of a saved split (mllmrec.catalog.saved_splits)."
+    )
+    missing_items: Literal["drop", "error"] = opt(
+        "drop", "Log items that have no vector in the store: drop their interactions (counted and listed in "
+        "the manifest) or stop with an error."
+    )
+    overwrite: bool = opt(False, "Replace an existing run directory in --out.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecommendConfig(Checked):
+    """Top-k items for users from a distill run: faiss inner-product search over the student's item
+    table (GPU faiss when installed). Items the user interacted with are left out unless
+    --no-exclude-seen; store items that had no training interactions come through the new-item mapping."""
+
+    run: str = opt(REQUIRED, "Run directory written by `mllmrec distill`.", positional=True)
+    user: str | None = opt(None, "One user id to recommend for (printed).")
+    users_file: str | None = opt(None, "CSV or parquet file of user ids (column --user-field); writes --out.")
+    user_field: str = opt("user_id", "Column of --users-file holding the user ids.")
+    out: str | None = opt(None, "With --users-file: output .parquet or .csv (user_id, rank, item_id, score, via).")
+    k: int = opt(20, "Number of items per user.", short="-k")
+    exclude_seen: bool = opt(True, "Leave out items the user already interacted with (in the run's log).")
+    unknown_users: Literal["popularity", "error"] = opt(
+        "popularity", "A user the run has no vector for: recommend the most popular items, or stop with an error."
+    )
+    store: str | None = opt(None, "Embedding store for new items; default: the store the run was trained on.")
+    new_items: bool = opt(True, "Also recommend store items without training interactions (via the mapping).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.user is None) == (self.users_file is None):
+            raise ConfigError("give exactly one of --user and --users-file")
+        if self.users_file is not None and self.out is None:
+            raise ConfigError("--users-file needs --out (a .parquet or .csv file)")
+        if self.out is not None and not self.out.endswith((".parquet", ".csv")):
+            raise ConfigError(f"--out must end in .parquet or .csv, got {self.out!r}")
+        if self.k < 1:
+            raise ConfigError(f"k must be >= 1, got {self.k}")
