@@ -50,6 +50,7 @@ def write_store(out: Path, n: int, d: int, block: int = 1 << 18) -> float:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from mllmrec import artifacts
     from mllmrec import store as st
 
     t0 = time.perf_counter()
@@ -65,7 +66,7 @@ def write_store(out: Path, n: int, d: int, block: int = 1 << 18) -> float:
             f.write(rng.standard_normal((m, d), dtype=np.float32).astype(np.float16).tobytes())
             ids = pa.array([item_id(k) for k in range(start, start + m)], pa.string())
             w.write_table(pa.table({"id": ids, "label": ids}, schema=schema))
-    st.write_manifest(out, {"stage": "embed", "status": "complete", "channels": ["mm"], "dims": {"mm": d},
+    artifacts.write_manifest(out, {"stage": "embed", "status": "complete", "channels": ["mm"], "dims": {"mm": d},
                             "dtype": "float16", "config": {"format": "safetensors"}, "completed": "bench",
                             "counts": {"embedded": n}, "identity": {"bench": True}})
     return time.perf_counter() - t0

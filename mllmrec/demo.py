@@ -46,9 +46,9 @@ def run_demo(cfg: DemoConfig) -> int:
     result = run_embed(EmbedConfig(catalog=str(data.items), model=str(model), out=str(store),
                                    prompt="notellm2-micl", overwrite=True, batch_size=16, shard_size=64),
                        command=["mllmrec", "demo", "--out", str(root), "--family", cfg.family])
-    c = result.manifest["counts"]
-    dims = ", ".join(f"{ch}[{d}]" for ch, d in result.manifest["dims"].items())
-    print(f"      embedded {c['embedded']}/{c['input']} items in {result.seconds:.1f} s; channels {dims}")
+    c = result["counts"]
+    dims = ", ".join(f"{ch}[{d}]" for ch, d in result["dims"].items())
+    print(f"      embedded {c['embedded']}/{c['input']} items in {result['seconds_last_run']:.1f} s; channels {dims}")
     print("[4/6] faiss index and nearest neighbours")
     build_index(store, "mm")
     from mllmrec.store import EmbeddingStore

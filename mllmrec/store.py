@@ -23,16 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from mllmrec import artifacts
 from mllmrec.errors import MllmrecError
 from mllmrec.fsutil import atomic_path, atomic_write_bytes
 
-MANIFEST = "manifest.json"
 SHARDS = "shards"
 ITEMS = "items.parquet"
 VECTOR_FILES = {"safetensors": "vectors.safetensors", "parquet": "vectors.parquet"}
 
 
-class StoreError(MllmrecError, ValueError):
+class StoreError(artifacts.ArtifactError):
     """A store is missing, incomplete or does not match what the caller expects."""
 
 
@@ -43,15 +43,12 @@ class UnknownItemError(MllmrecError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False).encode())
-
-
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    p = Path(path) / MANIFEST
-    if not p.is_file():
-        raise StoreError(f"{path} is not an mllmrec store: no {MANIFEST}")
-    return json.loads(p.read_text(encoding="utf-8"))
+    """The manifest of the store at `path` (refuses a folder of another stage)."""
+    try:
+        return artifacts.read_manifest(path, expect_stage="embed")
+    except artifacts.ArtifactError as e:
+        raise StoreError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,8 +137,6 @@ class EmbeddingStore:
     def open(cls, path: str | Path) -> EmbeddingStore:
         path = Path(path)
         manifest = read_manifest(path)
-        if manifest.get("stage") != "embed":
-            raise StoreError(f"{path} holds a {manifest.get('stage')!r} artefact, not an embedding store")
         if manifest.get("status") != "complete":
             raise StoreError(f"{path} is an unfinished store (status {manifest.get('status')!r}); "
                              "finish it with `mllmrec embed ... --resume`")

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mllmrec import artifacts
 from mllmrec import store as st
+from mllmrec.artifacts import ArtifactError
 from mllmrec.embed import EmbedError, run_embed
 from mllmrec.embed.config import EmbedConfig
 from mllmrec.store import EmbeddingStore
@@ -31,8 +33,8 @@ def encoder(tmp_path_factory):
 
 @pytest.mark.parametrize("family", ["qwen2-vl", "qwen2.5-vl", "qwen3-vl"])
 def test_each_family_embeds_a_catalog(family, tiny_qwen_dirs, catalog, tmp_path):
-    r = run_embed(cfg_for(catalog, tiny_qwen_dirs[family], tmp_path / "store", shard_size=5, batch_size=4))
-    s = EmbeddingStore.open(r.out)
+    run_embed(cfg_for(catalog, tiny_qwen_dirs[family], tmp_path / "store", shard_size=5, batch_size=4))
+    s = EmbeddingStore.open(tmp_path / "store")
     assert s.ids == [f"x{i}" for i in range(12)]
     v = np.asarray(s.vectors("mm"))
     assert v.shape == (12, s.manifest["dims"]["mm"]) and np.isfinite(v).all()
@@ -40,14 +42,14 @@ def test_each_family_embeds_a_catalog(family, tiny_qwen_dirs, catalog, tmp_path)
     m = s.manifest
     assert m["backbone"]["family"] == family and m["prompt"]["name"] == "notellm2"
     assert m["counts"] == {"input": 12, "embedded": 12, "rejected": 0, "text_only": 0}
-    assert not (r.out / st.SHARDS).exists()  # shards are consolidated and removed
+    assert not (tmp_path / "store" / st.SHARDS).exists()  # shards are consolidated and removed
 
 
 def test_batched_equals_one_at_a_time(encoder, catalog, tmp_path):
     d, enc = encoder
     a = run_embed(cfg_for(catalog, d, tmp_path / "a", batch_size=8), encoder=enc)
     b = run_embed(cfg_for(catalog, d, tmp_path / "b", batch_size=1), encoder=enc)
-    va, vb = (np.asarray(EmbeddingStore.open(r.out).vectors("mm")) for r in (a, b))
+    va, vb = (np.asarray(EmbeddingStore.open(r["config"]["out"]).vectors("mm")) for r in (a, b))
     np.testing.assert_allclose(va, vb, atol=1e-5)
 
 
@@ -57,7 +59,7 @@ def test_micl_gives_visual_channel_independent_of_text(encoder, tmp_path):
     cat_b = write_catalog(tmp_path / "b", n=6, title_prefix="totally other words")  # same images, other text
     ra = run_embed(cfg_for(cat_a, d, tmp_path / "sa", prompt="notellm2-micl"), encoder=enc)
     rb = run_embed(cfg_for(cat_b, d, tmp_path / "sb", prompt="notellm2-micl"), encoder=enc)
-    sa, sb = EmbeddingStore.open(ra.out), EmbeddingStore.open(rb.out)
+    sa, sb = EmbeddingStore.open(ra["config"]["out"]), EmbeddingStore.open(rb["config"]["out"])
     assert sa.channels == ["mm", "visual"]
     np.testing.assert_allclose(np.asarray(sa.vectors("visual")), np.asarray(sb.vectors("visual")), atol=1e-5)
     assert np.abs(np.asarray(sa.vectors("mm")) - np.asarray(sb.vectors("mm"))).max() > 1e-3
@@ -86,26 +88,26 @@ def test_resume_after_injected_crash_equals_uninterrupted(encoder, tmp_path, mon
     assert st.done_shards(Path(cfg.out)) == {0, 1}
     monkeypatch.setattr(st, "write_shard", real_write)
 
-    with pytest.raises(EmbedError, match="--resume"):  # a plain rerun must not clobber the work
+    with pytest.raises(ArtifactError, match="--resume"):  # a plain rerun must not clobber the work
         run_embed(cfg, encoder=enc)
     resumed = run_embed(cfg_for(cat, d, tmp_path / "crashed", shard_size=4, batch_size=3, resume=True), encoder=enc)
-    a, b = EmbeddingStore.open(full.out), EmbeddingStore.open(resumed.out)
+    a, b = EmbeddingStore.open(full["config"]["out"]), EmbeddingStore.open(resumed["config"]["out"])
     assert a.ids == b.ids
     assert np.array_equal(np.asarray(a.vectors("mm")), np.asarray(b.vectors("mm")))
     assert not (Path(cfg.out) / st.SHARDS).exists()  # the partial temp file went with the shards
-    assert resumed.manifest["counts"]["embedded"] == 20
+    assert resumed["counts"]["embedded"] == 20
 
 
 def test_resume_refuses_other_prompt_or_model(encoder, tiny_qwen_dirs, catalog, tmp_path):
     d, enc = encoder
     out = tmp_path / "s"
     run_embed(cfg_for(catalog, d, out, shard_size=4), encoder=enc)
-    (out / st.MANIFEST).write_text(json.dumps({**st.read_manifest(out), "status": "running"}))
-    with pytest.raises(EmbedError, match=r"prompt\.name: store has 'notellm2', this run has 'text-only'"):
+    (out / artifacts.MANIFEST).write_text(json.dumps({**st.read_manifest(out), "status": "running"}))
+    with pytest.raises(ArtifactError, match=r"prompt\.name: store has 'notellm2', this run has 'text-only'"):
         run_embed(cfg_for(catalog, d, out, shard_size=4, prompt="text-only", resume=True), encoder=enc)
-    with pytest.raises(EmbedError, match=r"backbone\.family: store has 'qwen2-vl', this run has 'qwen3-vl'"):
+    with pytest.raises(ArtifactError, match=r"backbone\.family: store has 'qwen2-vl', this run has 'qwen3-vl'"):
         run_embed(cfg_for(catalog, tiny_qwen_dirs["qwen3-vl"], out, shard_size=4, resume=True))
-    with pytest.raises(EmbedError, match=r"config\.shard_size"):
+    with pytest.raises(ArtifactError, match=r"config\.shard_size"):
         run_embed(cfg_for(catalog, d, out, shard_size=5, resume=True), encoder=enc)
 
 
@@ -114,8 +116,8 @@ def test_resume_of_complete_store_is_a_no_op_and_overwrite_restarts(encoder, cat
     out = tmp_path / "s"
     first = run_embed(cfg_for(catalog, d, out), encoder=enc)
     again = run_embed(cfg_for(catalog, d, out, resume=True), encoder=enc)
-    assert again.manifest["completed"] == first.manifest["completed"]
-    with pytest.raises(EmbedError, match="already holds a store"):
+    assert again["completed"] == first["completed"]
+    with pytest.raises(ArtifactError, match="already holds an earlier embed run"):
         run_embed(cfg_for(catalog, d, out), encoder=enc)
     run_embed(cfg_for(catalog, d, out, overwrite=True, prompt="text-only"), encoder=enc)
     assert EmbeddingStore.open(out).manifest["prompt"]["name"] == "text-only"
@@ -126,7 +128,7 @@ def test_overwrite_refuses_a_folder_that_is_not_a_store(encoder, catalog, tmp_pa
     out = tmp_path / "precious"
     out.mkdir()
     (out / "thesis.tex").write_text("do not delete")
-    with pytest.raises(EmbedError, match="not an mllmrec store"):
+    with pytest.raises(ArtifactError, match="--overwrite refuses to delete .*thesis.tex"):
         run_embed(cfg_for(catalog, d, out, overwrite=True), encoder=enc)
     assert (out / "thesis.tex").exists()
 
@@ -134,9 +136,9 @@ def test_overwrite_refuses_a_folder_that_is_not_a_store(encoder, catalog, tmp_pa
 @pytest.mark.parametrize("fmt,dtype", [("parquet", "float32"), ("safetensors", "float16")])
 def test_store_formats(encoder, catalog, tmp_path, fmt, dtype):
     d, enc = encoder
-    ref = EmbeddingStore.open(run_embed(cfg_for(catalog, d, tmp_path / "ref"), encoder=enc).out)
+    ref = EmbeddingStore.open(run_embed(cfg_for(catalog, d, tmp_path / "ref"), encoder=enc)["config"]["out"])
     s = EmbeddingStore.open(run_embed(cfg_for(catalog, d, tmp_path / "s", format=fmt, store_dtype=dtype),
-                                      encoder=enc).out)
+                                      encoder=enc)["config"]["out"])
     v = np.asarray(s.vectors("mm"))
     assert v.dtype == np.dtype(dtype) and s.ids == ref.ids
     np.testing.assert_allclose(v.astype(np.float32), np.asarray(ref.vectors("mm")), atol=2e-2 if dtype == "float16" else 0)
@@ -152,8 +154,8 @@ def test_fusion_gate_adds_fused_channel_following_the_formula(encoder, catalog, 
     enc.fusion_gate = LateFusionGate(enc.hidden_size, enc.hidden_size)
     try:
         r = run_embed(cfg_for(catalog, d, tmp_path / "s"), encoder=enc)
-        s = EmbeddingStore.open(r.out)
-        assert s.channels == ["mm", "fused"] and r.manifest["fusion_gate"]
+        s = EmbeddingStore.open(r["config"]["out"])
+        assert s.channels == ["mm", "fused"] and r["fusion_gate"]
         mm, fused = (torch.from_numpy(np.array(s.vectors(c))) for c in ("mm", "fused"))
         # Recompute by hand for item 0: pooled = mean of its merged image tokens.
         from mllmrec.catalog import load_catalog, load_item_images
@@ -181,7 +183,7 @@ def test_mixed_text_only_and_image_batches_match_one_at_a_time(tiny_qwen_dirs, t
         enc = QwenVLEncoder.load(str(d))
         a = run_embed(cfg_for(cat, d, tmp_path / f"{family}-a", batch_size=8), encoder=enc)
         b = run_embed(cfg_for(cat, d, tmp_path / f"{family}-b", batch_size=1), encoder=enc)
-        va, vb = (np.asarray(EmbeddingStore.open(r.out).vectors("mm")) for r in (a, b))
+        va, vb = (np.asarray(EmbeddingStore.open(r["config"]["out"]).vectors("mm")) for r in (a, b))
         np.testing.assert_allclose(va, vb, atol=1e-5, err_msg=family)
 
 
@@ -189,10 +191,10 @@ def test_resume_refused_when_the_catalogue_changed_and_allowed_with_another_batc
     d, enc = encoder
     out = tmp_path / "s"
     run_embed(cfg_for(catalog, d, out, shard_size=4, batch_size=4), encoder=enc)
-    (out / st.MANIFEST).write_text(json.dumps({**st.read_manifest(out), "status": "running"}))
+    (out / artifacts.MANIFEST).write_text(json.dumps({**st.read_manifest(out), "status": "running"}))
     st.clean_partial_files(out)
     catalog.write_text(catalog.read_text().replace("item 3", "item three"))
-    with pytest.raises(EmbedError, match="catalog_sha256"):
+    with pytest.raises(ArtifactError, match="catalog_sha256"):
         run_embed(cfg_for(catalog, d, out, shard_size=4, resume=True), encoder=enc)
 
 
@@ -210,10 +212,10 @@ def test_a_smaller_batch_may_finish_an_interrupted_run(encoder, catalog, tmp_pat
         run_embed(cfg_for(catalog, d, tmp_path / "s", shard_size=4, batch_size=8), encoder=enc)
     monkeypatch.setattr(st, "write_shard", real)
     r = run_embed(cfg_for(catalog, d, tmp_path / "s", shard_size=4, batch_size=2, resume=True), encoder=enc)
-    assert [run["batch_size"] for run in r.manifest["runs"]] == [8, 2]
+    assert [run["batch_size"] for run in r["runs"]] == [8, 2]
     ref = run_embed(cfg_for(catalog, d, tmp_path / "ref", shard_size=4, batch_size=8), encoder=enc)
-    np.testing.assert_allclose(np.asarray(EmbeddingStore.open(r.out).vectors()),
-                               np.asarray(EmbeddingStore.open(ref.out).vectors()), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(EmbeddingStore.open(r["config"]["out"]).vectors()),
+                               np.asarray(EmbeddingStore.open(ref["config"]["out"]).vectors()), atol=1e-5)
 
 
 def test_a_gate_on_an_encoder_without_pooled_vision_is_refused(encoder, catalog, tmp_path):

@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from mllmrec import artifacts
 from mllmrec import store as st
 
 
 def _manifest(out, fmt="safetensors", status="complete"):
-    st.write_manifest(out, {"stage": "embed", "status": status, "channels": ["mm", "visual"],
+    artifacts.write_manifest(out, {"stage": "embed", "status": status, "channels": ["mm", "visual"],
                             "dims": {"mm": 5, "visual": 5}, "config": {"format": fmt}, "counts": {}})
 
 
@@ -101,7 +102,7 @@ def test_unknown_id_says_why_when_the_item_was_rejected(tmp_path):
                                                              "visual": np.ones((1, 5), np.float32)})
     _manifest(tmp_path)
     m = st.read_manifest(tmp_path)
-    st.write_manifest(tmp_path, {**m, "rejected": [{"id": "b", "reason": "no text and no image", "action": "rejected"}]})
+    artifacts.write_manifest(tmp_path, {**m, "rejected": [{"id": "b", "reason": "no text and no image", "action": "rejected"}]})
     s = st.EmbeddingStore.open(tmp_path)
     with pytest.raises(st.UnknownItemError, match="rejected at embed time \\(no text and no image\\)"):
         s.index_of("b")
@@ -115,6 +116,6 @@ def test_unfinished_or_foreign_stores_are_refused(tmp_path):
     _manifest(tmp_path, status="running")
     with pytest.raises(st.StoreError, match="--resume"):
         st.EmbeddingStore.open(tmp_path)
-    st.write_manifest(tmp_path, {"stage": "train", "status": "complete"})
+    artifacts.write_manifest(tmp_path, {"stage": "train", "status": "complete"})
     with pytest.raises(st.StoreError, match="not an embedding store"):
         st.EmbeddingStore.open(tmp_path)

@@ -1,6 +1,6 @@
 """Stage 1, embed: catalogue -> compression prompt -> backbone -> embedding store.
 
-    run.py      `run_embed(cfg)`: shards, resume, multi-process, rejected/degraded records
+    run.py      `run_embed(cfg) -> manifest`; `main` is the CLI wrapper: shards, resume, multi-process, rejected/degraded records
     config.py   EmbedConfig
 
 Importing this package imports neither torch nor the run module (names resolve on first use).
@@ -10,6 +10,6 @@ from __future__ import annotations
 
 from mllmrec.lazy import lazy_exports
 
-_EXPORTS = dict.fromkeys(["EmbedError", "EmbedResult", "embed_items", "output_channels", "run_embed"], "run")
+_EXPORTS = dict.fromkeys(["EmbedError", "embed_items", "output_channels", "run_embed"], "run")
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

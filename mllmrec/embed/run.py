@@ -14,15 +14,23 @@ import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mllmrec import __version__
 from mllmrec import store as st
-from mllmrec.config import diff_values, to_dict
+from mllmrec.artifacts import (
+    MANIFEST,
+    WriterLock,
+    check_identity,
+    has_manifest,
+    mode_of,
+    prepare_dir,
+    read_manifest,
+    write_manifest,
+)
+from mllmrec.config import to_dict
 from mllmrec.dist import barrier as _barrier
 from mllmrec.dist import device_for_rank as _device_for_rank
 from mllmrec.dist import dist_info as _dist_info
@@ -41,26 +49,29 @@ log = logging.getLogger(__name__)
 _RESUME_FREE = {"resume", "overwrite", "progress", "out", "device", "batch_size", "catalog", "model", "adapter"}
 
 
+STAGE = "embed"
+
+
 class EmbedError(MllmrecError, RuntimeError):
     """The run cannot start or continue; the message says why and what to do."""
 
 
-@dataclass(frozen=True)
-class EmbedResult:
-    out: Path
-    n_embedded: int
-    n_rejected: int
-    seconds: float
-    manifest: dict[str, Any]
-    already_complete: bool = False
-
-
-def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | None = None) -> EmbedResult:
-    """Embed a catalogue into the store at `cfg.out` (library entry point of `mllmrec embed`).
+def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | None = None) -> dict[str, Any]:
+    """Embed a catalogue into the store at `cfg.out`; returns the store's manifest (library entry
+    point of `mllmrec embed`; never prints).
 
     `encoder` may be passed to reuse an already loaded backbone (its identity still goes into the
-    manifest). Every catalogue row ends up embedded or in the manifest's rejected list.
+    manifest). Every catalogue row ends up embedded or in the manifest's rejected list. Process 0
+    holds the store's writer lock for the whole run, so a second `embed` on the same folder fails
+    at once instead of mixing shards.
     """
+    if _dist_info()[0] != 0:
+        return _embed(cfg, encoder, command)
+    with WriterLock(cfg.out, stage=STAGE):
+        return _embed(cfg, encoder, command)
+
+
+def _embed(cfg: EmbedConfig, encoder: Any, command: list[str] | None) -> dict[str, Any]:
     from mllmrec.catalog import load_catalog
     from mllmrec.prompts import load_template
 
@@ -81,8 +92,7 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
     if rank == 0:
         done_already = _precheck_out(out, cfg, identity)
         if done_already is not None:
-            return EmbedResult(out, done_already["counts"]["embedded"], done_already["counts"]["rejected"], 0.0,
-                               done_already, already_complete=True)
+            return done_already
     if encoder is None:
         encoder = _load_encoder(cfg, _device_for_rank(cfg.device, rank, world))
     adapter = None
@@ -100,26 +110,24 @@ def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | Non
     n_shards = -(-len(catalog.items) // cfg.shard_size)
     if rank == 0:
         _prepare_out(out, cfg, identity)
-        st.write_manifest(out, _start_manifest(cfg, catalog, encoder, template, channels, identity, n_shards, world,
+        write_manifest(out, stage=STAGE, manifest=_start_manifest(cfg, catalog, encoder, template, channels, identity, n_shards, world,
                                                command, adapter))
     _barrier(world)
-    manifest = st.read_manifest(out)
+    manifest = read_manifest(out, expect_stage=STAGE)
     if manifest.get("status") == "complete":  # another process's view; rank 0 returned above
-        return EmbedResult(out, 0, 0, 0.0, manifest, already_complete=True)
+        return manifest
     if rank != 0:
-        _check_identity(manifest["identity"], identity, out)
+        check_identity(manifest["identity"], identity, out=out, what="store")
 
     done = st.done_shards(out)
     mine = [k for k in range(n_shards) if k % world == rank and k not in done]
     _embed_shards(cfg, catalog, template, channels, encoder, out, mine)
     if rank != 0:
         _end_processes(world)
-        return EmbedResult(out, 0, 0, time.perf_counter() - t0, manifest)
+        return manifest
     _wait_for_shards(out, n_shards)
     _end_processes(world)
-    manifest = _finalize(out, cfg, catalog, manifest, n_shards, time.perf_counter() - t0)
-    c = manifest["counts"]
-    return EmbedResult(out, c["embedded"], c["rejected"], time.perf_counter() - t0, manifest)
+    return _finalize(out, cfg, catalog, manifest, n_shards, time.perf_counter() - t0)
 
 
 def _load_encoder(cfg: EmbedConfig, device: str) -> Any:
@@ -248,44 +256,24 @@ def _check_usable(cfg: EmbedConfig, template: Any) -> None:
 
 
 def _precheck_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> dict[str, Any] | None:
-    """Refuse what can be refused before loading the model; return the manifest of a complete store
-    that --resume finds (nothing left to do)."""
-    has_manifest = (out / st.MANIFEST).is_file()
-    if cfg.overwrite:
-        if out.exists() and not has_manifest and any(out.iterdir()):
-            raise EmbedError(f"--overwrite refuses to delete {out}: it is not an mllmrec store")
+    """Everything that can be refused before loading the model (minutes for a large one): a foreign
+    folder, an existing store without --resume/--overwrite, a resume with other settings. A fresh or
+    overwritten folder is made ready here. Returns the manifest of a complete store that --resume
+    finds (nothing left to do)."""
+    manifest = prepare_dir(out, stage=STAGE, mode=mode_of(resume=cfg.resume, overwrite=cfg.overwrite))
+    if manifest is None:
         return None
-    if cfg.resume:
-        if not has_manifest:
-            raise EmbedError(f"--resume: {out} holds no store to resume (no {st.MANIFEST})")
-        manifest = st.read_manifest(out)
-        stored = manifest.get("identity", {})
-        _check_identity({k: stored.get(k) for k in identity}, identity, out)
-        return manifest if manifest.get("status") == "complete" else None
-    if out.exists() and any(out.iterdir()):
-        what = "a store" if has_manifest else "files"
-        raise EmbedError(f"{out} already holds {what}; use --resume to continue it or --overwrite to start again")
-    return None
+    check_identity(manifest.get("identity", {}), identity, out=out, what="store")
+    return manifest if manifest.get("status") == "complete" else None
 
 
 def _prepare_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> None:
-    """Checks that need the model (its identity), then set the folder up for work."""
-    if cfg.overwrite and out.exists():
-        shutil.rmtree(out)
+    """On resume, the checks that need the model (its identity); then drop partial shard files."""
     if cfg.resume:
-        _check_identity(st.read_manifest(out).get("identity", {}), identity, out)
+        check_identity(read_manifest(out, expect_stage=STAGE).get("identity", {}), identity, out=out, what="store")
         removed = st.clean_partial_files(out)
         if removed:
             log.info("removed %d partial file(s) left by the interrupted run", removed)
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def _check_identity(stored: dict[str, Any], current: dict[str, Any], out: Path) -> None:
-    diffs = diff_values(stored, current)
-    if diffs:
-        lines = "\n".join(f"  {k}: store has {a!r}, this run has {b!r}" for k, a, b in diffs)
-        raise EmbedError(f"cannot resume {out}: the run differs from the one that started it:\n{lines}\n"
-                         "Use the original settings, or --overwrite to start a new store.")
 
 
 def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any, channels: tuple[str, ...],
@@ -294,12 +282,10 @@ def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any,
     run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batch_size": cfg.batch_size, "processes": world,
            "command": command or []}
     if cfg.resume:
-        manifest = st.read_manifest(Path(cfg.out))
+        manifest = read_manifest(cfg.out, expect_stage=STAGE)
         return {**manifest, "runs": [*manifest.get("runs", []), run]}
     return {
-        "stage": "embed",
         "status": "running",
-        "mllmrec_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": to_dict(cfg),
         "identity": identity,
@@ -383,7 +369,7 @@ def _finalize(out: Path, cfg: EmbedConfig, catalog: Any, manifest: dict[str, Any
         "degraded": degraded,  # in the store, embedded without their image, with the reason
         "seconds_last_run": round(seconds, 3),
     }
-    st.write_manifest(out, manifest)
+    manifest = write_manifest(out, manifest, stage=STAGE)
     shutil.rmtree(out / st.SHARDS, ignore_errors=True)
     return manifest
 
@@ -395,21 +381,22 @@ def _label(item: Item) -> str:
 # ---------------------------------------------------------------------------------------------
 # Processes (accelerate launch / torchrun set these variables)
 # ---------------------------------------------------------------------------------------------
-def run(cfg: EmbedConfig, command: list[str] | None = None) -> int:
-    """CLI entry: embed, then print what was written and what was left out."""
-    r = run_embed(cfg, command=command)
-    rank, _ = _dist_info()
-    if rank != 0:
+def main(cfg: EmbedConfig, command: list[str]) -> int:
+    """`mllmrec embed`: embed, then print what was written and what was left out."""
+    out = Path(cfg.out)
+    was_complete = cfg.resume and has_manifest(out) and read_manifest(out).get("status") == "complete"
+    m = run_embed(cfg, command=command)
+    if _dist_info()[0] != 0:
         return 0
-    c = r.manifest["counts"]
-    if r.already_complete:
-        print(f"store {r.out} is already complete ({c['embedded']} items); nothing to do")
+    c = m["counts"]
+    if was_complete:
+        print(f"store {out} is already complete ({c['embedded']} items); nothing to do")
         return 0
-    print(f"store: {r.out}  embedded {c['embedded']} of {c['input']} items "
-          f"({c['rejected']} rejected, {c['text_only']} embedded text-only) in {r.seconds:.1f} s; "
-          f"channels {', '.join(f'{ch}[{d}]' for ch, d in r.manifest['dims'].items())}")
+    print(f"store: {out}  embedded {c['embedded']} of {c['input']} items "
+          f"({c['rejected']} rejected, {c['text_only']} embedded text-only) in {m['seconds_last_run']:.1f} s; "
+          f"channels {', '.join(f'{ch}[{d}]' for ch, d in m['dims'].items())}")
     if c["rejected"] or c["text_only"]:
-        print(f"each item's reason is in {r.out / st.MANIFEST} under \"rejected\" and \"degraded\"")
+        print(f"each item's reason is in {out / MANIFEST} under \"rejected\" and \"degraded\"")
     if c["embedded"] == 0:
         print("error: no item was embedded; see the reasons above", file=sys.stderr)
         return 1

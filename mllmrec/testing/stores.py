@@ -16,7 +16,7 @@ def write_array_store(out: str | Path, ids: list[str], vectors: dict[str, np.nda
     The manifest says where the vectors came from (`backbone: arrays`), so nobody mistakes such a
     store for a model's output; its identity hashes the content, so rewritten vectors change it.
     """
-    from mllmrec import __version__
+    from mllmrec import __version__, artifacts
     from mllmrec import store as st
 
     out = Path(out)
@@ -28,7 +28,7 @@ def write_array_store(out: str | Path, ids: list[str], vectors: dict[str, np.nda
     h = hashlib.sha256(json.dumps(ids).encode())
     for ch, v in vectors.items():
         h.update(ch.encode() + np.ascontiguousarray(v).tobytes())
-    st.write_manifest(out, {
+    artifacts.write_manifest(out, {
         "stage": "embed", "status": "complete", "mllmrec_version": __version__, "completed": "array store",
         "config": {"format": fmt}, "identity": {"backbone": "arrays", "content_sha256": h.hexdigest()}, "backbone": {"model": "arrays"},
         "channels": list(vectors), "dims": {ch: int(v.shape[1]) for ch, v in vectors.items()},

@@ -49,7 +49,8 @@ def write_attribute_store(synthetic_dir: str | Path, out: str | Path, *, dim: in
 
     `skip`: item ids to leave out of the store (to test items the log has but the store lacks).
     """
-    from mllmrec.store import write_manifest, write_vectors
+    from mllmrec.artifacts import write_manifest
+    from mllmrec.store import write_vectors
 
     src, out = Path(synthetic_dir), Path(out)
     rows = [json.loads(line) for line in (src / "attributes.jsonl").read_text().splitlines() if line.strip()]

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from mllmrec import __version__
+from mllmrec.artifacts import write_manifest
 from mllmrec.backbone.trained_run import MANIFEST, artefacts_sha256, save_heads
 from mllmrec.config import to_dict
 from mllmrec.dist import barrier, device_for_rank, dist_info, init_group
 from mllmrec.errors import MllmrecError
-from mllmrec.store import write_manifest
 from mllmrec.train import checkpoint as ckpt
 from mllmrec.train.config import TrainConfig
 

@@ -188,6 +188,7 @@ def test_lookups_in_a_large_store_read_only_the_asked_rows(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from mllmrec import artifacts
     from mllmrec import store as st
 
     n, d = 1_000_000, 256
@@ -200,7 +201,7 @@ def test_lookups_in_a_large_store_read_only_the_asked_rows(tmp_path):
         f.write(b"\0")
     ids = pa.array([f"item{k}" for k in range(n)], pa.string())
     pq.write_table(pa.table({"id": ids, "label": ids}), out / st.ITEMS)
-    st.write_manifest(out, {"stage": "embed", "status": "complete", "channels": ["mm"], "dims": {"mm": d},
+    artifacts.write_manifest(out, {"stage": "embed", "status": "complete", "channels": ["mm"], "dims": {"mm": d},
                             "config": {"format": "safetensors"}, "counts": {}})
     fp = P.FeatureProvider.open(out)
     asked = [f"item{k}" for k in np.random.default_rng(0).integers(0, n, 10_000)]
@@ -214,7 +215,8 @@ def test_lookups_in_a_large_store_read_only_the_asked_rows(tmp_path):
 
 
 def test_foreign_artefacts_and_distill_runs_without_the_reader(tmp_path, monkeypatch):
-    from mllmrec.store import StoreError, write_manifest
+    from mllmrec.artifacts import write_manifest
+    from mllmrec.store import StoreError
 
     with pytest.raises(StoreError, match="no manifest.json"):
         P.FeatureProvider.open(tmp_path)

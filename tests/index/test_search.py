@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mllmrec.artifacts import write_manifest
 from mllmrec.errors import MllmrecError
 from mllmrec.index.config import IndexConfig, NeighborsConfig
 from mllmrec.index.search import (
@@ -26,7 +27,7 @@ from mllmrec.index.search import (
     normalize,
 )
 from mllmrec.index.search_cli import run_index, run_neighbors
-from mllmrec.store import EmbeddingStore, StoreError, read_manifest, write_manifest, write_vectors
+from mllmrec.store import EmbeddingStore, StoreError, read_manifest, write_vectors
 
 N, DIM, CLUSTERS = 500, 32, 20
 
