@@ -72,8 +72,8 @@ def main() -> None:
 
     import faiss
 
-    from mllmrec.distill.recommend import faiss_ip_index
     from mllmrec.distill.teacher import Teacher
+    from mllmrec.index.search import inner_product_index
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
@@ -91,7 +91,7 @@ def main() -> None:
     users_s = rng.normal(0, 0.1, (n_u, args.dim)).astype(np.float32)
     items_s = rng.normal(0, 0.1, (n_i, args.dim)).astype(np.float32)
     t = time.perf_counter()
-    index, on_gpu = faiss_ip_index(items_s)
+    index, on_gpu = inner_product_index(items_s)
     student_build = time.perf_counter() - t
     times = []
     for b in batches:

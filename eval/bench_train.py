@@ -82,7 +82,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = make_synthetic(SyntheticConfig(out=str(work / "data"), n_items=args.items, n_users=args.items))
-        run_pairs(PairsConfig(interactions=str(data.interactions), out=str(work / "pairs"), catalog=str(data.items)))
+        run_pairs(PairsConfig(interactions=str(data.interactions), out=str(work / "pairs"), catalog=str(data.items),
+                              overwrite=True))
         model = _model(args, work)
         ctx = mp.get_context("spawn")
         results = []

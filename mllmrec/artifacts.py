@@ -122,7 +122,7 @@ def _describe(names: list[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def prepare_dir(out: str | Path, *, stage: str, mode: Mode) -> dict[str, Any] | None:
+def prepare_dir(out: str | Path, *, stage: str, mode: Mode, resumable: bool = True) -> dict[str, Any] | None:
     """Make `out` ready for `stage` to write; returns the existing manifest on resume.
 
     Call it while holding the folder's `WriterLock` (the lock file is the one thing kept).
@@ -139,8 +139,9 @@ def prepare_dir(out: str | Path, *, stage: str, mode: Mode) -> dict[str, Any] | 
         return read_manifest(out, expect_stage=stage)
     if names and mode == "fresh":
         held = f"an earlier {stage} run" if found == stage else f"a {found!r} artefact" if found else _describe(names)
-        hint = "use --resume to continue it or --overwrite to start again" if found == stage else \
-            "choose a new or empty folder"
+        again = "use --resume to continue it or --overwrite to start again" if resumable else \
+            "pass --overwrite to replace it"
+        hint = again if found == stage else "choose a new or empty folder"
         raise ArtifactError(f"{out} already holds {held}; {hint}")
     if names and found != stage:
         held = f"a {found!r} artefact written by mllmrec" if found else f"files that mllmrec did not write: {_describe(names)}"
@@ -194,6 +195,7 @@ class WriterLock:
         self.out, self.stage = Path(out), stage
         self.path = self.out / LOCK
         self.held = False
+        self._created = False  # the lock made the folder: release removes it again if nothing was written
 
     def holder(self) -> dict[str, Any] | None:
         try:
@@ -204,6 +206,7 @@ class WriterLock:
             return {}
 
     def acquire(self) -> WriterLock:
+        self._created = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "stage": self.stage,
               "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -242,6 +245,8 @@ class WriterLock:
             if h and h.get("pid") == os.getpid():
                 self.path.unlink(missing_ok=True)
             self.held = False
+            if self._created and not any(self.out.iterdir()):
+                self.out.rmdir()  # a run refused before writing anything leaves no folder behind
 
     def __enter__(self) -> WriterLock:
         return self.acquire()

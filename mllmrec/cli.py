@@ -1,4 +1,7 @@
-"""`mllmrec` command line: a thin dispatcher from subcommand to (config class, run function).
+"""`mllmrec` command line: a thin dispatcher from subcommand to (config class, CLI entry).
+
+Each entry is `f(cfg, command) -> exit code`: for a stage it is the stage's thin printing wrapper
+around its library entry `run_<stage>(cfg) -> manifest`.
 
 Flags and their help text come from the config dataclasses in `mllmrec.config`, so the CLI, YAML
 configs (`--config FILE`) and the Python API take the same keys. Run functions are imported only
@@ -10,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import inspect
 import logging
 import sys
 import types
@@ -33,7 +35,7 @@ from mllmrec.train.config import MergeConfig, TrainConfig
 COMMANDS: dict[str, tuple[type, str, str]] = {
     "demo": (DemoConfig, "mllmrec.demo:run_demo",
              "Run the main job offline on a synthetic catalogue with a tiny random model (embed, search, pairs, tuning)."),
-    "embed": (EmbedConfig, "mllmrec.embed.run:run", "Embed a catalogue into an embedding store."),
+    "embed": (EmbedConfig, "mllmrec.embed.run:main", "Embed a catalogue into an embedding store."),
     "index": (IndexConfig, "mllmrec.index.search_cli:run_index", "Build a faiss index next to a store."),
     "neighbors": (NeighborsConfig, "mllmrec.index.search_cli:run_neighbors",
                   "Print an item's nearest neighbours (with titles) from a store."),
@@ -41,12 +43,12 @@ COMMANDS: dict[str, tuple[type, str, str]] = {
                        "Write a deterministic synthetic multimodal catalogue with interactions."),
     "compose": (ComposeConfig, "mllmrec.backbone.composed:run_compose",
                 "Build a composed MLLM (causal LM + vision encoder + connector) directory."),
-    "pairs": (PairsConfig, "mllmrec.catalog.pairs:run_pairs", "Mine co-interaction item pairs from an interaction log."),
-    "distill": (DistillConfig, "mllmrec.distill.run:run_distill",
+    "pairs": (PairsConfig, "mllmrec.catalog.pairs:main", "Mine co-interaction item pairs from an interaction log."),
+    "distill": (DistillConfig, "mllmrec.distill.run:main",
                 "Distil a multimodal teacher into an MF/LightGCN ID tower (PromptMM) for cheap serving."),
     "recommend": (RecommendConfig, "mllmrec.distill.recommend:run_recommend",
                   "Top-k items for users from a distill run (faiss search; new items via the mapping)."),
-    "train": (TrainConfig, "mllmrec.train.trainer:run", "LoRA-tune a backbone contrastively on co-interaction pairs."),
+    "train": (TrainConfig, "mllmrec.train.trainer:main", "LoRA-tune a backbone contrastively on co-interaction pairs."),
     "merge": (MergeConfig, "mllmrec.train.merge:run_merge",
               "Merge a train run's adapter into its base model (loadable without peft)."),
     "export": (ExportConfig, "mllmrec.index.export:run_export",
@@ -133,13 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     module, func = target.split(":")
     try:
         cfg = C.from_dict(cls, {**data, **args}) if cls is not None else None
-        run = getattr(importlib.import_module(module), func)
-        if cfg is None:
-            result = run()
-        elif "command" in inspect.signature(run).parameters:  # recorded in manifests
-            result = run(cfg, command=["mllmrec", *argv])
-        else:
-            result = run(cfg)
+        # Every entry takes (config, command line); stages record the command in their manifest.
+        result = getattr(importlib.import_module(module), func)(cfg, ["mllmrec", *argv])
     except KeyboardInterrupt:
         if command == "embed":
             again = " ".join(["mllmrec", *argv, *([] if "--resume" in argv else ["--resume"])])

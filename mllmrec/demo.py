@@ -26,7 +26,7 @@ def build_demo_model(family: str, cache_dir: Path, seed: int) -> Path:
     return cached_tiny_qwen(family, seed=seed, cache_dir=cache_dir)
 
 
-def run_demo(cfg: DemoConfig) -> int:
+def run_demo(cfg: DemoConfig, command: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo never needs the hub
     from transformers.utils import logging as hf_logging
 
@@ -83,8 +83,9 @@ def demo_train(cfg: DemoConfig, root: Path, data: object, model: Path) -> Path |
 
     pairs, run = root / "pairs", root / "run"
     print(f"[5/6] co-interaction pairs -> {pairs}")
-    run_pairs(PairsConfig(interactions=str(data.interactions), out=str(pairs), catalog=str(data.items),
-                          valid_share=0.3, test_share=0.1, top_t=5, seed=cfg.seed))
+    mined = run_pairs(PairsConfig(interactions=str(data.interactions), out=str(pairs), catalog=str(data.items),
+                                  valid_share=0.3, test_share=0.1, top_t=5, seed=cfg.seed, overwrite=True))
+    print(f"      {mined['pairs']} pairs from {mined['rows_used']} interactions of {mined['users']} users")
     if cfg.train_steps == 0:
         print("[6/6] contrastive LoRA tuning skipped (--train-steps 0)")
         return None
@@ -110,18 +111,19 @@ def demo_distill(root: Path, data: object, store: Path, seed: int) -> Path:
 
     from mllmrec.distill.config import DistillConfig
     from mllmrec.distill.recommend import Recommender
-    from mllmrec.distill.run import run_distill
+    from mllmrec.distill.run import print_summary, run_distill
 
     out = root / "distill"
     print(f"[distill] PromptMM teacher over the store's vectors -> LightGCN student, a few epochs -> {out}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: one thread is faster, and robust on a busy machine
     try:
-        run_distill(DistillConfig(store=str(store), interactions=str(data.interactions), out=str(out), overwrite=True,
-                                  epochs=5, teacher_epochs=5, dim=16, teacher_dim=16, batch_size=512, seed=seed,
-                                  progress=False), command=["mllmrec", "demo"])
+        manifest = run_distill(DistillConfig(store=str(store), interactions=str(data.interactions), out=str(out),
+                                             overwrite=True, epochs=5, teacher_epochs=5, dim=16, teacher_dim=16,
+                                             batch_size=512, seed=seed, progress=False), command=["mllmrec", "demo"])
     finally:
         torch.set_num_threads(threads)
+    print_summary(out, manifest)
     rec = Recommender.load(out)
     user = rec.run.user_ids[0]
     print(f"  top 5 for user {user} (seen items left out):")

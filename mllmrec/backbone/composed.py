@@ -271,7 +271,7 @@ def compose(cfg: ComposeConfig) -> Path:
     return ComposedEncoder.from_sources(cfg).save(cfg.out)
 
 
-def run_compose(cfg: ComposeConfig) -> int:
+def run_compose(cfg: ComposeConfig, command: list[str] | None = None) -> int:
     """`mllmrec compose`: build and save, then say what was written."""
     enc = ComposedEncoder.from_sources(cfg)
     out, conn = enc.save(cfg.out), enc.meta["connector"]

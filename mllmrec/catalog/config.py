@@ -93,6 +93,7 @@ class PairsConfig(Checked):
     seed: int = opt(0, "Seed of the query-item split.")
     catalog: str | None = opt(None, "Catalogue file; interactions with item ids not in it are reported and dropped.")
     catalog_id_field: str = opt("id", "Column of --catalog holding the item id.")
+    overwrite: bool = opt(False, "Replace an earlier pairs folder in --out (a folder that holds anything else is never deleted).")
     interactions_train_only: str | None = opt(
         None, "Saved split folder: build pairs only from its training interactions."
     )

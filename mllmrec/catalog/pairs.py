@@ -20,7 +20,7 @@ query appears in two parts.
 
 from __future__ import annotations
 
-import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from mllmrec.artifacts import WriterLock, prepare_dir, write_manifest
 from mllmrec.catalog.config import PairsConfig
 from mllmrec.catalog.interactions import Interactions
 from mllmrec.config import to_dict
@@ -39,6 +40,9 @@ PARTS = ("train", "valid", "test")
 BLOCK_WORK = 20_000_000  # multiply-adds (and at most this many entries) per block of query rows
 CHUNK_EVENTS = 2_000_000  # events per user-aligned chunk in the timed modes
 N_EXAMPLES = 5
+
+
+STAGE = "pairs"
 
 
 class PairsError(MllmrecError, ValueError):
@@ -262,13 +266,18 @@ def restrict_to_split(inter: Interactions, split: Any) -> tuple[Interactions, in
     return inter.take(keep), int((~keep).sum())
 
 
-def run_pairs(cfg: PairsConfig) -> int:
-    """`mllmrec pairs`: read, mine, write `pairs.parquet` + `manifest.json` (atomically), print counts."""
+def run_pairs(cfg: PairsConfig) -> dict[str, Any]:
+    """Mine pairs and write `pairs.parquet` + `manifest.json` (atomically, under the folder's writer
+    lock); returns the manifest (library entry point of `mllmrec pairs`; never prints)."""
+    with WriterLock(cfg.out, stage=STAGE):
+        return _mine_to_folder(cfg)
+
+
+def _mine_to_folder(cfg: PairsConfig) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from mllmrec import __version__
     from mllmrec.catalog.interactions import read_interactions
-    from mllmrec.fsutil import atomic_path, atomic_write_text
+    from mllmrec.fsutil import atomic_path
 
     t0 = time.perf_counter()
     inter = read_interactions(cfg.interactions, user_field=cfg.user_field, item_field=cfg.item_field,
@@ -293,12 +302,18 @@ def run_pairs(cfg: PairsConfig) -> int:
                            "rows_not_in_train": dropped_split}
     pairs, stats = mine_pairs(inter, cfg, known_items=known)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_dir(out, stage=STAGE, mode="overwrite" if cfg.overwrite else "fresh", resumable=False)
     with atomic_path(out / "pairs.parquet") as tmp:
         pq.write_table(pairs.to_table(), str(tmp))
-    manifest = {"stage": "pairs", "mllmrec_version": __version__, "config": to_dict(cfg), "inputs": inputs,
-                **stats, "seconds_total": round(time.perf_counter() - t0, 3)}
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    manifest = {"status": "complete", "config": to_dict(cfg), "inputs": inputs, **stats,
+                "dropped_split_rows": dropped_split, "seconds_total": round(time.perf_counter() - t0, 3)}
+    return write_manifest(out, manifest, stage=STAGE)
+
+
+def main(cfg: PairsConfig, command: list[str]) -> int:
+    """`mllmrec pairs`: mine, then print what was used, left out and written."""
+    stats = run_pairs(cfg)
+    out, dropped_split = Path(cfg.out), stats["dropped_split_rows"]
 
     th = stats["thresholds"]
     if cfg.order == "time" and stats["mode"] == "none":
@@ -324,4 +339,8 @@ def run_pairs(cfg: PairsConfig) -> int:
     for name, c in stats["per_part"].items():
         print(f"  {name}: {c['queries']} queries, {c['pairs']} pairs")
     print(f"wrote {out / 'pairs.parquet'} and manifest.json")
+    if stats["pairs"] == 0:
+        print("error: no pair was mined, so there is nothing to train on; lower --min-score, widen "
+              "--window-seconds/--session-gap, or check --user-field/--item-field", file=sys.stderr)
+        return 1
     return 0

@@ -178,7 +178,7 @@ def make_synthetic(cfg: SyntheticConfig) -> SyntheticSummary:
     )
 
 
-def run(cfg: SyntheticConfig) -> SyntheticSummary:
+def run(cfg: SyntheticConfig, command: list[str] | None = None) -> SyntheticSummary:
     """`mllmrec make-synthetic`: write the catalogue and print what was written where."""
     s = make_synthetic(cfg)
     print(f"wrote a synthetic catalogue to {s.out}")

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mllmrec.artifacts import MANIFEST, ArtifactError, read_manifest, write_manifest
 from mllmrec.distill.errors import DistillError
 from mllmrec.fsutil import atomic_path, atomic_write_bytes
-from mllmrec.store import MANIFEST, EmbeddingStore, UnknownItemError
+from mllmrec.store import EmbeddingStore, UnknownItemError
 
 STAGE = "distill"
 FILES = {"tables": "tables.safetensors", "users": "users.parquet", "items": "items.parquet",
@@ -49,26 +49,6 @@ def store_compat(store: EmbeddingStore) -> dict[str, Any]:
             "dims": store.manifest.get("dims")}
 
 
-def prepare_out(out: Path, overwrite: bool) -> None:
-    """Make `out` ready for a run: new or empty, or an earlier run with overwrite=True."""
-    if out.exists() and not out.is_dir():
-        raise DistillError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        try:
-            stage = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("stage")
-        except (OSError, ValueError):
-            stage = None
-        if stage != STAGE:
-            raise DistillError(f"--out {out} is not empty and is not a distill run; choose an empty or new folder")
-        if not overwrite:
-            raise DistillError(f"--out {out} already holds a distill run; pass --overwrite to replace it")
-        (out / MANIFEST).unlink()  # first: a crash from here on leaves no manifest over mixed files
-        for name in FILES.values():
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "index", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def _write_parquet(path: Path, columns: dict[str, Any]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -80,7 +60,8 @@ def _write_parquet(path: Path, columns: dict[str, Any]) -> None:
 def write_run(out: Path, manifest: dict[str, Any], *, user_ids: Sequence[str], item_ids: Sequence[str],
               user_table: np.ndarray, item_table: np.ndarray, mapping_tensors: dict[str, Any],
               popularity: np.ndarray, seen_users: np.ndarray, seen_items: Sequence[str]) -> None:
-    """Write every file atomically, the manifest last (call `prepare_out` first)."""
+    """Write every file atomically, the manifest last (the folder is made ready by
+    `mllmrec.artifacts.prepare_dir` first, under its writer lock)."""
     import pyarrow as pa
     from safetensors.numpy import save
 
@@ -96,7 +77,7 @@ def write_run(out: Path, manifest: dict[str, Any], *, user_ids: Sequence[str], i
         np.save(f, np.asarray(popularity, np.int64))
     _write_parquet(out / FILES["seen"], {"user": np.asarray(seen_users, np.int64),
                                          "item": pa.array([str(i) for i in seen_items], pa.string())})
-    atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False, default=float).encode())
+    write_manifest(out, {**manifest, "status": "complete"}, stage=STAGE)
 
 
 class DistillRun:
@@ -112,14 +93,13 @@ class DistillRun:
     @classmethod
     def open(cls, path: str | Path) -> DistillRun:
         path = Path(path)
-        if not (path / MANIFEST).is_file():
-            raise DistillError(f"{path} is not a distill run: no {MANIFEST} (unfinished or another folder)")
         try:
-            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise DistillError(f"{path / MANIFEST}: not valid JSON ({e})") from None
-        if manifest.get("stage") != STAGE:
-            raise DistillError(f"{path} holds a {manifest.get('stage')!r} artefact, not a distill run")
+            manifest = read_manifest(path, expect_stage=STAGE)
+        except ArtifactError as e:
+            raise DistillError(str(e)) from None
+        if manifest.get("status", "complete") != "complete":  # runs before the status key were complete
+            raise DistillError(f"{path}: the distill run did not finish (status {manifest['status']!r}); "
+                               "run `mllmrec distill ... --overwrite` again")
         missing = [n for n in FILES.values() if not (path / n).is_file()]
         if missing:
             raise DistillError(f"{path}: distill run is incomplete, missing {', '.join(missing)}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +23,7 @@ import scipy.sparse as sp
 from mllmrec.distill.artifact import DistillRun
 from mllmrec.distill.config import RecommendConfig
 from mllmrec.distill.errors import DistillError, UnknownUserError
+from mllmrec.index.search import inner_product_index
 
 log = logging.getLogger(__name__)
 VIA_TABLE, VIA_MAPPING, VIA_POPULARITY = "table", "new-item mapping", "popularity"
@@ -36,21 +36,6 @@ class Recommendation:
     via: str
 
 
-def faiss_ip_index(vectors: np.ndarray, use_gpu: bool | None = None) -> tuple[Any, bool]:
-    """(exact inner-product index over vectors [n, d], whether it lives on a GPU). use_gpu=None:
-    on a GPU when faiss can see one (faiss-gpu installed and a device present)."""
-    import faiss
-
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if use_gpu or (use_gpu is None and gpus > 0):
-        if gpus == 0:
-            raise DistillError("GPU faiss was asked for, but faiss sees no GPU (install faiss-gpu-cu12 on a GPU machine)")
-        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index), True
-    return index, False
-
-
 class Recommender:
     """Top-k recommendations from a distill run (see the module docstring)."""
 
@@ -60,7 +45,7 @@ class Recommender:
         self.users = run.user_table()  # [U, d]
         self.items = items  # [I, d]
         self.popularity, self.seen = popularity, seen
-        self.index, self.on_gpu = faiss_ip_index(items, use_gpu)
+        self.index, self.on_gpu = inner_product_index(items, use_gpu)
         self._popular = np.argsort(-popularity, kind="stable")
 
     @classmethod
@@ -157,7 +142,7 @@ def _read_users(path: str, field: str) -> list[str]:
     return [str(v) for v in values]
 
 
-def run_recommend(cfg: RecommendConfig) -> int:
+def run_recommend(cfg: RecommendConfig, command: list[str] | None = None) -> int:
     """`mllmrec recommend`: print one user's top-k, or write a file of top-k for many users."""
     rec = Recommender.load(cfg.run, store=cfg.store, new_items=cfg.new_items)
     users = [cfg.user] if cfg.user is not None else _read_users(cfg.users_file, cfg.user_field)

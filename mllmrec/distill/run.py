@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from mllmrec import __version__
+from mllmrec.artifacts import WriterLock, prepare_dir, read_manifest
 from mllmrec.config import to_dict
-from mllmrec.distill.artifact import prepare_out, store_compat, store_fingerprint, write_run
+from mllmrec.distill.artifact import STAGE, store_compat, store_fingerprint, write_run
 from mllmrec.distill.config import DistillConfig
 from mllmrec.distill.errors import DistillError
 
@@ -56,7 +56,13 @@ def make_split(cfg: DistillConfig, inter: Any) -> Any:
 
 
 def run_distill(cfg: DistillConfig, command: list[str] | None = None) -> dict[str, Any]:
-    """Library entry point of `mllmrec distill`; returns the manifest it wrote."""
+    """Library entry point of `mllmrec distill`; returns the manifest it wrote (never prints).
+    The output folder is written under its writer lock (mllmrec.artifacts)."""
+    with WriterLock(cfg.out, stage=STAGE):
+        return _distill(cfg, command)
+
+
+def _distill(cfg: DistillConfig, command: list[str] | None) -> dict[str, Any]:
     import torch
 
     from mllmrec.catalog.interactions import read_interactions
@@ -71,7 +77,7 @@ def run_distill(cfg: DistillConfig, command: list[str] | None = None) -> dict[st
     store = EmbeddingStore.open(cfg.store)
     channels = resolve_channels(cfg.channels, store.channels)
     parse_losses(cfg.losses if cfg.kd else ("bpr",), tau=cfg.tau, alpha=cfg.alpha)  # bad specs fail before any work
-    prepare_out(out, cfg.overwrite)
+    prepare_dir(out, stage=STAGE, mode="overwrite" if cfg.overwrite else "fresh", resumable=False)
     inter = read_interactions(cfg.interactions, user_field=cfg.user_field, item_field=cfg.item_field,
                               time_field=cfg.time_field)
     store_ids = store.ids
@@ -124,7 +130,7 @@ def run_distill(cfg: DistillConfig, command: list[str] | None = None) -> dict[st
     seen_items = [split.item_ids[i] for i in items_all] + dropped[1]
     teacher = result.teacher
     manifest = {
-        "stage": "distill", "mllmrec_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": command or [], "config": to_dict(cfg),
         "store": {"path": str(Path(cfg.store).resolve()), "manifest_sha256": store_fingerprint(store),
                   "channels": channels, "compat": store_compat(store)},
@@ -153,8 +159,13 @@ def run_distill(cfg: DistillConfig, command: list[str] | None = None) -> dict[st
               user_table=model.user.numpy(), item_table=model.item[torch.from_numpy(warm)].numpy(),
               mapping_tensors=result.mapping.tensors(), popularity=counts[warm],
               seen_users=seen_users, seen_items=seen_items)
-    _print_summary(out, manifest)
-    return manifest
+    return read_manifest(out, expect_stage=STAGE)
+
+
+def main(cfg: DistillConfig, command: list[str]) -> int:
+    """`mllmrec distill`: distil, then print what was trained and how it scored on validation."""
+    print_summary(Path(cfg.out), run_distill(cfg, command))
+    return 0
 
 
 def _dropped_pairs(inter: Any, split: Any) -> tuple[np.ndarray, list[str]]:
@@ -167,7 +178,7 @@ def _dropped_pairs(inter: Any, split: Any) -> tuple[np.ndarray, list[str]]:
     return np.asarray([users[u] for u, _ in ordered], np.int64), [i for _, i in ordered]
 
 
-def _print_summary(out: Path, m: dict[str, Any]) -> None:
+def print_summary(out: Path, m: dict[str, Any]) -> None:
     c, s = m["counts"], m["student"]
     print(f"distill run: {out}")
     print(f"  {c['users']} users, {c['items']} items with student rows, {c['new_items']} new items (via the "

@@ -120,7 +120,7 @@ def export(cfg: ExportConfig) -> dict[str, Any]:
     return manifest
 
 
-def run_export(cfg: ExportConfig) -> int:
+def run_export(cfg: ExportConfig, command: list[str] | None = None) -> int:
     """`mllmrec export`: write the files, print what went where and every fill or cache."""
     m = export(cfg)
     out = Path(cfg.out)

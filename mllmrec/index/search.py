@@ -165,6 +165,22 @@ def _build(
     return index, params
 
 
+def inner_product_index(vectors: np.ndarray, use_gpu: bool | None = None) -> tuple[Any, bool]:
+    """(exact inner-product index over raw vectors [n, d], whether it lives on a GPU): the serving
+    index of a distill run's student scores u·i (no normalisation, unlike `build_index`'s cosine).
+    use_gpu=None: on a GPU when faiss can see one (faiss-gpu installed and a device present)."""
+    faiss = _faiss()
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if use_gpu or (use_gpu is None and gpus > 0):
+        if gpus == 0:
+            raise SearchError("GPU faiss was asked for, but faiss sees no GPU (install faiss-gpu-cu12 on a GPU machine)")
+        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index), True
+    return index, False
+
+
 def build_index(
     store_dir: str | Path,
     channel: str = "mm",

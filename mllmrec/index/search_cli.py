@@ -13,7 +13,7 @@ from mllmrec.index.search import NeighborIndex, build_index
 LABEL_WIDTH = 70  # a label longer than this is cut, so each table row stays on one terminal line
 
 
-def run_index(cfg: IndexConfig) -> int:
+def run_index(cfg: IndexConfig, command: list[str] | None = None) -> int:
     """`mllmrec index`: build and save an index, then say where it went and how long it took."""
     path = build_index(cfg.store, cfg.channel, cfg.kind, nlist=cfg.nlist, nprobe=cfg.nprobe,
                        hnsw_m=cfg.hnsw_m, ef_search=cfg.ef_search)
@@ -24,7 +24,7 @@ def run_index(cfg: IndexConfig) -> int:
     return 0
 
 
-def run_neighbors(cfg: NeighborsConfig) -> int:
+def run_neighbors(cfg: NeighborsConfig, command: list[str] | None = None) -> int:
     """`mllmrec neighbors`: print the query item, then its nearest items as a table."""
     ix = NeighborIndex.load(cfg.store, cfg.channel)
     row = ix.store.index_of(cfg.item)

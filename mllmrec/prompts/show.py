@@ -9,7 +9,7 @@ from mllmrec.prompts.templates import PromptTemplate, list_templates, load_templ
 GENERIC_PLACEHOLDER = "<image>"
 
 
-def run_list() -> int:
+def run_list(cfg: None = None, command: list[str] | None = None) -> int:
     for name in list_templates():
         t = load_template(name)
         print(f"{name:16s} channels={','.join(t.channels):10s} {t.description}")
@@ -43,7 +43,7 @@ def rendered_text(cfg: PromptShowConfig, template: PromptTemplate | None = None)
     return text
 
 
-def run_show(cfg: PromptShowConfig) -> int:
+def run_show(cfg: PromptShowConfig, command: list[str] | None = None) -> int:
     template = load_template(cfg.name)
     print(f"# template {template.name} sha256={template.sha256[:16]} channels={','.join(template.channels)}")
     print(rendered_text(cfg, template))

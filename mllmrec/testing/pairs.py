@@ -17,6 +17,6 @@ def synthetic_pairs(out: str | Path, n_items: int = 60, n_users: int = 80, seed:
 
     out = Path(out)
     data = make_synthetic(SyntheticConfig(out=str(out / "data"), n_items=n_items, n_users=n_users, seed=seed))
-    kw = {"valid_share": 0.2, "test_share": 0.1, "top_t": 5, "seed": seed, **pairs_kw}
+    kw = {"valid_share": 0.2, "test_share": 0.1, "top_t": 5, "seed": seed, "overwrite": True, **pairs_kw}
     run_pairs(PairsConfig(interactions=str(data.interactions), out=str(out / "pairs"), catalog=str(data.items), **kw))
     return Path(data.items), out / "pairs"

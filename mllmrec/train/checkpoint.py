@@ -15,14 +15,10 @@ from typing import Any
 
 import torch
 
-from mllmrec.config import diff_values
+from mllmrec.artifacts import check_identity, read_manifest
 
 CKPT_DIR = "checkpoints"
 KEEP = 2  # older checkpoints are deleted once a newer one is complete
-
-
-def read_manifest(out: Path) -> dict[str, Any]:
-    return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -75,14 +71,8 @@ def resume(tr: Any, out: Path, identity: dict[str, Any]) -> None:
     """Restore trainer `tr` from the newest checkpoint in `out`, after checking the run's identity."""
     from safetensors.torch import load_file
 
-    from mllmrec.train.trainer import TrainError
-
-    stored = read_manifest(out).get("identity", {})
-    diff = diff_values(stored, json.loads(json.dumps(identity, default=str)))
-    if diff:
-        lines = "; ".join(f"{k}: run has {a!r}, now {b!r}" for k, a, b in diff[:6])
-        raise TrainError(f"--resume: {out} was trained with other settings or inputs ({lines}); "
-                         "use a new --out or --overwrite")
+    stored = read_manifest(out, expect_stage="train").get("identity", {})
+    check_identity(stored, json.loads(json.dumps(identity, default=str)), out=out, what="train run")
     ck = latest(out)
     if ck is None:  # stopped before the first checkpoint: start over in the same folder
         return

@@ -64,7 +64,7 @@ def _save(encoder: Any, out: Path) -> None:
         encoder.save(out)
 
 
-def run_merge(cfg: MergeConfig) -> int:
+def run_merge(cfg: MergeConfig, command: list[str] | None = None) -> int:
     out = merge_run(cfg)
     print(f"merged {cfg.run} into {out}")
     return 0

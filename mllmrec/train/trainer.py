@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mllmrec import __version__
-from mllmrec.artifacts import write_manifest
-from mllmrec.backbone.trained_run import MANIFEST, artefacts_sha256, save_heads
+from mllmrec.artifacts import WriterLock, mode_of, prepare_dir, read_manifest, write_manifest
+from mllmrec.backbone.trained_run import artefacts_sha256, save_heads
 from mllmrec.config import to_dict
 from mllmrec.dist import barrier, device_for_rank, dist_info, init_group
 from mllmrec.errors import MllmrecError
@@ -34,6 +32,9 @@ log = logging.getLogger(__name__)
 # Config keys a resume may change: paths are pinned by content hashes, and more steps extend a run.
 RESUME_FREE = {"resume", "overwrite", "progress", "out", "device", "steps", "epochs", "checkpoint_every",
                "valid_every", "catalog", "model", "pairs"}
+
+
+STAGE = "train"
 
 
 class TrainError(MllmrecError, RuntimeError):
@@ -222,7 +223,18 @@ class Trainer:
 
 
 def run_train(cfg: TrainConfig, *, encoder: Any = None, command: list[str] | None = None) -> dict[str, Any]:
-    """Train and write the run directory; returns the final manifest (library entry point)."""
+    """Train and write the run directory; returns the final manifest (library entry point; never
+    prints: validation results go to the progress bar or the log, and into the manifest's history).
+
+    Process 0 holds the folder's writer lock for the whole run (mllmrec.artifacts)."""
+    rank, _ = dist_info()
+    if rank != 0:
+        return _train(cfg, encoder, command)
+    with WriterLock(cfg.out, stage=STAGE):
+        return _train(cfg, encoder, command)
+
+
+def _train(cfg: TrainConfig, encoder: Any, command: list[str] | None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -230,7 +242,7 @@ def run_train(cfg: TrainConfig, *, encoder: Any = None, command: list[str] | Non
     init_group(world)
     out = Path(cfg.out)
     if rank == 0:
-        _prepare_out(out, cfg)
+        prepare_dir(out, stage=STAGE, mode=mode_of(resume=cfg.resume, overwrite=cfg.overwrite))
     barrier(world)
     if encoder is None:
         encoder = load_train_encoder(cfg, device_for_rank(cfg.device, rank, world))
@@ -241,13 +253,12 @@ def run_train(cfg: TrainConfig, *, encoder: Any = None, command: list[str] | Non
     if cfg.resume:
         ckpt.resume(tr, out, identity)
         if rank == 0 and tr.step < tr.total_steps:  # continuing (also a finished run given more steps)
-            write_manifest(out, _manifest(cfg, tr, identity, "running", command))
+            write_manifest(out, _manifest(cfg, tr, identity, "running", command), stage=STAGE)
     elif rank == 0:
-        write_manifest(out, _manifest(cfg, tr, identity, "running", command))
-    if tr.step >= tr.total_steps and cfg.resume and (out / MANIFEST).is_file() and \
-            ckpt.read_manifest(out).get("status") == "complete":
-        print(f"{out}: already complete at step {tr.step}")
-        return ckpt.read_manifest(out)
+        write_manifest(out, _manifest(cfg, tr, identity, "running", command), stage=STAGE)
+    if tr.step >= tr.total_steps and cfg.resume and read_manifest(out, expect_stage=STAGE).get("status") == "complete":
+        log.info("%s: already complete at step %d", out, tr.step)
+        return read_manifest(out, expect_stage=STAGE)
     if rank == 0 and not tr.history["valid"]:
         _report_valid(tr, "zero-shot")
     bar = tqdm(total=tr.total_steps, initial=tr.step, disable=not cfg.progress or rank != 0, desc="train",
@@ -276,7 +287,7 @@ def run_train(cfg: TrainConfig, *, encoder: Any = None, command: list[str] | Non
     manifest = _manifest(cfg, tr, identity, "complete", command)
     manifest.update(adapter_sha256=artefacts_sha256(out), seconds=round(time.perf_counter() - t0, 2),
                     test_i2i=tr.validate("test") if tr.data.protocols["test"].queries else {})
-    write_manifest(out, manifest)
+    manifest = write_manifest(out, manifest, stage=STAGE)
     barrier(world)
     return manifest
 
@@ -284,13 +295,16 @@ def run_train(cfg: TrainConfig, *, encoder: Any = None, command: list[str] | Non
 def _report_valid(tr: Trainer, label: str, bar: Any = None) -> None:
     res = tr.validate()
     msg = f"valid i2i ({label}): " + ", ".join(f"{k} {v:.4f}" for k, v in res.items())
-    (bar.write if bar is not None else print)(msg)
+    if bar is not None and not bar.disable:
+        bar.write(msg)
+    else:
+        log.info(msg)
 
 
 def _manifest(cfg: TrainConfig, tr: Trainer, identity: dict[str, Any], status: str,
               command: list[str] | None) -> dict[str, Any]:
     enc = tr.encoder
-    return {"stage": "train", "mllmrec_version": __version__, "status": status, "config": to_dict(cfg),
+    return {"status": status, "config": to_dict(cfg),
             "command": command, "identity": identity, "backbone": tr.base_fingerprint,
             "quantized": cfg.quantize, "prompt": tr.template.identity(), "loss_channels": tr.channels,
             "dims": {"hidden": enc.hidden_size, "out": cfg.proj_dim or enc.hidden_size,
@@ -301,20 +315,8 @@ def _manifest(cfg: TrainConfig, tr: Trainer, identity: dict[str, Any], status: s
             "logit_scale": float(tr.log_scale.detach().exp()), "history": tr.history}
 
 
-def _prepare_out(out: Path, cfg: TrainConfig) -> None:
-    if cfg.overwrite and out.exists():
-        shutil.rmtree(out)
-    if cfg.resume:
-        if not (out / MANIFEST).is_file():
-            raise TrainError(f"--resume: {out} holds no train run (no {MANIFEST})")
-        return
-    if out.exists() and any(out.iterdir()):
-        raise TrainError(f"{out} exists and is not empty; use --resume to continue or --overwrite to restart")
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def run(cfg: TrainConfig, command: list[str] | None = None) -> int:
-    """`mllmrec train`."""
+def main(cfg: TrainConfig, command: list[str]) -> int:
+    """`mllmrec train`: train, then print the validation recall before and after."""
     man = run_train(cfg, command=command)
     if man:
         v = man["history"]["valid"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mllmrec.artifacts import ArtifactError
 from mllmrec.cli import main
 from mllmrec.config import ConfigError
 from mllmrec.distill.artifact import FILES, DistillRun
@@ -156,9 +157,9 @@ def test_distill_bad_input(setup, tmp_path):
         run_distill(DistillConfig(**base, out=str(tmp_path / "b"), channels=("mm", "audio")))
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "notes.txt").write_text("mine")
-    with pytest.raises(DistillError, match="not a distill run"):
+    with pytest.raises(ArtifactError, match="already holds notes.txt; choose a new or empty folder"):
         run_distill(DistillConfig(**base, out=str(tmp_path / "c")))
-    with pytest.raises(DistillError, match="--overwrite"):
+    with pytest.raises(ArtifactError, match="already holds an earlier distill run; pass --overwrite"):
         run_distill(DistillConfig(**base, out=str(setup["run"])))
     with pytest.raises(DistillError, match="unknown loss 'magic'"):
         run_distill(DistillConfig(**base, out=str(tmp_path / "e"), losses=("bpr", "magic")))

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from mllmrec.artifacts import ArtifactError
 from mllmrec.embed.config import EmbedConfig
 from mllmrec.train.config import MergeConfig, TrainConfig
-from mllmrec.train.trainer import Trainer, TrainError, load_train_encoder, run_train
+from mllmrec.train.trainer import Trainer, load_train_encoder, run_train
 
 
 def _cfg(items: Path, pairs: Path, model: Path, out: Path, **kw) -> TrainConfig:
@@ -76,10 +77,21 @@ def test_resume_reproduces_an_uninterrupted_run(synthetic_pairs, tiny_qwen2_dir,
 def test_resume_refuses_changed_settings(synthetic_pairs, tiny_qwen2_dir, tmp_path):
     items, pairs = synthetic_pairs
     run_train(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / "r", steps=1))
-    with pytest.raises(TrainError, match="lora_rank"):
+    with pytest.raises(ArtifactError, match="lora_rank"):
         run_train(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / "r", steps=2, resume=True, lora_rank=4))
-    with pytest.raises(TrainError, match="not empty"):
+    with pytest.raises(ArtifactError, match="already holds an earlier train run"):
         run_train(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / "r", steps=2))
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_train_run(synthetic_pairs, tiny_qwen2_dir, tmp_path):
+    """`mllmrec train --out . --overwrite` in a working folder must not wipe it."""
+    items, pairs = synthetic_pairs
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.md").write_text("mine")
+    with pytest.raises(ArtifactError, match="--overwrite refuses to delete .*notes.md"):
+        run_train(_cfg(items, pairs, tiny_qwen2_dir, work, steps=1, overwrite=True))
+    assert (work / "notes.md").read_text() == "mine"
 
 
 def _store(out: Path) -> tuple[list[str], dict[str, np.ndarray]]:
