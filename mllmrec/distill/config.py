@@ -24,7 +24,8 @@ class DistillSettings(Checked):
     student_layers: int = opt(2, "LightGCN student: propagation layers.")
     losses: tuple[str, ...] = opt(
         ("bpr", "pairwise_kd:0.5", "listwise_kd:1", "embedding_kd:0.1"),
-        "Student losses as NAME[:WEIGHT]: bpr, pairwise_kd, listwise_kd, embedding_kd.",
+        "Student losses as NAME[:WEIGHT], NAME a key of mllmrec.distill.losses.LOSSES (see the default); "
+        "from Python, run_distill(cfg, losses=[...]) also takes loss objects.",
     )
     kd: bool = opt(True, "Distil from the teacher; --no-kd trains the same student with its bpr loss only.")
     tau: float = opt(1.0, "Temperature of the pairwise and list-wise KD losses.")

@@ -13,8 +13,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,7 +26,17 @@ from mllmrec.distill.artifact import STAGE, store_compat, store_fingerprint, wri
 from mllmrec.distill.config import DistillConfig
 from mllmrec.distill.errors import DistillError
 
+if TYPE_CHECKING:
+    from mllmrec.distill.losses import LossSpec
+
 OPTIONAL_CHANNELS = ("visual", "text")
+
+
+def _loss_names(cfg: DistillConfig, losses: Sequence[LossSpec] | None, parsed: dict[str, Any]) -> list[str]:
+    """The losses as the manifest records them: the config's specs, or NAME:WEIGHT of objects passed in."""
+    if losses is None:
+        return list(cfg.losses) if cfg.kd else ["bpr"]
+    return [f"{name}:{weight:g}" for name, (_, weight) in parsed.items()]
 
 
 def resolve_channels(requested: tuple[str, ...], available: list[str]) -> list[str]:
@@ -55,19 +66,21 @@ def make_split(cfg: DistillConfig, inter: Any) -> Any:
     raise DistillError(f"--split {cfg.split!r}: not random, temporal, labels or a saved split folder")
 
 
-def run_distill(cfg: DistillConfig, command: list[str] | None = None) -> dict[str, Any]:
-    """Library entry point of `mllmrec distill`; returns the manifest it wrote (never prints).
-    The output folder is written under its writer lock (mllmrec.artifacts)."""
+def run_distill(cfg: DistillConfig, command: list[str] | None = None, *,
+                losses: Sequence[LossSpec] | None = None) -> dict[str, Any]:
+    """Library entry point of `mllmrec distill`; returns the manifest it wrote (never prints). `losses`
+    (names, loss objects or (object, weight) pairs; see distill.losses) replaces `cfg.losses`. The
+    output folder is written under its writer lock (mllmrec.artifacts)."""
     with WriterLock(cfg.out, stage=STAGE):
-        return _distill(cfg, command)
+        return _distill(cfg, command, losses)
 
 
-def _distill(cfg: DistillConfig, command: list[str] | None) -> dict[str, Any]:
+def _distill(cfg: DistillConfig, command: list[str] | None, losses: Sequence[LossSpec] | None) -> dict[str, Any]:
     import torch
 
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.distill.losses import parse_losses
-    from mllmrec.distill.trainer import distill
+    from mllmrec.distill.trainer import distill, loss_specs
     from mllmrec.fsutil import file_sha256
     from mllmrec.metrics.ranking import full_ranking_metrics
     from mllmrec.store import EmbeddingStore
@@ -76,7 +89,7 @@ def _distill(cfg: DistillConfig, command: list[str] | None) -> dict[str, Any]:
     out = Path(cfg.out)
     store = EmbeddingStore.open(cfg.store)
     channels = resolve_channels(cfg.channels, store.channels)
-    parse_losses(cfg.losses if cfg.kd else ("bpr",), tau=cfg.tau, alpha=cfg.alpha)  # bad specs fail before any work
+    parsed = parse_losses(loss_specs(cfg, losses), tau=cfg.tau, alpha=cfg.alpha)  # bad specs fail before any work
     prepare_dir(out, stage=STAGE, mode="overwrite" if cfg.overwrite else "fresh", resumable=False)
     inter = read_interactions(cfg.interactions, user_field=cfg.user_field, item_field=cfg.item_field,
                               time_field=cfg.time_field)
@@ -108,7 +121,7 @@ def _distill(cfg: DistillConfig, command: list[str] | None) -> dict[str, Any]:
     train = matrix("train")
     counts = np.asarray(train.sum(axis=0)).ravel().astype(np.int64)  # [I]
     valid = [p[counts[p] > 0] for p in split.positives("valid")]  # selection on warm items only
-    result = distill(features, train, valid, cfg)
+    result = distill(features, train, valid, cfg, losses=losses)
 
     test_pos = split.positives("test")
     model = result.tables
@@ -142,7 +155,7 @@ def _distill(cfg: DistillConfig, command: list[str] | None) -> dict[str, Any]:
             "parameters": sum(p.numel() for p in teacher.parameters()),
             "best_epoch": result.teacher_result.best_epoch, "valid": result.teacher_result.best_valid},
         "student": {"kind": cfg.student, "dim": cfg.dim, "layers": cfg.student_layers if cfg.student == "lightgcn" else 0,
-                    "losses": list(cfg.losses) if cfg.kd else ["bpr"], "kd": cfg.kd,
+                    "losses": _loss_names(cfg, losses, parsed), "kd": cfg.kd,
                     "best_epoch": result.student_result.best_epoch, "valid": result.student_result.best_valid},
         "selection": "validation recall@20 over items with training interactions; test never read for selection",
         "test": {"metrics": test, "note": "evaluated once after selection (reported, never used to choose)"},

@@ -22,7 +22,7 @@ import torch
 
 from mllmrec.distill.config import DistillSettings
 from mllmrec.distill.errors import DistillError
-from mllmrec.distill.losses import parse_losses
+from mllmrec.distill.losses import LossSpec, parse_losses
 from mllmrec.distill.mapping import NewItemMapping
 from mllmrec.distill.students import Distillation, TableModel, build_student
 from mllmrec.distill.teacher import Teacher
@@ -48,6 +48,13 @@ def _fit(model, train, valid_positives, s: DistillSettings, epochs: int, lr: flo
                      patience=s.patience, metric="recall@20", progress=s.progress, device=s.device)
 
 
+def loss_specs(s: DistillSettings, losses: Sequence[LossSpec] | None = None) -> Sequence[LossSpec]:
+    """The losses a run trains with: those passed from Python, else `s.losses` (bpr alone with --no-kd)."""
+    if losses is not None:
+        return losses
+    return s.losses if s.kd else ("bpr",)
+
+
 def train_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, valid_positives: Sequence[np.ndarray],
                   s: DistillSettings) -> tuple[Teacher, TrainResult]:
     """The teacher, trained with BPR and selected on validation Recall@20."""
@@ -60,20 +67,21 @@ def train_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, valid_pos
 
 def distill(features: dict[str, np.ndarray], train: sp.spmatrix | sp.sparray, valid_positives: Sequence[np.ndarray],
             s: DistillSettings, *, teacher: Teacher | None = None,
-            teacher_result: TrainResult | None = None) -> DistillResult:
+            teacher_result: TrainResult | None = None, losses: Sequence[LossSpec] | None = None) -> DistillResult:
     """Train (or reuse) the teacher, distil the student, fit the new-item mapping.
 
     features: {channel: [n_items, d_c]} aligned with train's columns; valid_positives[u]: user u's
     validation items. With s.kd False the student is trained with its BPR loss only (no teacher).
     A `teacher` passed in (already trained, e.g. shared by several students) is copied before its
-    prompts are tuned, so it is not changed.
+    prompts are tuned, so it is not changed. `losses` (names, loss objects or (object, weight)
+    pairs, see distill.losses) replaces `s.losses`.
     """
     t0 = time.perf_counter()
     r = check_interactions(train)  # [U, I]
     for c, f in features.items():
         if f.shape[0] != r.shape[1]:
             raise DistillError(f"channel {c!r} has {f.shape[0]} rows for {r.shape[1]} items")
-    losses = parse_losses(s.losses if s.kd else ("bpr",), tau=s.tau, alpha=s.alpha)
+    losses = parse_losses(loss_specs(s, losses), tau=s.tau, alpha=s.alpha)
     if not s.kd and "bpr" not in losses:
         raise DistillError("--no-kd trains with bpr only")
     if s.kd and teacher is None:

@@ -1,4 +1,5 @@
-"""Search and export configs."""
+"""Search and export configs. The export formats, and which of the flat export options each one
+reads, come from the exporters registry (`index.exporters`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mllmrec.config import REQUIRED, Checked, opt
+from mllmrec.index.exporters import FORMATS, check_options, formats_help
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,11 +43,7 @@ class ExportConfig(Checked):
 
     source: str = opt(REQUIRED, "Embedding store (`mllmrec embed`) or distill run (`mllmrec distill`) directory.",
                       positional=True)
-    format: Literal["mmrec", "recbole", "cornac", "npy", "parquet"] = opt(
-        REQUIRED, "Target layout: mmrec (image_feat.npy + text_feat.npy, row i = MMRec item id i), recbole "
-        "(<dataset>.itememb atomic file), cornac (features.npy + ids.json for FeatureModality/ImageModality), "
-        "npy (features.npy + ids.json) or parquet (features.parquet: id + vector)."
-    )
+    format: Literal[FORMATS] = opt(REQUIRED, formats_help())  # choices: the exporters registry
     out: str = opt(REQUIRED, "Output directory (for mmrec: the MMRec dataset folder, data/<dataset>/).")
     channel: str | None = opt(
         None, "Channel to export (not mmrec): mm, visual, text, fused, or student for a distill run; "
@@ -87,3 +85,7 @@ class ExportConfig(Checked):
     store: str | None = opt(None, "Distill runs: embedding store for the new-item mapping and non-student "
                                   "channels (default: the store the run was trained from).")
     overwrite: bool = opt(False, "Replace output files that already exist.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_options(self)  # a format's own option set for another format is an error, not ignored

@@ -51,11 +51,12 @@ def load_train_encoder(cfg: TrainConfig, device: str) -> Any:
 class Trainer:
     """Holds the encoder, its trainable pieces, the optimizer and the data for one run."""
 
-    def __init__(self, cfg: TrainConfig, encoder: Any, *, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, cfg: TrainConfig, encoder: Any, *, rank: int = 0, world: int = 1, loss: Any = None) -> None:
+        """`loss`: a loss object (see train.losses) used instead of the one `cfg.loss` names."""
         from mllmrec.prompts import load_template
         from mllmrec.train.data import BatchSource, load_pair_data
         from mllmrec.train.lora import LoraSpec, attach_lora
-        from mllmrec.train.losses import get_loss
+        from mllmrec.train.losses import get_loss, loss_name
 
         self.cfg, self.encoder, self.rank, self.world = cfg, encoder, rank, world
         if cfg.batch_pairs % world:
@@ -67,7 +68,8 @@ class Trainer:
             self.base_fingerprint["weights_fingerprint"] = None
         self.data = load_pair_data(cfg, self.template, encoder)
         self.batches = BatchSource(self.data, cfg, self.template, encoder)
-        self.loss = get_loss(cfg.loss)
+        self.loss = get_loss(cfg.loss if loss is None else loss)
+        self.loss_name = cfg.loss if loss is None else loss_name(loss)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.peft = attach_lora(encoder, LoraSpec(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
@@ -222,19 +224,21 @@ class Trainer:
         save_heads(self.encoder, out)
 
 
-def run_train(cfg: TrainConfig, *, encoder: Any = None, command: list[str] | None = None) -> dict[str, Any]:
+def run_train(cfg: TrainConfig, *, encoder: Any = None, loss: Any = None,
+              command: list[str] | None = None) -> dict[str, Any]:
     """Train and write the run directory; returns the final manifest (library entry point; never
     prints: validation results go to the progress bar or the log, and into the manifest's history).
+    `loss`: a loss object to train with instead of the registered one `cfg.loss` names.
 
     Process 0 holds the folder's writer lock for the whole run (mllmrec.artifacts)."""
     rank, _ = dist_info()
     if rank != 0:
-        return _train(cfg, encoder, command)
+        return _train(cfg, encoder, loss, command)
     with WriterLock(cfg.out, stage=STAGE):
-        return _train(cfg, encoder, command)
+        return _train(cfg, encoder, loss, command)
 
 
-def _train(cfg: TrainConfig, encoder: Any, command: list[str] | None) -> dict[str, Any]:
+def _train(cfg: TrainConfig, encoder: Any, loss: Any, command: list[str] | None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -246,8 +250,8 @@ def _train(cfg: TrainConfig, encoder: Any, command: list[str] | None) -> dict[st
     barrier(world)
     if encoder is None:
         encoder = load_train_encoder(cfg, device_for_rank(cfg.device, rank, world))
-    tr = Trainer(cfg, encoder, rank=rank, world=world)
-    identity = {"config": {k: v for k, v in to_dict(cfg).items() if k not in RESUME_FREE},
+    tr = Trainer(cfg, encoder, rank=rank, world=world, loss=loss)
+    identity = {"config": {k: v for k, v in to_dict(cfg).items() if k not in RESUME_FREE} | {"loss": tr.loss_name},
                 "backbone": {k: v for k, v in tr.base_fingerprint.items() if k != "backbone"},
                 "prompt": tr.template.identity(), **tr.data.fingerprint}
     if cfg.resume:
@@ -306,7 +310,7 @@ def _manifest(cfg: TrainConfig, tr: Trainer, identity: dict[str, Any], status: s
     enc = tr.encoder
     return {"status": status, "config": to_dict(cfg),
             "command": command, "identity": identity, "backbone": tr.base_fingerprint,
-            "quantized": cfg.quantize, "prompt": tr.template.identity(), "loss_channels": tr.channels,
+            "quantized": cfg.quantize, "prompt": tr.template.identity(), "loss": tr.loss_name, "loss_channels": tr.channels,
             "dims": {"hidden": enc.hidden_size, "out": cfg.proj_dim or enc.hidden_size,
                      "matryoshka": list(cfg.matryoshka_dims)},
             "trainable_parameters": int(sum(p.numel() for p in tr.params.values())),

@@ -199,7 +199,7 @@ def test_options_that_do_not_apply_are_refused(tmp_path, store):
     with pytest.raises(E.ExportError, match="--channel does not apply to --format mmrec"):
         E.export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), channel="mm",
                               interactions=str(log)))
-    from mllmrec.index.export_mmrec import MmrecError
+    from mllmrec.index.exporters.mmrec import MmrecError
 
     (tmp_path / "ids.txt").write_text("i1\n")
     with pytest.raises(MmrecError, match="not an MMRec .inter"):

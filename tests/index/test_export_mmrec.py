@@ -16,7 +16,7 @@ import pytest
 from mllmrec.datasets.synthetic import make_synthetic
 from mllmrec.index import export as E
 from mllmrec.index.config import ExportConfig
-from mllmrec.index.export_mmrec import MmrecError
+from mllmrec.index.exporters.mmrec import MmrecError
 from mllmrec.index.provider import FeatureProvider
 from mllmrec.testing.stores import write_array_store
 

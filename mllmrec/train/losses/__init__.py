@@ -1,10 +1,13 @@
-"""Contrastive losses for the train stage, picked by name (`--loss`) or passed as objects.
+"""Contrastive losses for the train stage: a registry picked by name (`--loss`, YAML), or objects
+passed from Python (`run_train(cfg, loss=MyLoss())`, `Trainer(cfg, encoder, loss=...)`).
 
 A loss takes tensors, not models: `loss(reps [n, d], partner [n], keys [n], log_scale [])` ->
 scalar, where row i's positive is row `partner[i]`, `keys` are item ids (rows with the same key are
 the same item, never used as negatives), and `log_scale` is the learnable log logit scale.
 `objective` combines channels (mm/fused and the mICL visual channel, weighted) and Matryoshka
-prefixes into one total plus named parts that the trainer logs.
+prefixes into one total plus named parts that the trainer logs. Adding a loss means one module
+here and one line in `LOSSES`; the tests iterate the table. A loss object may carry a `name`
+(recorded in the run's manifest and identity; default: its class name).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ LOSSES: dict[str, Callable[[], Loss]] = {
 
 
 def get_loss(name_or_loss: str | Loss) -> Loss:
+    """The loss registered under a name (a fresh object), or the object itself."""
     if not isinstance(name_or_loss, str):
         return name_or_loss
     try:
@@ -34,6 +38,11 @@ def get_loss(name_or_loss: str | Loss) -> Loss:
         from mllmrec.config import ConfigError
 
         raise ConfigError(f"unknown loss {name_or_loss!r}; known: {', '.join(LOSSES)}") from None
+
+
+def loss_name(loss: Loss) -> str:
+    """How a loss object is named in manifests: its `name` attribute, else its class name."""
+    return str(getattr(loss, "name", None) or type(loss).__name__)
 
 
 def objective(channels: dict[str, torch.Tensor], partner: torch.Tensor, keys: torch.Tensor, log_scale: torch.Tensor,
@@ -56,4 +65,4 @@ def objective(channels: dict[str, torch.Tensor], partner: torch.Tensor, keys: to
     return total, parts
 
 
-__all__ = ["LOSSES", "InfoNCE", "Loss", "get_loss", "objective"]
+__all__ = ["LOSSES", "InfoNCE", "Loss", "get_loss", "loss_name", "objective"]

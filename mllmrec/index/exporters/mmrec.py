@@ -1,4 +1,4 @@
-"""MMRec's dataset layout: which raw item id each feature row must hold, and its stale graph caches.
+"""mmrec: MMRec's dataset layout: which raw item id each feature row must hold, and its stale graph caches.
 
 MMRec (enoche/MMRec, `utils/dataset.py`, `common/abstract_recommender.py`) reads a dataset folder
 `data/<dataset>/` holding `<dataset>.inter`, a tab-separated file whose columns include `userID`,
@@ -10,6 +10,10 @@ Models such as LATTICE, FREEDOM, BM3 and MGCN build item-item kNN graphs from th
 cache them in the same folder (`image_adj_10.pt`, `mm_adj_freedomdsp_10_1.pt` ...); if a cache
 exists they load it instead of recomputing, so after new features are written an old cache would
 silently keep the old features' graph. Export therefore deletes (or warns about) `*_adj_*.pt`.
+
+Files in --out: image_feat.npy, text_feat.npy, and for a raw log also <dataset>.inter +
+i_id_mapping.tsv + u_id_mapping.tsv. Options: --image-channel, --text-channel, --single-channel,
+--stale-caches, --seed (`MmrecOptions`).
 """
 
 from __future__ import annotations
@@ -18,12 +22,17 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from mllmrec.errors import MllmrecError
-from mllmrec.index.config import ExportConfig
+from mllmrec.fsutil import atomic_write_text
+from mllmrec.index.exporters.base import Exporter, ExportError, RowPlan, Writer, read_npy, write_npy
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mllmrec.index.config import ExportConfig
+    from mllmrec.index.provider import FeatureProvider
 
 MMREC_COLUMNS = ("userID", "itemID", "x_label")
 FEATURE_FILES = {"image": "image_feat.npy", "text": "text_feat.npy"}
@@ -33,6 +42,68 @@ ITEM_MAP, USER_MAP = "i_id_mapping.tsv", "u_id_mapping.tsv"
 
 class MmrecError(MllmrecError, ValueError):
     """The interactions or id map do not give MMRec's dense item ids."""
+
+
+@dataclass(frozen=True)
+class MmrecOptions:
+    """mmrec's own options (defaults and help: the ExportConfig fields of the same names)."""
+
+    image_channel: str  # channel written to image_feat.npy ('none': no file)
+    text_channel: str  # channel written to text_feat.npy ('none': no file)
+    single_channel: str  # both | image | text: where a single-channel source goes
+    stale_caches: str  # delete | warn
+    seed: int  # seed of the 8:1:1 split when a raw log is remapped
+
+
+class MmrecExporter(Exporter):
+    name = "mmrec"
+    help = "mmrec (image_feat.npy + text_feat.npy, row i = MMRec item id i)"
+    Options = MmrecOptions
+    flags = {f: f for f in ("image_channel", "text_channel", "single_channel", "stale_caches", "seed")}
+
+    def validate(self, cfg: ExportConfig) -> None:
+        if cfg.channel is not None:
+            raise ExportError("--channel does not apply to --format mmrec; use --image-channel and --text-channel")
+
+    def plan(self, cfg: ExportConfig, provider: FeatureProvider, dataset: str) -> RowPlan:
+        o: MmrecOptions = self.options(cfg)
+        rows = plan_rows(cfg, o, dataset)
+        return RowPlan(rows.row_ids, f"MMRec item ids of {cfg.interactions}", channel_files(o, provider.channels),
+                       rows.extra_files, rows.stats)
+
+    def files(self, cfg: ExportConfig, dataset: str, plan: RowPlan, channels: dict[str, str]) -> dict[str, Writer]:
+        files: dict[str, Writer] = {n: (lambda p, ids, m, n=n: write_npy(p, m[n])) for n in plan.arrays}
+        files |= {n: (lambda p, ids, m, t=t: atomic_write_text(p, t)) for n, t in plan.extra_files.items()}
+        return files
+
+    def finish(self, cfg: ExportConfig, out: Path, plan: RowPlan) -> dict[str, Any]:
+        action = self.options(cfg).stale_caches
+        return {"mmrec": plan.stats, "stale_caches": {"action": action, "files": stale_caches(out, action)}}
+
+    def summary(self, cfg: ExportConfig, manifest: dict[str, Any], out: Path) -> list[str]:
+        s, caches, lines = manifest["mmrec"], manifest["stale_caches"]["files"], []
+        if s.get("items_dropped_by_split"):
+            lines.append(f"  {s['items_dropped_by_split']} items had no training interaction after the split and "
+                         f"are not in {cfg.dataset or out.resolve().name}.inter")
+        if caches:
+            verb = ("deleted" if self.options(cfg).stale_caches == "delete"
+                    else "WARNING: left in place (they hold the OLD features' graphs)")
+            lines.append(f"  MMRec graph caches {verb}: {', '.join(caches)}")
+        return lines
+
+    def read(self, out: Path, manifest: dict[str, Any]) -> tuple[list[str], dict[str, np.ndarray]]:
+        """Raw ids from i_id_mapping.tsv (a remapped log), else the --ids map, else the itemIDs as text."""
+        arrays = {n: read_npy(out / n) for n in FEATURE_FILES.values() if n in manifest["files"]}
+        n = len(next(iter(arrays.values())))
+        if ITEM_MAP in manifest["files"]:
+            with open(out / ITEM_MAP, encoding="utf-8", newline="") as f:
+                rows = list(csv.reader(f, delimiter="\t"))[1:]
+            return [raw for raw, _ in sorted(rows, key=lambda r: int(r[1]))], arrays
+        if manifest["config"].get("ids"):
+            from mllmrec.index.idmap import read_id_map
+
+            return read_id_map(manifest["config"]["ids"])[:n], arrays
+        return [str(k) for k in range(n)], arrays
 
 
 @dataclass
@@ -51,7 +122,7 @@ def is_mmrec_inter(path: Path) -> bool:
     return "\t" in header and set(MMREC_COLUMNS) <= {c.strip() for c in header.split("\t")}
 
 
-def plan_rows(cfg: ExportConfig, dataset: str) -> MmrecPlan:
+def plan_rows(cfg: ExportConfig, o: MmrecOptions, dataset: str) -> MmrecPlan:
     """Rows for an MMRec dataset's .inter file, or a fresh MMRec remapping of any other log."""
     if cfg.interactions is None:
         raise MmrecError("--format mmrec needs --interactions: the dataset's MMRec .inter file (item ids "
@@ -64,10 +135,12 @@ def plan_rows(cfg: ExportConfig, dataset: str) -> MmrecPlan:
     if cfg.ids is not None:
         raise MmrecError(f"--ids maps MMRec item ids to raw ids, but {path} is not an MMRec .inter (tab-separated "
                          "userID, itemID, x_label): a raw log is remapped to MMRec ids by the export itself")
-    return _remap(cfg, path, dataset)
+    return _remap(cfg, path, dataset, o.seed)
 
 
 def _from_mmrec_inter(cfg: ExportConfig, path: Path) -> MmrecPlan:
+    import numpy as np
+
     from mllmrec.catalog.interactions import read_interactions
 
     inter = read_interactions(path, user_field="userID", item_field="itemID")
@@ -95,13 +168,13 @@ def _from_mmrec_inter(cfg: ExportConfig, path: Path) -> MmrecPlan:
     return MmrecPlan(mapped[:n], stats=stats)
 
 
-def _remap(cfg: ExportConfig, path: Path, dataset: str) -> MmrecPlan:
+def _remap(cfg: ExportConfig, path: Path, dataset: str, seed: int) -> MmrecPlan:
     """MMRec ids for a raw log: the MMRec 8:1:1 split (or the log's x_label) with dense ids."""
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.catalog.splits import random_split, split_from_labels
 
     inter = read_interactions(path, user_field=cfg.user_field, item_field=cfg.item_field)
-    split = split_from_labels(inter) if inter.labels is not None else random_split(inter, cfg.seed)
+    split = split_from_labels(inter) if inter.labels is not None else random_split(inter, seed)
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
     w.writerow(MMREC_COLUMNS)
@@ -127,9 +200,9 @@ def _mapping(raw_name: str, id_name: str, ids: list[str]) -> str:
     return buf.getvalue()
 
 
-def channel_files(cfg: ExportConfig, channels: list[str]) -> dict[str, str]:
+def channel_files(o: MmrecOptions, channels: list[str]) -> dict[str, str]:
     """{file name: channel} to write, from --image-channel/--text-channel and --single-channel."""
-    wanted = {kind: ch for kind, ch in (("image", cfg.image_channel), ("text", cfg.text_channel))
+    wanted = {kind: ch for kind, ch in (("image", o.image_channel), ("text", o.text_channel))
               if ch.lower() != "none"}
     if not wanted:
         raise MmrecError("--image-channel and --text-channel are both 'none': nothing to export")
@@ -139,7 +212,7 @@ def channel_files(cfg: ExportConfig, channels: list[str]) -> dict[str, str]:
                          f"(it has {', '.join(channels)}); pick them with --image-channel/--text-channel")
     if len(have) < len(wanted):  # a single-channel source: --single-channel says where it goes
         ch = next(iter(have.values()))
-        have = {"image": ch, "text": ch} if cfg.single_channel == "both" else {cfg.single_channel: ch}
+        have = {"image": ch, "text": ch} if o.single_channel == "both" else {o.single_channel: ch}
     return {FEATURE_FILES[kind]: ch for kind, ch in have.items()}
 
 
