@@ -77,7 +77,7 @@ def measure(mode: str, store: Path, n_lookup: int, seed: int) -> dict:
     import pyarrow.compute  # noqa: F401  (imports first: code is not counted as lookup memory)
     import pyarrow.parquet  # noqa: F401
 
-    from mllmrec.index.provider import FeatureProvider
+    from mllmrec.features.provider import FeatureProvider
     from mllmrec.store import EmbeddingStore
 
     n = EmbeddingStore.open(store).manifest["counts"]["embedded"]

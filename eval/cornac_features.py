@@ -54,7 +54,7 @@ def feature_stores(args: argparse.Namespace, data, work: Path) -> dict[str, Path
     store = work / "stores" / "model"
     run_embed(EmbedConfig(catalog=str(data.items), model=model, out=str(store), prompt="notellm2",
                           resume=(store / "manifest.json").is_file(), progress=False), command=["eval/cornac_features.py"])
-    from mllmrec.index.provider import FeatureProvider
+    from mllmrec.features.provider import FeatureProvider
 
     fp = FeatureProvider.open(store)
     ids, dim = fp.ids(), fp.dim()
@@ -96,7 +96,7 @@ def main() -> int:
     from mllmrec.catalog.splits import random_split
     from mllmrec.datasets.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
-    from mllmrec.index.to_cornac import cornac_eval_method, cornac_modality
+    from mllmrec.features.to_cornac import cornac_eval_method, cornac_modality
 
     torch.set_num_threads(1)  # Cornac's VBPR runs many tiny ops; on 2 shared cores more threads only spin
     t0 = time.perf_counter()

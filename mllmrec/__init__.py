@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"FeatureProvider": "mllmrec.index.provider"}
+_LAZY = {"FeatureProvider": "mllmrec.features.provider"}
 
 __all__ = ["FeatureProvider", "__version__"]
 

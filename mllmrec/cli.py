@@ -27,7 +27,8 @@ from mllmrec.datasets.config import DemoConfig, SyntheticConfig
 from mllmrec.distill.config import DistillConfig, RecommendConfig
 from mllmrec.embed.config import EmbedConfig
 from mllmrec.errors import MllmrecError
-from mllmrec.index.config import ExportConfig, IndexConfig, NeighborsConfig
+from mllmrec.features.config import ExportConfig
+from mllmrec.index.config import IndexConfig, NeighborsConfig
 from mllmrec.prompts.config import PromptShowConfig
 from mllmrec.train.config import MergeConfig, TrainConfig
 
@@ -51,7 +52,7 @@ COMMANDS: dict[str, tuple[type, str, str]] = {
     "train": (TrainConfig, "mllmrec.train.trainer:main", "LoRA-tune a backbone contrastively on co-interaction pairs."),
     "merge": (MergeConfig, "mllmrec.train.merge:run_merge",
               "Merge a train run's adapter into its base model (loadable without peft)."),
-    "export": (ExportConfig, "mllmrec.index.export:run_export",
+    "export": (ExportConfig, "mllmrec.features.export:main",
                "Write item vectors for MMRec, RecBole, Cornac or as npy/parquet, rows aligned to their item ids."),
 }
 PROMPT_COMMANDS: dict[str, tuple[type | None, str, str]] = {

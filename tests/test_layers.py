@@ -42,6 +42,19 @@ def _unit(module: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node except those under `if TYPE_CHECKING:` (annotations only, never executed)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                stack.extend(child.orelse)
+            else:
+                stack.append(child)
+
+
 def _imports() -> dict[str, set[str]]:
     """{module name: mllmrec modules it imports} for every file of the package."""
     graph: dict[str, set[str]] = {}
@@ -49,7 +62,7 @@ def _imports() -> dict[str, set[str]]:
         rel = f.relative_to(ROOT.parent).with_suffix("")
         name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
         deps: set[str] = set()
-        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+        for node in _runtime_nodes(ast.parse(f.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("mllmrec"):
                 deps.add(node.module)
                 deps.update(f"{node.module}.{a.name}" for a in node.names if (ROOT.parent / node.module.replace(".", "/") / a.name).exists()

@@ -33,9 +33,9 @@ def main() -> int:
 
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.catalog.splits import random_split
-    from mllmrec.index.config import ExportConfig
-    from mllmrec.index.export import export
-    from mllmrec.index.to_cornac import cornac_eval_method, cornac_modality
+    from mllmrec.features.config import ExportConfig
+    from mllmrec.features.export import run_export
+    from mllmrec.features.to_cornac import cornac_eval_method, cornac_modality
     from mllmrec.testing.demo_store import DEFAULT_WORK, demo_inputs
 
     torch.set_num_threads(1)  # Cornac's VBPR runs many tiny ops; more threads only spin
@@ -48,7 +48,7 @@ def main() -> int:
     modality = cornac_modality(store, split.item_ids, channel="mm")
     # (2) from the export files
     (work / "item_ids.json").write_text(json.dumps(split.item_ids))
-    export(ExportConfig(source=str(store), format="cornac", out=str(work / "cornac"),
+    run_export(ExportConfig(source=str(store), format="cornac", out=str(work / "cornac"),
                         ids=str(work / "item_ids.json"), overwrite=True))
     from_files = ImageModality(features=np.load(work / "cornac" / "features.npy"),
                                ids=json.loads((work / "cornac" / "ids.json").read_text()))

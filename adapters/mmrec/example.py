@@ -40,15 +40,15 @@ def main() -> int:
     import torch
 
     from mllmrec import FeatureProvider
-    from mllmrec.index.config import ExportConfig
-    from mllmrec.index.export import export, verify_export
+    from mllmrec.features.config import ExportConfig
+    from mllmrec.features.export import run_export, verify_export
     from mllmrec.testing.demo_store import DEFAULT_WORK, demo_inputs
 
     work = Path(args.work or DEFAULT_WORK)
     data, store = demo_inputs(args.store, args.data, work)
     folder = work / "mmrec" / "synthetic"  # MMRec/data/<dataset>/
     # Same as: mllmrec export STORE --format mmrec --out FOLDER --interactions data/interactions.csv
-    m = export(ExportConfig(source=str(store), format="mmrec", out=str(folder), overwrite=True,
+    m = run_export(ExportConfig(source=str(store), format="mmrec", out=str(folder), overwrite=True,
                             interactions=str(data / "interactions.csv")))
     (work / "mmrec" / "synthetic.yaml").write_text(DATASET_YAML.format(name="synthetic"))
     verify_export(folder)  # before training: files unchanged, .inter still the one the rows follow

@@ -38,8 +38,8 @@ def main() -> int:
     import torch
 
     from mllmrec import FeatureProvider
-    from mllmrec.index.config import ExportConfig
-    from mllmrec.index.export import RECBOLE_YAML, export
+    from mllmrec.features.config import ExportConfig
+    from mllmrec.features.export import RECBOLE_YAML, export
     from mllmrec.testing.demo_store import DEFAULT_WORK, demo_inputs
 
     work = Path(args.work or DEFAULT_WORK)
@@ -50,7 +50,7 @@ def main() -> int:
         out.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\n")
         out.writelines(f"{r['user_id']}\t{r['item_id']}\t{r['rating']}\t{r['timestamp']}\n" for r in csv.DictReader(f))
     # Same as: mllmrec export STORE --format recbole --out FOLDER --interactions FOLDER/synthetic.inter
-    export(ExportConfig(source=str(store), format="recbole", out=str(folder), overwrite=True,
+    run_export(ExportConfig(source=str(store), format="recbole", out=str(folder), overwrite=True,
                         interactions=str(folder / "synthetic.inter")))
 
     # --- RecBole's rules: token ids shared by item_id and its alias iid, 0 = [PAD] ---

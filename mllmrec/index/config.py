@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mllmrec.config import REQUIRED, Checked, opt
-from mllmrec.index.exporters import FORMATS, check_options, formats_help
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,59 +32,3 @@ class NeighborsConfig(Checked):
     item: str = opt(REQUIRED, "Query item id.", positional=True)
     k: int = opt(10, "How many neighbours to print.", short="-k")
     channel: str = opt("mm", "Vector channel to search.")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExportConfig(Checked):
-    """Write item vectors (from an embedding store or a distill run) in another framework's layout,
-    with rows aligned to that framework's item ids: MMRec image_feat.npy/text_feat.npy, a RecBole
-    pretrained-embedding atomic file, Cornac-ready .npy + ids, or plain npy / parquet."""
-
-    source: str = opt(REQUIRED, "Embedding store (`mllmrec embed`) or distill run (`mllmrec distill`) directory.",
-                      positional=True)
-    format: Literal[FORMATS] = opt(REQUIRED, formats_help())  # choices: the exporters registry
-    out: str = opt(REQUIRED, "Output directory (for mmrec: the MMRec dataset folder, data/<dataset>/).")
-    channel: str | None = opt(
-        None, "Channel to export (not mmrec): mm, visual, text, fused, or student for a distill run; "
-        "default: mm for a store, student for a distill run."
-    )
-    ids: str | None = opt(
-        None, "Id list or id-map file fixing the row order (row i = its i-th id): .txt (one id per line), "
-        ".json, or .csv/.tsv/.parquet with an id column and a row column such as MMRec's i_id_mapping.csv "
-        "(asin, itemID). For mmrec with an MMRec .inter: maps MMRec itemID -> raw id."
-    )
-    interactions: str | None = opt(
-        None, "Interaction log. mmrec: the dataset's MMRec .inter file (userID, itemID, x_label; n_items = "
-        "max itemID + 1), or any other log (csv/tsv/parquet/jsonl with raw ids), which is remapped to "
-        "MMRec ids 0..n-1 and written as <dataset>.inter with id-mapping files beside it. Other formats: "
-        "every item of the log gets a row (RecBole would silently zero items without one)."
-    )
-    user_field: str = opt("user_id", "Column of --interactions holding the user id (MMRec's userID is found too).")
-    item_field: str = opt("item_id", "Column of --interactions holding the item id (MMRec's itemID is found too).")
-    missing: Literal["error", "zero", "mean", "new-item"] = opt(
-        "error", "Items the source has no vector for: stop with an error naming them, or fill with zeros, "
-        "the channel mean, or (distill runs) the learned new-item mapping; counts go into the manifest."
-    )
-    image_channel: str = opt("visual", "mmrec: channel written to image_feat.npy ('none': no image file).")
-    text_channel: str = opt("mm", "mmrec: channel written to text_feat.npy ('none': no text file).")
-    single_channel: Literal["both", "image", "text"] = opt(
-        "both", "mmrec: when the source has only one of --image-channel/--text-channel, write that one "
-        "into both files, only image_feat.npy, or only text_feat.npy."
-    )
-    stale_caches: Literal["delete", "warn"] = opt(
-        "delete", "mmrec: graph caches that MMRec models build from the features and keep in the dataset "
-        "folder (*_adj_*.pt) would silently reuse the old features: delete them, or only warn."
-    )
-    dataset: str | None = opt(None, "Dataset name for <dataset>.inter / <dataset>.itememb (default: the --out folder name).")
-    seed: int = opt(0, "mmrec with a raw log: seed of the MMRec 8:1:1 per-user split written as x_label "
-                       "(a log with its own x_label column keeps it).")
-    recbole_id_field: str = opt("iid", "recbole: id column of the embedding file (must differ from the item "
-                                       "id field of your .inter; list it in alias_of_item_id).")
-    recbole_emb_field: str = opt("item_emb", "recbole: embedding column of the file (float_seq).")
-    store: str | None = opt(None, "Distill runs: embedding store for the new-item mapping and non-student "
-                                  "channels (default: the store the run was trained from).")
-    overwrite: bool = opt(False, "Replace output files that already exist.")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_options(self)  # a format's own option set for another format is an error, not ignored

@@ -29,7 +29,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from mllmrec.index.rowio import ProviderError, as_id_strings, match_rows, read_rows
+from mllmrec.features.rowio import ProviderError, as_id_strings, match_rows, read_rows
 from mllmrec.store import ITEMS, EmbeddingStore, StoreError, UnknownItemError, read_manifest
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class FeatureProvider:
     def aligned(self, id_map: str | Path | Sequence[str | int], **kw: Any) -> Any:
         """`matrix` whose row i is the id the id list (or id-map file, see `idmap`) puts at row i."""
         if isinstance(id_map, (str, Path)):
-            from mllmrec.index.idmap import read_id_map
+            from mllmrec.features.idmap import read_id_map
 
             id_map = read_id_map(id_map)
         return self.matrix(id_map, **kw)
@@ -258,7 +258,7 @@ class FeatureProvider:
         The features are a frozen embedding (unless freeze_features=False); only W and b train, so
         the module is a drop-in item tower for a two-tower or sequential model.
         """
-        from mllmrec.index.modules import FeatureProjection
+        from mllmrec.features.modules import FeatureProjection
 
         keys = self.ids(channel) if ids is None else as_id_strings(ids)
         ids = keys.to_pylist() if hasattr(keys, "to_pylist") else list(keys)

@@ -26,8 +26,8 @@ from mllmrec.fsutil import atomic_path, atomic_write_text
 if TYPE_CHECKING:
     import numpy as np
 
-    from mllmrec.index.config import ExportConfig
-    from mllmrec.index.provider import FeatureProvider
+    from mllmrec.features.config import ExportConfig
+    from mllmrec.features.provider import FeatureProvider
 
 Writer = Callable[[Path, list[str], "dict[str, np.ndarray]"], None]  # (path, row ids, {array: [rows, d]})
 
@@ -104,7 +104,7 @@ def target_ids(cfg: ExportConfig, provider: FeatureProvider) -> tuple[list[str],
         logged = list(index_ids(inter.items)[0])
     if cfg.ids is None:
         return (logged, f"items of {cfg.interactions}") if logged is not None else (provider.ids(), f"all ids of {cfg.source}")
-    from mllmrec.index.idmap import read_id_map
+    from mllmrec.features.idmap import read_id_map
 
     ids = read_id_map(cfg.ids)
     if logged is not None:  # both given: the id list must cover every logged item, or that item has no row

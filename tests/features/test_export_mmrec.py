@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from mllmrec.datasets.synthetic import make_synthetic
-from mllmrec.index import export as E
-from mllmrec.index.config import ExportConfig
-from mllmrec.index.exporters.mmrec import MmrecError
-from mllmrec.index.provider import FeatureProvider
+from mllmrec.features import export as E
+from mllmrec.features.config import ExportConfig
+from mllmrec.features.exporters.mmrec import MmrecError
+from mllmrec.features.provider import FeatureProvider
 from mllmrec.testing.stores import write_array_store
 
 
@@ -56,7 +56,7 @@ def _id_map(folder):
 def test_raw_log_is_remapped_into_mmrecs_layout(tmp_path, synthetic):
     data, src, vecs, ids = synthetic
     out = tmp_path / "data" / "syn"
-    m = E.export(ExportConfig(source=str(src), format="mmrec", out=str(out), interactions=str(data.interactions)))
+    m = E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(out), interactions=str(data.interactions)))
     rows, item_num, user_num, feats = mmrec_load(out, "syn")
     assert {lab for _, _, lab in rows} == {0, 1, 2}
     assert sorted({i for _, i, _ in rows}) == list(range(item_num))  # ids 0..n-1, each used
@@ -93,7 +93,7 @@ def test_existing_mmrec_dataset_with_scrambled_id_map(tmp_path, synthetic):
     (folder / "image_adj_10.pt").write_bytes(b"old graph")
     (folder / "mm_adj_freedomdsp_10_1.pt").write_bytes(b"old graph")
     (folder / "user_graph_dict.npy").write_bytes(b"not feature-derived")
-    m = E.export(ExportConfig(source=str(src), format="mmrec", out=str(folder),
+    m = E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(folder),
                               interactions=str(folder / "baby.inter"), ids=str(folder / "i_id_mapping.csv")))
     rows, item_num, _, feats = mmrec_load(folder, "baby")
     assert item_num == 5 and feats["image_feat.npy"].shape == (5, 8)
@@ -105,7 +105,7 @@ def test_existing_mmrec_dataset_with_scrambled_id_map(tmp_path, synthetic):
     assert sorted(p.name for p in folder.glob("*.pt")) == [] and (folder / "user_graph_dict.npy").is_file()
     assert not (folder / "i_id_mapping.tsv").exists()  # MMRec's own ids: no remapping written
     (folder / "image_adj_10.pt").write_bytes(b"old graph")
-    m = E.export(ExportConfig(source=str(src), format="mmrec", out=str(folder), overwrite=True, stale_caches="warn",
+    m = E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(folder), overwrite=True, stale_caches="warn",
                               interactions=str(folder / "baby.inter"), ids=str(folder / "i_id_mapping.csv")))
     assert m["stale_caches"] == {"action": "warn", "files": ["image_adj_10.pt"]}
     assert (folder / "image_adj_10.pt").is_file()
@@ -120,7 +120,7 @@ def test_scrambled_interactions_give_the_same_per_item_features(tmp_path, synthe
     per_item = []
     for name, log in (("a", data.interactions), ("b", shuffled)):
         out = tmp_path / name
-        E.export(ExportConfig(source=str(src), format="mmrec", out=str(out), interactions=str(log)))
+        E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(out), interactions=str(log)))
         feats = np.load(out / "text_feat.npy")
         per_item.append({raw: feats[k] for k, raw in _id_map(out).items()})
     assert per_item[0].keys() == per_item[1].keys()
@@ -134,7 +134,7 @@ def test_a_log_with_x_label_keeps_its_split(tmp_path, synthetic):
     _, src, _, _ = synthetic
     log = tmp_path / "log.csv"
     log.write_text("user_id,item_id,x_label\nu1,i0001,0\nu1,i0002,2\nu2,i0002,0\nu2,i0003,1\n")
-    E.export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), interactions=str(log)))
+    E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), interactions=str(log)))
     rows, item_num, _, _ = mmrec_load(tmp_path / "o", "o")
     assert item_num == 3 and sorted(lab for *_, lab in rows) == [0, 0, 1, 2]
 
@@ -144,7 +144,7 @@ def test_a_log_with_x_label_keeps_its_split(tmp_path, synthetic):
 def test_single_channel_store_fills_both_or_one(tmp_path, synthetic, choice, files):
     data, _, vecs, ids = synthetic
     src = write_array_store(tmp_path / "mm-only", ids, {"mm": vecs["mm"]})
-    m = E.export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), single_channel=choice,
+    m = E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), single_channel=choice,
                               interactions=str(data.interactions)))
     assert {p.name for p in (tmp_path / "o").glob("*_feat.npy")} == files
     assert set(m["channels"].values()) == {"mm"}
@@ -153,12 +153,12 @@ def test_single_channel_store_fills_both_or_one(tmp_path, synthetic, choice, fil
 def test_text_only_export_and_channel_errors(tmp_path, synthetic):
     data, src, _, _ = synthetic
     base = dict(source=str(src), format="mmrec", interactions=str(data.interactions))
-    E.export(ExportConfig(**base, out=str(tmp_path / "t"), image_channel="none"))
+    E.run_export(ExportConfig(**base, out=str(tmp_path / "t"), image_channel="none"))
     assert [p.name for p in (tmp_path / "t").glob("*_feat.npy")] == ["text_feat.npy"]
     with pytest.raises(MmrecError, match="both 'none'"):
-        E.export(ExportConfig(**base, out=str(tmp_path / "x"), image_channel="none", text_channel="none"))
+        E.run_export(ExportConfig(**base, out=str(tmp_path / "x"), image_channel="none", text_channel="none"))
     with pytest.raises(MmrecError, match="none of the channels"):
-        E.export(ExportConfig(**base, out=str(tmp_path / "x"), image_channel="fused", text_channel="text"))
+        E.run_export(ExportConfig(**base, out=str(tmp_path / "x"), image_channel="fused", text_channel="text"))
 
 
 @pytest.mark.parametrize("inter, idmap, message", [
@@ -177,12 +177,12 @@ def test_mmrec_input_errors(tmp_path, synthetic, inter, idmap, message):
         (tmp_path / "map.tsv").write_text(idmap)
         kw["ids"] = str(tmp_path / "map.tsv")
     with pytest.raises(MmrecError, match=message):
-        E.export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), **kw))
+        E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), **kw))
 
 
 def test_without_an_id_map_mmrec_ids_are_the_raw_ids(tmp_path):
     src = write_array_store(tmp_path / "s", ["0", "1", "2"], {"mm": np.eye(3, dtype=np.float32)})
     (tmp_path / "d.inter").write_text("userID\titemID\tx_label\n0\t2\t0\n1\t0\t0\n1\t1\t2\n")
-    E.export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path), interactions=str(tmp_path / "d.inter")))
+    E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path), interactions=str(tmp_path / "d.inter")))
     np.testing.assert_array_equal(np.load(tmp_path / "text_feat.npy"), np.eye(3))
     assert FeatureProvider.open(src).matrix(["2"]).tolist() == [[0, 0, 1]]

@@ -14,24 +14,31 @@ reads.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mllmrec import __version__
+from mllmrec.artifacts import (
+    MANIFEST,
+    ArtifactError,
+    WriterLock,
+    has_manifest,
+    read_manifest,
+    stage_of,
+    write_manifest,
+)
 from mllmrec.config import to_dict
-from mllmrec.fsutil import atomic_write_text, file_sha256
-from mllmrec.index.config import ExportConfig
-from mllmrec.index.exporters import ExportError, get_exporter
-from mllmrec.index.exporters.base import target_ids
-from mllmrec.index.exporters.recbole import RECBOLE_YAML
-from mllmrec.index.provider import FeatureProvider, LookupReport
+from mllmrec.features.config import ExportConfig
+from mllmrec.features.exporters import ExportError, get_exporter
+from mllmrec.features.exporters.base import target_ids
+from mllmrec.features.exporters.recbole import RECBOLE_YAML
+from mllmrec.features.provider import FeatureProvider, LookupReport
+from mllmrec.fsutil import file_sha256
 
-MANIFEST = "manifest.json"
-__all__ = ["MANIFEST", "RECBOLE_YAML", "ExportError", "export", "open_source", "run_export", "target_ids",
+STAGE = "export"
+__all__ = ["MANIFEST", "RECBOLE_YAML", "ExportError", "main", "open_source", "run_export", "target_ids",
            "verify_export"]
 
 
@@ -39,8 +46,19 @@ def open_source(cfg: ExportConfig) -> FeatureProvider:
     return FeatureProvider.open(cfg.source, channel=cfg.channel, store=cfg.store)
 
 
-def export(cfg: ExportConfig) -> dict[str, Any]:
-    """Write the export described by `cfg`; returns its manifest (also written to out/manifest.json)."""
+def run_export(cfg: ExportConfig, command: list[str] | None = None) -> dict[str, Any]:
+    """Write the export described by `cfg`; returns its manifest (also written to out/manifest.json).
+    Library entry point of `mllmrec export`; never prints.
+
+    The output is usually a folder the user owns (MMRec's data/<dataset>/ with its .inter), so
+    --overwrite works per file: only the files this export writes are replaced, nothing else is
+    touched; the folder's writer lock keeps two exports from interleaving.
+    """
+    with WriterLock(cfg.out, stage=STAGE):
+        return _export(cfg, command)
+
+
+def _export(cfg: ExportConfig, command: list[str] | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     out = Path(cfg.out)
     _check_out(out)
@@ -64,7 +82,7 @@ def export(cfg: ExportConfig) -> dict[str, Any]:
         write(out / name, row_ids, matrices)
     extra = exporter.finish(cfg, out, plan)
     manifest = {
-        "stage": "export", "mllmrec_version": __version__, "format": cfg.format,
+        "format": cfg.format, "command": command or [],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": to_dict(cfg),
         "inputs": _inputs(cfg, provider),
         "rows": len(row_ids), "row_order": plan.origin,
@@ -75,13 +93,12 @@ def export(cfg: ExportConfig) -> dict[str, Any]:
         **extra,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    return manifest
+    return write_manifest(out, manifest, stage=STAGE)
 
 
-def run_export(cfg: ExportConfig, command: list[str] | None = None) -> int:
+def main(cfg: ExportConfig, command: list[str]) -> int:
     """`mllmrec export`: write the files, print what went where and every fill or cache."""
-    m = export(cfg)
+    m = run_export(cfg, command)
     out = Path(cfg.out)
     for name, info in m["files"].items():
         shape = f" {info['shape'][0]} x {info['shape'][1]}" if "shape" in info else ""
@@ -101,12 +118,10 @@ def verify_export(out: str | Path) -> dict[str, Any]:
     interactions / id-map files it was aligned to still hash the same (a regenerated .inter would no
     longer match the rows). ExportError lists every difference."""
     out = Path(out)
-    p = out / MANIFEST
-    if not p.is_file():
-        raise ExportError(f"{out} has no {MANIFEST}: not an mllmrec export")
-    m = json.loads(p.read_text(encoding="utf-8"))
-    if m.get("stage") != "export":
-        raise ExportError(f"{out} holds a {m.get('stage')!r} artefact, not an export")
+    try:
+        m = read_manifest(out, expect_stage=STAGE)
+    except ArtifactError as e:
+        raise ExportError(str(e)) from None
     diffs = []
     for name, info in m["files"].items():
         f = out / name
@@ -133,14 +148,8 @@ def verify_export(out: str | Path) -> dict[str, Any]:
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} exists and is not a folder")
-    m = out / MANIFEST
-    if m.is_file():
-        try:
-            stage = json.loads(m.read_text(encoding="utf-8")).get("stage")
-        except (ValueError, AttributeError):
-            stage = "unreadable"
-        if stage != "export":
-            raise ExportError(f"--out {out} holds a {stage!r} artefact (its manifest.json); export into another folder")
+    if has_manifest(out) and (stage := stage_of(out) or "unreadable") != STAGE:
+        raise ExportError(f"--out {out} holds a {stage!r} artefact (its manifest.json); export into another folder")
 
 
 def _describe(path: Path) -> dict[str, Any]:

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mllmrec.errors import MllmrecError
+from mllmrec.features.exporters.base import Exporter, ExportError, RowPlan, Writer, read_npy, write_npy
 from mllmrec.fsutil import atomic_write_text
-from mllmrec.index.exporters.base import Exporter, ExportError, RowPlan, Writer, read_npy, write_npy
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from mllmrec.index.config import ExportConfig
-    from mllmrec.index.provider import FeatureProvider
+    from mllmrec.features.config import ExportConfig
+    from mllmrec.features.provider import FeatureProvider
 
 MMREC_COLUMNS = ("userID", "itemID", "x_label")
 FEATURE_FILES = {"image": "image_feat.npy", "text": "text_feat.npy"}
@@ -100,7 +100,7 @@ class MmrecExporter(Exporter):
                 rows = list(csv.reader(f, delimiter="\t"))[1:]
             return [raw for raw, _ in sorted(rows, key=lambda r: int(r[1]))], arrays
         if manifest["config"].get("ids"):
-            from mllmrec.index.idmap import read_id_map
+            from mllmrec.features.idmap import read_id_map
 
             return read_id_map(manifest["config"]["ids"])[:n], arrays
         return [str(k) for k in range(n)], arrays
@@ -158,7 +158,7 @@ def _from_mmrec_inter(cfg: ExportConfig, path: Path) -> MmrecPlan:
     stats: dict[str, Any] = {"mode": "mmrec-inter", "items": n, "item_ids_without_interactions": never}
     if cfg.ids is None:
         return MmrecPlan([str(k) for k in range(n)], stats=stats | {"raw_ids": "itemID as text"})
-    from mllmrec.index.idmap import read_id_map
+    from mllmrec.features.idmap import read_id_map
 
     mapped = read_id_map(cfg.ids)
     if len(mapped) < n:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mllmrec.datasets.config import SyntheticConfig
-from mllmrec.index import export as E
-from mllmrec.index.config import ExportConfig
-from mllmrec.index.to_cornac import cornac_eval_method, cornac_modality, split_triples
+from mllmrec.features import export as E
+from mllmrec.features.config import ExportConfig
+from mllmrec.features.to_cornac import cornac_eval_method, cornac_modality, split_triples
 from mllmrec.testing.stores import write_array_store
 
 
@@ -58,7 +58,7 @@ def test_cornac_vbpr_on_exported_features_scored_by_cornac(tmp_path, data):
     root, store, split = data
     out = tmp_path / "cornac"
     (tmp_path / "ids.json").write_text(json.dumps(split.item_ids))
-    E.export(ExportConfig(source=str(store), format="cornac", out=str(out), ids=str(tmp_path / "ids.json")))
+    E.run_export(ExportConfig(source=str(store), format="cornac", out=str(out), ids=str(tmp_path / "ids.json")))
     modality = ImageModality(features=np.load(out / "features.npy"),
                              ids=json.loads((out / "ids.json").read_text()))
     method = cornac_eval_method(split, seed=0, item_image=modality)

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mllmrec.index.exporters.base import Exporter, RowPlan, Writer, read_npy, write_json, write_npy
+from mllmrec.features.exporters.base import Exporter, RowPlan, Writer, read_npy, write_json, write_npy
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from mllmrec.index.config import ExportConfig
+    from mllmrec.features.config import ExportConfig
 
 
 class NpyExporter(Exporter):

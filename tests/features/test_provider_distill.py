@@ -11,8 +11,8 @@ import pytest
 
 from mllmrec.datasets.config import SyntheticConfig
 from mllmrec.distill.config import DistillConfig
-from mllmrec.index.config import ExportConfig
-from mllmrec.index.provider import STUDENT, FeatureProvider, ProviderError
+from mllmrec.features.config import ExportConfig
+from mllmrec.features.provider import STUDENT, FeatureProvider, ProviderError
 from mllmrec.store import UnknownItemError
 from mllmrec.testing.stores import write_array_store
 
@@ -96,10 +96,10 @@ def test_another_store_feeds_the_mapping_for_items_the_run_never_saw(run, tmp_pa
 
 
 def test_export_from_a_distill_run(run, tmp_path):
-    from mllmrec.index.export import export
+    from mllmrec.features.export import run_export
 
     root, dr, _, ids, syn = run
-    m = export(ExportConfig(source=str(root / "run"), format="npy", out=str(tmp_path / "npy"),
+    m = run_export(ExportConfig(source=str(root / "run"), format="npy", out=str(tmp_path / "npy"),
                             interactions=str(syn.interactions), missing="new-item"))
     assert m["inputs"]["source"]["kind"] == "distill" and m["channels"] == {"features": STUDENT}
     assert m["missing"]["features"]["filled"] == {"new-item": 3}
@@ -107,7 +107,7 @@ def test_export_from_a_distill_run(run, tmp_path):
     rows = json.loads((tmp_path / "npy" / "ids.json").read_text())
     k = rows.index(dr.item_ids[0])
     np.testing.assert_array_equal(got[k], dr.item_table()[0])
-    m = export(ExportConfig(source=str(root / "run"), format="mmrec", out=str(tmp_path / "mmrec"),
+    m = run_export(ExportConfig(source=str(root / "run"), format="mmrec", out=str(tmp_path / "mmrec"),
                             interactions=str(syn.interactions), text_channel="student", missing="new-item"))
     assert m["channels"] == {"image_feat.npy": "visual", "text_feat.npy": STUDENT}
     assert np.load(tmp_path / "mmrec" / "text_feat.npy").shape[1] == 8

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mllmrec.features.exporters.base import Exporter, ExportError, RowPlan, Writer
 from mllmrec.fsutil import atomic_path, atomic_write_text
-from mllmrec.index.exporters.base import Exporter, ExportError, RowPlan, Writer
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from mllmrec.index.config import ExportConfig
+    from mllmrec.features.config import ExportConfig
 
 RECBOLE_YAML = "mllmrec-recbole.yaml"
 

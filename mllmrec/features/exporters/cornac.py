@@ -4,7 +4,7 @@ ImageModality(features=np.load(...), ids=json.load(...)). From Python without fi
 
 from __future__ import annotations
 
-from mllmrec.index.exporters.npy import NpyExporter
+from mllmrec.features.exporters.npy import NpyExporter
 
 
 class CornacExporter(NpyExporter):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from mllmrec.config import ConfigError
-from mllmrec.index.config import ExportConfig
-from mllmrec.index.export import export, verify_export
-from mllmrec.index.exporters import EXPORTERS
+from mllmrec.features.config import ExportConfig
+from mllmrec.features.export import run_export, verify_export
+from mllmrec.features.exporters import EXPORTERS
 from mllmrec.testing.stores import write_array_store
 
 IDS = [f"i{k}" for k in range(8)]
@@ -34,7 +34,7 @@ def source(tmp_path_factory):
 @pytest.mark.parametrize("name", list(EXPORTERS))
 def test_every_exporter_writes_rows_aligned_to_ids(tmp_path, source, name):
     store, vecs, log = source
-    m = export(ExportConfig(source=str(store), format=name, out=str(tmp_path / name), interactions=str(log)))
+    m = run_export(ExportConfig(source=str(store), format=name, out=str(tmp_path / name), interactions=str(log)))
     ids, arrays = EXPORTERS[name].read(tmp_path / name, m)
     assert len(ids) == m["rows"] > 0 and set(ids) <= set(IDS) and len(set(ids)) == len(ids)
     assert set(arrays) == set(m["channels"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mllmrec.index import provider as P
-from mllmrec.index.idmap import IdMapError, read_id_map
+from mllmrec.features.idmap import IdMapError, read_id_map
 from mllmrec.store import UnknownItemError
 from mllmrec.testing.stores import write_array_store
 
@@ -113,7 +113,7 @@ def test_missing_id_policies_fill_and_report(store, caplog):
         fp.matrix(asked)
     with pytest.raises(KeyError):  # also a KeyError for callers that catch that
         fp.matrix(asked, missing="error")
-    with caplog.at_level(logging.INFO, logger="mllmrec.index.provider"):
+    with caplog.at_level(logging.INFO, logger="mllmrec.features.provider"):
         z = fp.lookup(asked, missing="zero")
     assert z.report.missing == 2 and z.report.found == 2 and z.report.filled == {"zero": 2}
     assert z.report.missing_examples == ("zz", "99")
@@ -233,11 +233,11 @@ def test_import_mllmrec_stays_light_and_resolves_feature_provider():
     code = ("import sys, mllmrec; heavy = [m for m in ('torch', 'pyarrow', 'numpy') if m in sys.modules]; "
             "fp = mllmrec.FeatureProvider; print(heavy, fp.__module__, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[] mllmrec.index.provider False"
+    assert out.strip() == "[] mllmrec.features.provider False"
 
 
 def test_read_rows_matches_indexing_and_notices_a_truncated_file(tmp_path):
-    from mllmrec.index.rowio import read_rows
+    from mllmrec.features.rowio import read_rows
     from mllmrec.store import StoreError
 
     data = np.arange(40, dtype=np.float32).reshape(10, 4)

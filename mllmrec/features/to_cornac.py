@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mllmrec.errors import MllmrecError
-from mllmrec.index.provider import FeatureProvider, Policy
+from mllmrec.features.provider import FeatureProvider, Policy
 
 KINDS = ("image", "feature")
 

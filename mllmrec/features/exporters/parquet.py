@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mllmrec.features.exporters.base import Exporter, RowPlan, Writer
 from mllmrec.fsutil import atomic_path
-from mllmrec.index.exporters.base import Exporter, RowPlan, Writer
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from mllmrec.index.config import ExportConfig
+    from mllmrec.features.config import ExportConfig
 
 FILE = "features.parquet"
 

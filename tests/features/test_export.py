@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mllmrec.cli import main
-from mllmrec.index import export as E
-from mllmrec.index.config import ExportConfig
-from mllmrec.index.to_cornac import CornacAdapterError, cornac_modality
+from mllmrec.features import export as E
+from mllmrec.features.config import ExportConfig
+from mllmrec.features.to_cornac import CornacAdapterError, cornac_modality
 from mllmrec.store import UnknownItemError
 from mllmrec.testing.stores import write_array_store
 
@@ -32,7 +32,7 @@ def _log(path, rows):
 
 def test_npy_export_in_source_order_with_manifest_and_verification(tmp_path, store):
     src, vecs = store
-    m = E.export(ExportConfig(source=str(src), format="npy", out=str(tmp_path / "o"), channel="visual"))
+    m = E.run_export(ExportConfig(source=str(src), format="npy", out=str(tmp_path / "o"), channel="visual"))
     feats = np.load(tmp_path / "o" / "features.npy")
     ids = json.loads((tmp_path / "o" / "ids.json").read_text())
     assert ids == IDS and feats.dtype == np.float32
@@ -49,10 +49,10 @@ def test_npy_export_in_source_order_with_manifest_and_verification(tmp_path, sto
 def test_rows_follow_ids_file_or_interactions(tmp_path, store):
     src, vecs = store
     (tmp_path / "ids.txt").write_text("i5\ni0\ni3\n")
-    E.export(ExportConfig(source=str(src), format="cornac", out=str(tmp_path / "a"), ids=str(tmp_path / "ids.txt")))
+    E.run_export(ExportConfig(source=str(src), format="cornac", out=str(tmp_path / "a"), ids=str(tmp_path / "ids.txt")))
     np.testing.assert_array_equal(np.load(tmp_path / "a" / "features.npy"), vecs["mm"][[5, 0, 3]])
     log = _log(tmp_path / "log.csv", [("u1", "i6"), ("u1", "i2"), ("u2", "i6"), ("u2", "i1")])
-    m = E.export(ExportConfig(source=str(src), format="npy", out=str(tmp_path / "b"), interactions=str(log)))
+    m = E.run_export(ExportConfig(source=str(src), format="npy", out=str(tmp_path / "b"), interactions=str(log)))
     assert json.loads((tmp_path / "b" / "ids.json").read_text()) == ["i6", "i2", "i1"]  # first-seen order
     np.testing.assert_array_equal(np.load(tmp_path / "b" / "features.npy"), vecs["mm"][[6, 2, 1]])
     assert m["inputs"]["interactions"]["sha256"] and m["row_order"] == f"items of {log}"
@@ -65,7 +65,7 @@ def test_parquet_export_round_trips(tmp_path, store):
     import pyarrow.parquet as pq
 
     src, vecs = store
-    E.export(ExportConfig(source=str(src), format="parquet", out=str(tmp_path / "p"), channel="visual"))
+    E.run_export(ExportConfig(source=str(src), format="parquet", out=str(tmp_path / "p"), channel="visual"))
     t = pq.read_table(tmp_path / "p" / "features.parquet")
     assert t.column_names == ["id", "visual"] and t.column("id").to_pylist() == IDS
     np.testing.assert_array_equal(np.array(t.column("visual").to_pylist(), np.float32), vecs["visual"])
@@ -76,9 +76,9 @@ def test_missing_ids_follow_the_policy_and_are_recorded(tmp_path, store):
     log = _log(tmp_path / "log.csv", [("u1", "i1"), ("u1", "new1"), ("u2", "new2"), ("u2", "i4")])
     cfg = dict(source=str(src), format="npy", interactions=str(log))
     with pytest.raises(UnknownItemError, match="2 of 4 ids"):
-        E.export(ExportConfig(**cfg, out=str(tmp_path / "e")))
+        E.run_export(ExportConfig(**cfg, out=str(tmp_path / "e")))
     assert not (tmp_path / "e").exists()  # nothing half-written
-    m = E.export(ExportConfig(**cfg, out=str(tmp_path / "m"), missing="mean"))
+    m = E.run_export(ExportConfig(**cfg, out=str(tmp_path / "m"), missing="mean"))
     feats = np.load(tmp_path / "m" / "features.npy")
     np.testing.assert_allclose(feats[1], vecs["mm"].mean(axis=0), rtol=1e-5)
     assert m["missing"]["features"]["filled"] == {"mean": 2}
@@ -133,7 +133,7 @@ def test_recbole_atomic_file_parses_and_covers_every_item_of_the_inter(tmp_path,
 def test_recbole_refuses_ids_with_tabs(tmp_path):
     src = write_array_store(tmp_path / "s", ["a\tb"], {"mm": np.ones((1, 2), np.float32)})
     with pytest.raises(E.ExportError, match="contains a tab"):
-        E.export(ExportConfig(source=str(src), format="recbole", out=str(tmp_path / "o")))
+        E.run_export(ExportConfig(source=str(src), format="recbole", out=str(tmp_path / "o")))
 
 
 def test_existing_files_and_foreign_folders_are_protected(tmp_path, store, capsys):
@@ -153,7 +153,7 @@ def test_existing_files_and_foreign_folders_are_protected(tmp_path, store, capsy
 
 def test_verify_notices_a_re_embedded_source(tmp_path, store):
     src, vecs = store
-    E.export(ExportConfig(source=str(src), format="npy", out=str(tmp_path / "o")))
+    E.run_export(ExportConfig(source=str(src), format="npy", out=str(tmp_path / "o")))
     write_array_store(src, IDS, {**vecs, "mm": vecs["mm"] * 2})  # re-embedded: same shape, new vectors
     with pytest.raises(E.ExportError, match="source .*manifest changed"):
         E.verify_export(tmp_path / "o")
@@ -186,26 +186,26 @@ def test_ids_and_interactions_together_must_cover_every_logged_item(tmp_path, st
     log = _log(tmp_path / "log.csv", [("u1", "i1"), ("u1", "i2"), ("u2", "i4")])
     (tmp_path / "ids.txt").write_text("i4\ni2\ni1\ni0\n")
     base = dict(source=str(src), format="npy", interactions=str(log))
-    E.export(ExportConfig(**base, out=str(tmp_path / "a"), ids=str(tmp_path / "ids.txt")))
+    E.run_export(ExportConfig(**base, out=str(tmp_path / "a"), ids=str(tmp_path / "ids.txt")))
     np.testing.assert_array_equal(np.load(tmp_path / "a" / "features.npy"), vecs["mm"][[4, 2, 1, 0]])
     (tmp_path / "ids.txt").write_text("i4\ni0\n")
     with pytest.raises(E.ExportError, match="2 item\\(s\\) of .* are not in .*i1, i2"):
-        E.export(ExportConfig(**base, out=str(tmp_path / "b"), ids=str(tmp_path / "ids.txt")))
+        E.run_export(ExportConfig(**base, out=str(tmp_path / "b"), ids=str(tmp_path / "ids.txt")))
 
 
 def test_options_that_do_not_apply_are_refused(tmp_path, store):
     src, _ = store
     log = _log(tmp_path / "log.csv", [("u1", "i1")])
     with pytest.raises(E.ExportError, match="--channel does not apply to --format mmrec"):
-        E.export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), channel="mm",
+        E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), channel="mm",
                               interactions=str(log)))
-    from mllmrec.index.exporters.mmrec import MmrecError
+    from mllmrec.features.exporters.mmrec import MmrecError
 
     (tmp_path / "ids.txt").write_text("i1\n")
     with pytest.raises(MmrecError, match="not an MMRec .inter"):
-        E.export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), interactions=str(log),
+        E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), interactions=str(log),
                               ids=str(tmp_path / "ids.txt")))
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "manifest.json").write_text("{not json")
     with pytest.raises(E.ExportError, match="holds a 'unreadable' artefact"):
-        E.export(ExportConfig(source=str(src), format="npy", out=str(tmp_path / "bad")))
+        E.run_export(ExportConfig(source=str(src), format="npy", out=str(tmp_path / "bad")))

@@ -10,15 +10,15 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from mllmrec.index.exporters.base import Exporter, ExportError, RowPlan
-from mllmrec.index.exporters.cornac import CornacExporter
-from mllmrec.index.exporters.mmrec import MmrecExporter
-from mllmrec.index.exporters.npy import NpyExporter
-from mllmrec.index.exporters.parquet import ParquetExporter
-from mllmrec.index.exporters.recbole import RecboleExporter
+from mllmrec.features.exporters.base import Exporter, ExportError, RowPlan
+from mllmrec.features.exporters.cornac import CornacExporter
+from mllmrec.features.exporters.mmrec import MmrecExporter
+from mllmrec.features.exporters.npy import NpyExporter
+from mllmrec.features.exporters.parquet import ParquetExporter
+from mllmrec.features.exporters.recbole import RecboleExporter
 
 if TYPE_CHECKING:
-    from mllmrec.index.config import ExportConfig
+    from mllmrec.features.config import ExportConfig
 
 EXPORTERS: dict[str, Exporter] = {e.name: e for e in (
     MmrecExporter(),
