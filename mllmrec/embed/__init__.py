@@ -1,6 +1,7 @@
 """Stage 1, embed: catalogue -> compression prompt -> backbone -> embedding store.
 
-    run.py      `run_embed(cfg) -> manifest`; `main` is the CLI wrapper: shards, resume, multi-process, rejected/degraded records
+    run.py      run_embed(cfg) -> manifest (shards, resume, multi-process, rejected/degraded
+                records); `main` is the CLI wrapper
     config.py   EmbedConfig
 
 Importing this package imports neither torch nor the run module (names resolve on first use).

@@ -1,4 +1,6 @@
-"""Offline evaluation: pure metric functions and protocols (MMRec full ranking, NoteLLM i2i recall)."""
+"""Pure ranking metrics (no I/O): MMRec full ranking with training items masked, NoteLLM i2i
+recall. Split protocols live with the data they read (mllmrec.catalog.splits); the evaluation
+scripts that use both are in the top-level eval/ folder."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from mllmrec.index import provider as P
+from mllmrec.features import provider as P
 from mllmrec.features.idmap import IdMapError, read_id_map
 from mllmrec.store import UnknownItemError
 from mllmrec.testing.stores import write_array_store
