@@ -37,13 +37,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mllmrec import __version__
+from mllmrec.artifacts import WriterLock, contents, stage_of, write_manifest
 from mllmrec.config import ConfigError, to_dict
 from mllmrec.datasets.config import SyntheticConfig
 from mllmrec.fsutil import atomic_write_text
 
 GENERATOR = "mllmrec.datasets.synthetic"
 GENERATOR_VERSION = 1
-MARKER = ".mllmrec-synthetic"
+STAGE = "synthetic"
+MARKER = ".mllmrec-synthetic"  # folder marker of earlier releases (now the manifest); still recognised
 IMAGES_DIR = "images"
 FILES = {
     "items": "items.jsonl",
@@ -147,7 +149,11 @@ class SyntheticSummary:
 def make_synthetic(cfg: SyntheticConfig) -> SyntheticSummary:
     """Write a synthetic catalogue into `cfg.out` (empty, new, or a previous synthetic output)."""
     _validate(cfg)
-    out = Path(cfg.out)
+    with WriterLock(cfg.out, stage=STAGE):
+        return _generate(cfg, Path(cfg.out))
+
+
+def _generate(cfg: SyntheticConfig, out: Path) -> SyntheticSummary:
     _prepare_out(out)
     item_seq, image_seq, user_seq = np.random.SeedSequence(cfg.seed).spawn(3)
     item_rng, image_rng, user_rng = (np.random.default_rng(s) for s in (item_seq, image_seq, user_seq))
@@ -171,6 +177,7 @@ def make_synthetic(cfg: SyntheticConfig) -> SyntheticSummary:
     _write_jsonl(out / FILES["users"], prefs)
     _write_interactions(out / FILES["interactions"], rows)
     atomic_write_text(out / FILES["meta"], json.dumps(_meta(cfg, len(rows)), indent=2) + "\n")
+    write_manifest(out, {"status": "complete", "generator": GENERATOR, "meta": FILES["meta"]}, stage=STAGE)
     return SyntheticSummary(
         out=out, items=out / FILES["items"], images=out / IMAGES_DIR, interactions=out / FILES["interactions"],
         attributes=out / FILES["attributes"], users=out / FILES["users"], meta=out / FILES["meta"],
@@ -315,19 +322,25 @@ def _validate(cfg: SyntheticConfig) -> None:
 
 
 def _prepare_out(out: Path) -> None:
-    """Make `out` ready: refuse foreign content, clear a previous synthetic output, set the marker.
+    """Make `out` ready: refuse foreign content, clear a previous synthetic output, mark it ours.
 
-    meta.json is removed first so that a crash while regenerating cannot leave the old meta.json
-    beside half-written new files. Files this generator did not write are left alone.
+    The folder is marked first (a `preparing` manifest, mllmrec.artifacts), and meta.json removed
+    before the data files, so a crash while regenerating leaves a folder that is still ours and
+    never an old meta.json beside half-written new files. Files this generator did not write (a
+    store someone embedded into a subfolder, notes) are left alone: the generator replaces its own
+    files, not the folder.
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out: {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    if contents(out):
         if not _is_synthetic_output(out):
             raise ConfigError(
                 f"out: {out} is not empty and is not a synthetic catalogue written by mllmrec "
-                f"(no {MARKER} marker or {FILES['meta']} from {GENERATOR}); choose an empty or new folder"
+                f"(no manifest or {FILES['meta']} from {GENERATOR}); choose an empty or new folder"
             )
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, {"status": "preparing", "generator": GENERATOR}, stage=STAGE)
+    if contents(out):
         for name in [FILES["meta"], *(v for k, v in FILES.items() if k != "meta")]:
             # Also temporaries of a killed run (fsutil.temp_name: `.NAME.tmp-PID`, any PID).
             for path in (out / name, *out.glob(f".{name}.tmp-*")):
@@ -336,12 +349,12 @@ def _prepare_out(out: Path) -> None:
             for path in (out / IMAGES_DIR).iterdir():
                 if re.fullmatch(r"i\d+\.png", path.name):
                     path.unlink()
+        (out / MARKER).unlink(missing_ok=True)  # the marker of releases before the manifest
     (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text(f"written by {GENERATOR}; complete once {FILES['meta']} exists\n", encoding="utf-8")
 
 
 def _is_synthetic_output(out: Path) -> bool:
-    if (out / MARKER).is_file():
+    if stage_of(out) == STAGE or (out / MARKER).is_file():
         return True
     try:
         meta = json.loads((out / FILES["meta"]).read_text(encoding="utf-8"))
