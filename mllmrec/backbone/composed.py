@@ -31,23 +31,24 @@ from torch import nn
 from mllmrec import __version__
 from mllmrec.backbone.base import (
     BackboneError,
+    EncoderBase,
     four_bit_config,
-    render_with_chat_template,
     resolve_device,
     resolve_dtype,
     special_strings,
-    weights_fingerprint,
 )
-from mllmrec.backbone.config import ComposeConfig
+from mllmrec.backbone.config import ComposeConfig, ModelSpec
 from mllmrec.backbone.connector import build_connector
+from mllmrec.backbone.families import COMPOSED_FORMAT, COMPOSED_META, family_for
 from mllmrec.backbone.pooling import expand_placeholders, gather_channels, tokenize_with_slots
 from mllmrec.fusion.projection import apply_heads
 from mllmrec.types import RenderedItem
 
-FORMAT, FORMAT_VERSION = "mllmrec-composed", 1
-IMAGE_TOKEN = "<image>"
-META_FILE = "composed.json"
-LM_SUBDIR = COMPOSED_TOKENIZER_SUBDIR = "lm"  # the LM and its tokenizer (with `<image>`) live here
+FORMAT, FORMAT_VERSION = COMPOSED_FORMAT, 1
+FAMILY = family_for(FORMAT)
+IMAGE_TOKEN = FAMILY.image_pad
+META_FILE = COMPOSED_META
+LM_SUBDIR = FAMILY.tokenizer_subdir  # "lm": the LM and its tokenizer (with `<image>`) live here
 CONNECTOR_FILE = "connector.safetensors"
 
 
@@ -56,11 +57,12 @@ def is_composed_dir(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / META_FILE).is_file()
 
 
-class ComposedEncoder:
+class ComposedEncoder(EncoderBase):
     """Encoder protocol over a composed MLLM. `accepts_images` is False for a text-only model (no
     vision encoder): it still has the `<image>` placeholder, but `encode` refuses items with images."""
 
-    image_placeholder = IMAGE_TOKEN
+    family = FAMILY
+    image_placeholder = FAMILY.image_placeholder
 
     def __init__(self, name: str, lm: Any, tokenizer: Any, vision: nn.Module | None, image_processor: Any,
                  connector: nn.Module | None, meta: dict[str, Any]) -> None:
@@ -69,9 +71,8 @@ class ComposedEncoder:
         self.connector = connector.eval() if connector is not None else None
         self.accepts_images = vision is not None
         self.special_tokens = special_strings(tokenizer)
-        # The late-fusion gate needs pooled vision features from the encoder; only the Qwen
-        # encoder provides them so far, so embed refuses a gate on a composed model.
-        self.supports_fusion_gate = False
+        # The late-fusion gate needs pooled vision features, which this encoder does not give yet
+        # (the family row says so); embed and train refuse a gate on a composed model.
         self.fusion_gate: Any = None
         self.projection: Any = None  # projection head of a trained run
         self.hidden_size = int(lm.config.get_text_config().hidden_size)
@@ -84,6 +85,19 @@ class ComposedEncoder:
     def network(self) -> Any:
         """The module the train stage wraps with LoRA (the causal LM; the vision tower has its own)."""
         return self.lm
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {k: m for k, m in (("lm", self.lm), ("vision", self.vision), ("connector", self.connector))
+                if m is not None}
+
+    def _hashed_weights(self) -> nn.Module:
+        return nn.ModuleDict(self.networks())
+
+    @classmethod
+    def open(cls, spec: ModelSpec, device: str | None, *, load_in_4bit: bool = False) -> ComposedEncoder:
+        """Load the composed directory a ModelSpec names (the family table's entry point)."""
+        return cls.load(spec.model, device=device, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code,
+                        load_in_4bit=load_in_4bit)
 
     @classmethod
     def from_sources(cls, cfg: ComposeConfig) -> ComposedEncoder:
@@ -168,7 +182,7 @@ class ComposedEncoder:
         if load_in_4bit:  # QLoRA: the LM in NF4, vision tower and connector in full precision
             lm = AutoModelForCausalLM.from_pretrained(
                 root / LM_SUBDIR, dtype=torch_dtype, trust_remote_code=trust_remote_code,
-                quantization_config=four_bit_config(torch_dtype, ["lm_head"]), device_map={"": device})
+                quantization_config=four_bit_config(torch_dtype, list(FAMILY.quant_skip)), device_map={"": device})
         else:
             lm = AutoModelForCausalLM.from_pretrained(root / LM_SUBDIR, dtype=torch_dtype,
                                                       trust_remote_code=trust_remote_code).to(device)
@@ -182,17 +196,10 @@ class ComposedEncoder:
             connector.to(device=device, dtype=torch_dtype)
         return cls(str(path), lm, tokenizer, vision, processor, connector, meta)
 
-    def render_chat(self, user_text: str, system: str | None = None) -> str | None:
-        return render_with_chat_template(self.tokenizer, user_text, system)
-
     def fingerprint(self) -> dict[str, Any]:
         """Backbone id, the composition's sources and connector, and a hash over all three parts."""
-        if getattr(self, "_weights_fp", None) is None:  # hashing a large LM is not free: once
-            parts = nn.ModuleDict({"lm": self.lm, **({"vision": self.vision, "connector": self.connector}
-                                                      if self.vision is not None else {})})
-            self._weights_fp = weights_fingerprint(parts)
         return {"backbone": self.name, "revision": None, "kind": "composed",
-                "dtype": str(self.dtype).removeprefix("torch."), "weights_fingerprint": self._weights_fp,
+                "dtype": str(self.dtype).removeprefix("torch."), "weights_fingerprint": self.weights_hash(),
                 "sources": self.meta["sources"], "connector": self.meta["connector"]}
 
     def estimate_tokens(self, text_chars: int, image_sizes: Sequence[tuple[int, int]]) -> int:
@@ -255,15 +262,6 @@ class ComposedEncoder:
         hidden, slot_idx = self.hidden_states(prepared)
         return apply_heads(gather_channels(hidden, slot_idx), None, self.projection, None)
 
-    def forward(self, prepared: Sequence[RenderedItem]) -> dict[str, torch.Tensor]:
-        with torch.inference_mode():
-            return {ch: v.float().cpu() for ch, v in self.features(prepared).items()}
-
-    def encode(self, batch: Sequence[RenderedItem]) -> dict[str, torch.Tensor]:
-        """{"mm": [n, d], slot channel: [n, d]} as float32 CPU tensors, in batch order."""
-        if not batch:
-            return {"mm": torch.zeros(0, self.hidden_size)}
-        return self.forward(batch)
 
 
 def compose(cfg: ComposeConfig) -> Path:

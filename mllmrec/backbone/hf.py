@@ -8,37 +8,43 @@ we expand them ourselves so the tokenizer's character offsets locate prompt slot
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mllmrec.backbone.base import (
     BackboneError,
+    EncoderBase,
     four_bit_config,
-    render_with_chat_template,
     resolve_device,
     resolve_dtype,
     special_strings,
-    weights_fingerprint,
 )
+from mllmrec.backbone.families import Family, family_for
 from mllmrec.backbone.pooling import expand_placeholders, gather_channels, tokenize_with_slots
-from mllmrec.backbone.presets import Family, family_for
 from mllmrec.fusion.projection import apply_heads
 from mllmrec.types import RenderedItem
 
+if TYPE_CHECKING:
+    from mllmrec.backbone.config import ModelSpec
 
-class QwenVLEncoder:
-    """Encoder over a transformers Qwen-VL `...ForConditionalGeneration` model."""
+
+class QwenVLEncoder(EncoderBase):
+    """Encoder over a transformers Qwen-VL `...ForConditionalGeneration` model. Its vision tower
+    and connector (`visual.merger`) live inside `network`, so `vision` and `connector` are None."""
 
     accepts_images = True
+    vision = None
+    connector = None
 
     def __init__(self, model: Any, tokenizer: Any, image_processor: Any, *, name: str, family: Family,
                  revision: str | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.special_tokens = special_strings(tokenizer)
-        self.supports_fusion_gate = True
         self.image_processor = image_processor
         self.name = name
         self.family = family
@@ -48,11 +54,17 @@ class QwenVLEncoder:
         self.hidden_size = int(getattr(cfg, "text_config", cfg).hidden_size)
         self.merge = int(getattr(image_processor, "merge_size", 2))
         self.image_token_id = int(cfg.image_token_id)
-        self._fingerprint: str | None = None
         # Late-fusion gate (NoteLLM-2) supplied by a trained run; adds the `fused` channel.
         self.fusion_gate: Any = None
         # Projection head of a trained run (maps every channel to its smaller dimension).
         self.projection: Any = None
+
+    @classmethod
+    def open(cls, spec: ModelSpec, device: str | None, *, load_in_4bit: bool = False) -> QwenVLEncoder:
+        """Load the model a ModelSpec names (the family table's entry point)."""
+        return cls.load(spec.model, revision=spec.revision, device=device, dtype=spec.dtype,
+                        min_pixels=spec.min_pixels, max_pixels=spec.max_pixels,
+                        trust_remote_code=spec.trust_remote_code, load_in_4bit=load_in_4bit)
 
     @classmethod
     def load(cls, model: str, *, revision: str | None = None, device: str | None = "auto",
@@ -68,8 +80,8 @@ class QwenVLEncoder:
         set_pixel_bounds(image_processor, min_pixels, max_pixels)
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
-        if load_in_4bit:  # QLoRA: LM weights in NF4; the ViT (small, and often narrower than bnb's blocks) stays
-            quant = four_bit_config(torch_dtype, ["model.visual", "lm_head"])
+        if load_in_4bit:  # QLoRA: LM weights in NF4; the family's skip list stays in full precision
+            quant = four_bit_config(torch_dtype, list(family.quant_skip))
             net = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype, quantization_config=quant,
                                                               device_map={"": dev}, **kw)
         else:
@@ -82,15 +94,25 @@ class QwenVLEncoder:
         """The module the train stage wraps with LoRA (the whole ...ForConditionalGeneration)."""
         return self.model
 
-    # -- Encoder protocol -------------------------------------------------------------------
-    def render_chat(self, user_text: str, system: str | None = None) -> str | None:
-        return render_with_chat_template(self.tokenizer, user_text, system)
+    def networks(self) -> dict[str, Any]:
+        return {"model": self.model}
 
+    def _hashed_weights(self) -> Any:
+        return self.model
+
+    # -- Encoder protocol -------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
-        if self._fingerprint is None:
-            self._fingerprint = weights_fingerprint(self.model)
         return {"backbone": self.name, "family": self.family.name, "revision": self.revision,
-                "dtype": str(self.model.dtype).removeprefix("torch."), "weights_fingerprint": self._fingerprint}
+                "dtype": str(self.model.dtype).removeprefix("torch."), "weights_fingerprint": self.weights_hash()}
+
+    def save(self, out: str | os.PathLike[str]) -> Path:
+        """A plain transformers model directory (model, tokenizer, image processor)."""
+        out = Path(out)
+        out.mkdir(parents=True)
+        self.model.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        self.image_processor.save_pretrained(out)
+        return out
 
     def estimate_tokens(self, text_chars: int, image_sizes: Sequence[tuple[int, int]]) -> int:
         # Text: ~3 characters per token is close enough for sorting; images: exact token count.
@@ -104,9 +126,6 @@ class QwenVLEncoder:
         h, w = smart_resize(height, width, factor=factor, min_pixels=ip.size["shortest_edge"],
                             max_pixels=ip.size["longest_edge"])
         return (h // factor) * (w // factor)
-
-    def encode(self, batch: Sequence[RenderedItem]) -> dict[str, torch.Tensor]:
-        return self.forward(self.prepare(batch))
 
     def prepare(self, batch: Sequence[RenderedItem]) -> dict[str, Any]:
         """CPU-side work for a batch: image preprocessing, placeholder expansion, tokenization.
@@ -133,11 +152,6 @@ class QwenVLEncoder:
             # transformers 5.x computes M-RoPE positions from this mask (1 = image token).
             inputs["mm_token_type_ids"] = (enc["input_ids"] == self.image_token_id).int()
         return {"inputs": {**enc, **inputs}, "slots": slot_idx, "n_images": [len(it.images) for it in batch]}
-
-    def forward(self, prepared: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Run the base model on a prepared batch: {channel: float32 CPU [n, d]}."""
-        with torch.inference_mode():
-            return {ch: v.float().cpu() for ch, v in self.features(prepared).items()}
 
     def features(self, prepared: dict[str, Any]) -> dict[str, torch.Tensor]:
         """{channel: [n, d]} on the model's device, with autograd (the train stage's forward)."""

@@ -1,35 +1,34 @@
-"""Open the right Encoder for a model reference (hub id, transformers dir, composed dir)."""
+"""Open the right Encoder for a model reference (hub id, transformers dir, composed dir).
+
+Which Encoder class opens it comes from the family table (`backbone/families.py`), keyed by what
+the model declares itself to be; nothing here names an encoder class.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mllmrec.backbone.base import BackboneError
 from mllmrec.backbone.config import ModelSpec
 
+if TYPE_CHECKING:
+    from mllmrec.backbone.base import Encoder
+
 HEADS_SUBDIR = "mllmrec_heads"  # trained heads beside a merged model (see `mllmrec merge`)
 
 
-def open_encoder(spec: ModelSpec, device: str | None = None, *, load_in_4bit: bool = False) -> Any:
-    """Load the backbone named by `spec.model`: a `mllmrec compose` directory or a Qwen-VL model.
+def open_encoder(spec: ModelSpec, device: str | None = None, *, load_in_4bit: bool = False) -> Encoder:
+    """Load the backbone named by `spec.model` with its family's Encoder (Qwen-VL, composed ...).
 
     A model directory written by `mllmrec merge` carries trained heads (projection, fusion gate,
     in `mllmrec_heads/`); they are attached, so the merged model gives the tuned run's vectors.
     """
-    from mllmrec.backbone.composed import ComposedEncoder, is_composed_dir
+    from mllmrec.backbone.families import family_of
 
-    dev = device or spec.device
     check_model_reference(spec.model)
-    if is_composed_dir(spec.model):
-        enc = ComposedEncoder.load(spec.model, device=dev, dtype=spec.dtype, load_in_4bit=load_in_4bit)
-    else:
-        from mllmrec.backbone.hf import QwenVLEncoder
-
-        enc = QwenVLEncoder.load(
-            spec.model, revision=spec.revision, device=dev, dtype=spec.dtype, min_pixels=spec.min_pixels,
-            max_pixels=spec.max_pixels, trust_remote_code=spec.trust_remote_code, load_in_4bit=load_in_4bit,
-        )
+    family = family_of(spec.model, spec.revision, spec.trust_remote_code)
+    enc = family.open(spec, device, load_in_4bit=load_in_4bit)
     heads = Path(spec.model) / HEADS_SUBDIR
     if heads.is_dir():
         from mllmrec.backbone.trained_run import load_heads
@@ -55,16 +54,12 @@ def check_model_reference(model: str) -> None:
 def open_renderer(model: str, trust_remote_code: bool = False) -> tuple[Any, str]:
     """(chat function, image placeholder) for rendering prompts without loading any weights."""
     check_model_reference(model)
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from mllmrec.backbone.base import render_with_chat_template
-    from mllmrec.backbone.composed import COMPOSED_TOKENIZER_SUBDIR, IMAGE_TOKEN, is_composed_dir
-    from mllmrec.backbone.presets import family_for
+    from mllmrec.backbone.families import family_of
 
-    if is_composed_dir(model):
-        tok = AutoTokenizer.from_pretrained(f"{model}/{COMPOSED_TOKENIZER_SUBDIR}")
-        placeholder = IMAGE_TOKEN
-    else:
-        placeholder = family_for(AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code).model_type).image_placeholder
-        tok = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
-    return (lambda user, system: render_with_chat_template(tok, user, system)), placeholder
+    family = family_of(model, trust_remote_code=trust_remote_code)
+    where = f"{model}/{family.tokenizer_subdir}" if family.tokenizer_subdir else model
+    tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
+    return (lambda user, system: render_with_chat_template(tok, user, system)), family.image_placeholder

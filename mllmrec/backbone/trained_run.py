@@ -18,11 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mllmrec.errors import MllmrecError
 from mllmrec.fusion.gate import GATE_CONFIG, LateFusionGate
 from mllmrec.fusion.projection import ProjectionHead
+
+if TYPE_CHECKING:
+    from mllmrec.backbone.base import Encoder
 
 CONNECTOR_FILE = "connector.safetensors"
 MANIFEST = "manifest.json"
@@ -66,11 +69,11 @@ def artefacts_sha256(run_dir: str | Path) -> str:
     return h.hexdigest()
 
 
-def save_heads(encoder: Any, out: Path) -> None:
+def save_heads(encoder: Encoder, out: Path) -> None:
     """Write the fully trained pieces (connector, gate, projection) the encoder carries."""
     from safetensors.torch import save_file
 
-    connector = getattr(encoder, "connector", None)
+    connector = encoder.connector
     if connector is not None and any(p.requires_grad for p in connector.parameters()):
         save_file({k: v.detach().contiguous().cpu() for k, v in connector.state_dict().items()},
                   str(out / CONNECTOR_FILE))
@@ -80,24 +83,24 @@ def save_heads(encoder: Any, out: Path) -> None:
         encoder.projection.save(out)
 
 
-def load_heads(encoder: Any, directory: Path) -> None:
+def load_heads(encoder: Encoder, directory: Path) -> None:
     """Put saved heads onto the encoder (connector weights, gate, projection) on its device."""
     from safetensors.torch import load_file
 
     dev = next(encoder.network.parameters()).device
     if (directory / CONNECTOR_FILE).is_file():
-        if getattr(encoder, "connector", None) is None:
+        if encoder.connector is None:
             raise RunDirError(f"{directory} has a trained connector but the backbone has none")
         encoder.connector.load_state_dict(load_file(str(directory / CONNECTOR_FILE)))
     if (directory / GATE_CONFIG).is_file():
-        if not getattr(encoder, "supports_fusion_gate", False):
+        if not encoder.supports_fusion_gate:
             raise RunDirError(f"{directory} has a fusion gate but {type(encoder).__name__} cannot apply one")
         encoder.fusion_gate = LateFusionGate.load(directory).to(dev)
     if ProjectionHead.present(directory):
         encoder.projection = ProjectionHead.load(directory).to(dev)
 
 
-def apply_run(encoder: Any, run_dir: str | Path) -> dict[str, Any]:
+def apply_run(encoder: Encoder, run_dir: str | Path) -> dict[str, Any]:
     """Make `encoder` the tuned model of `run_dir` (adapters merged in, heads attached).
 
     Refuses a backbone whose weights differ from the run's base model. Returns the manifest's
@@ -121,19 +124,18 @@ def apply_run(encoder: Any, run_dir: str | Path) -> dict[str, Any]:
                           f"from this backbone in {', '.join(k for k in arch if base.get(k) != now.get(k))}")
     load_adapters(encoder, run_dir, merge=True)
     load_heads(encoder, run_dir)
-    encoder._fingerprint = encoder._weights_fp = None  # noqa: SLF001 - weights changed: hash again on demand
+    encoder.weights_changed()  # hash again on demand
     return {"run": str(run_dir), "adapter_sha256": man["adapter_sha256"],
             "base_weights_fingerprint": base["weights_fingerprint"], "prompt": man.get("prompt", {}).get("name")}
 
 
-def load_adapters(encoder: Any, run_dir: str | Path, *, merge: bool = True) -> list[str]:
+def load_adapters(encoder: Encoder, run_dir: str | Path, *, merge: bool = True) -> list[str]:
     """Put a run's saved adapters onto `encoder` (in place); merged into the weights by default
     (faster inference, same vectors to float rounding). Returns the adapter dirs applied."""
     from peft import PeftModel  # lazy: peft is heavy
 
     run_dir = Path(run_dir)
-    targets = {ADAPTER_DIR: encoder.network,
-               VISION_ADAPTER_DIR: getattr(encoder, "vision", None)}
+    targets = {ADAPTER_DIR: encoder.network, VISION_ADAPTER_DIR: encoder.vision}
     applied = []
     for name, module in targets.items():
         if not (run_dir / name / "adapter_config.json").is_file():

@@ -15,7 +15,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from mllmrec.embed.config import EmbedConfig
 from mllmrec.errors import MllmrecError
 from mllmrec.types import Item, Rejection
 
+if TYPE_CHECKING:
+    from mllmrec.backbone.base import Encoder
+
 log = logging.getLogger(__name__)
 
 # Config keys a resume may change. batch_size only changes padding (vectors agree to ~1e-6), and a
@@ -56,7 +59,7 @@ class EmbedError(MllmrecError, RuntimeError):
     """The run cannot start or continue; the message says why and what to do."""
 
 
-def run_embed(cfg: EmbedConfig, *, encoder: Any = None, command: list[str] | None = None) -> dict[str, Any]:
+def run_embed(cfg: EmbedConfig, *, encoder: Encoder | None = None, command: list[str] | None = None) -> dict[str, Any]:
     """Embed a catalogue into the store at `cfg.out`; returns the store's manifest (library entry
     point of `mllmrec embed`; never prints).
 
@@ -130,7 +133,7 @@ def _embed(cfg: EmbedConfig, encoder: Any, command: list[str] | None) -> dict[st
     return _finalize(out, cfg, catalog, manifest, n_shards, time.perf_counter() - t0)
 
 
-def _load_encoder(cfg: EmbedConfig, device: str) -> Any:
+def _load_encoder(cfg: EmbedConfig, device: str) -> Encoder:
     """Load the backbone; with progress off, transformers' weight-loading bars are off too."""
     from transformers.utils import logging as hf_logging
 
@@ -149,13 +152,13 @@ def _load_encoder(cfg: EmbedConfig, device: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Work
 # ---------------------------------------------------------------------------------------------
-def _embed_shards(cfg: EmbedConfig, catalog: Any, template: Any, channels: tuple[str, ...], encoder: Any, out: Path,
+def _embed_shards(cfg: EmbedConfig, catalog: Any, template: Any, channels: tuple[str, ...], encoder: Encoder, out: Path,
                   shards: list[int]) -> None:
     from tqdm.auto import tqdm
 
     total = sum(len(catalog.items[k * cfg.shard_size : (k + 1) * cfg.shard_size]) for k in shards)
     rank, _ = _dist_info()
-    use_images = template.uses_images and getattr(encoder, "accepts_images", True)
+    use_images = template.uses_images and encoder.accepts_images
     log.info("process %d: %d shard(s) to embed (%d items)", rank, len(shards), total)
     with tqdm(total=total, unit="item", desc=f"embed[{rank}]" if rank else "embed", position=rank,
               disable=not cfg.progress, dynamic_ncols=True, mininterval=1.0) as bar, \
@@ -169,7 +172,7 @@ def _embed_shards(cfg: EmbedConfig, catalog: Any, template: Any, channels: tuple
 
 
 def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: Any, channels: tuple[str, ...],
-                encoder: Any, pool: ThreadPoolExecutor,
+                encoder: Encoder, pool: ThreadPoolExecutor,
                 use_images: bool) -> tuple[list[str], dict[str, np.ndarray], list[dict]]:
     """Embed one shard's items: (ids embedded, in catalogue order; {channel: [n, d]}; rejections).
 
@@ -186,14 +189,11 @@ def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: A
     rejected: list[dict] = []
     starts = range(0, len(order), cfg.batch_size)
 
-    # Encoders that split CPU preprocessing (`prepare`) from the model (`forward`) get it done in
-    # the look-ahead thread too; others do all of it in `encode`.
-    split = hasattr(encoder, "prepare") and hasattr(encoder, "forward")
-
+    # CPU preprocessing (`prepare`) runs in the look-ahead thread, apart from the model (`forward`).
     def prepare(b: int) -> tuple[list[tuple[int, Any]], list[dict], Any]:
         batch = [items[i] for i in order[b : b + cfg.batch_size]]
         rendered, rej = _load_and_render(cfg, batch, base_dir, template, encoder, pool, use_images)
-        ready = encoder.prepare([r for _, r in rendered]) if (split and rendered) else None
+        ready = encoder.prepare([r for _, r in rendered]) if rendered else None
         return rendered, rej, ready
 
     # The next batch is decoded and preprocessed while this one runs through the model, so at most
@@ -205,7 +205,7 @@ def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: A
             pending = ahead.submit(prepare, starts[n + 1]) if n + 1 < len(starts) else None
             rejected += rej
             if rendered:
-                out = encoder.forward(ready) if split else encoder.encode([r for _, r in rendered])
+                out = encoder.forward(ready)
                 for k, (pos, _) in enumerate(rendered):
                     rows[order[b + pos]] = {ch: out[ch][k].numpy().astype(store_dtype) for ch in channels}
     done = sorted(rows)  # back to catalogue order
@@ -214,7 +214,7 @@ def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: A
     return [items[i].id for i in done], vectors, _in_catalog_order(rejected, items)
 
 
-def _load_and_render(cfg: EmbedConfig, batch: list[Item], base_dir: Path, template: Any, encoder: Any,
+def _load_and_render(cfg: EmbedConfig, batch: list[Item], base_dir: Path, template: Any, encoder: Encoder,
                      pool: ThreadPoolExecutor, use_images: bool) -> tuple[list[tuple[int, Any]], list[dict]]:
     """Decode a batch's images and render its prompts: ([(position in batch, RenderedItem)], rejections)."""
     from mllmrec.catalog import load_item_images
@@ -276,7 +276,7 @@ def _prepare_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> None:
             log.info("removed %d partial file(s) left by the interrupted run", removed)
 
 
-def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any, channels: tuple[str, ...],
+def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Encoder, template: Any, channels: tuple[str, ...],
                     identity: dict[str, Any], n_shards: int, world: int, command: list[str] | None,
                     adapter: dict[str, Any] | None = None) -> dict[str, Any]:
     run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batch_size": cfg.batch_size, "processes": world,
@@ -296,7 +296,7 @@ def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any,
         "fusion_gate": identity["fusion_gate"],
         "prompt": template.identity(),
         "channels": list(channels),
-        "dims": {ch: getattr(getattr(encoder, "projection", None), "out_dim", encoder.hidden_size) for ch in channels},
+        "dims": {ch: encoder.out_dim for ch in channels},
         "dtype": cfg.store_dtype,
         "plan": {"items": len(catalog.items), "shard_size": cfg.shard_size, "shards": n_shards,
                  "batch_size": cfg.batch_size},
@@ -315,8 +315,8 @@ def _adapter_sha256(cfg: EmbedConfig) -> str | None:
     return read_run_manifest(cfg.adapter)["adapter_sha256"]
 
 
-def _gate_fingerprint(encoder: Any) -> str | None:
-    gate = getattr(encoder, "fusion_gate", None)
+def _gate_fingerprint(encoder: Encoder) -> str | None:
+    gate = encoder.fusion_gate
     if gate is None:
         return None
     from mllmrec.backbone.base import weights_fingerprint
@@ -324,18 +324,18 @@ def _gate_fingerprint(encoder: Any) -> str | None:
     return weights_fingerprint(gate)
 
 
-def output_channels(template: Any, encoder: Any) -> tuple[str, ...]:
+def output_channels(template: Any, encoder: Encoder) -> tuple[str, ...]:
     """The template's channels, plus `fused` when the encoder carries a late-fusion gate."""
-    if getattr(encoder, "fusion_gate", None) is None:
+    if encoder.fusion_gate is None:
         return tuple(template.channels)
-    if not getattr(encoder, "supports_fusion_gate", False):
+    if not encoder.supports_fusion_gate:
         raise EmbedError(f"{type(encoder).__name__} cannot apply a late-fusion gate (no pooled vision features)")
     return (*template.channels, "fused")
 
 
-def _notes(template: Any, encoder: Any) -> list[str]:
+def _notes(template: Any, encoder: Encoder) -> list[str]:
     notes = []
-    if template.uses_images and not getattr(encoder, "accepts_images", True):
+    if template.uses_images and not encoder.accepts_images:
         notes.append("the backbone has no vision encoder: images were not used")
     return notes
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from mllmrec.backbone.presets import family_for
+from mllmrec.backbone.families import family_for
 from mllmrec.errors import MllmrecError
 from mllmrec.testing.cache import cached_build
 
@@ -75,7 +75,7 @@ class TinyModelError(MllmrecError, ValueError):
 def family_of_model_type(model_type: str) -> str:
     """Map a saved config's `model_type` (e.g. `qwen2_5_vl`) to our family name (`qwen2.5-vl`).
 
-    A thin wrapper over `backbone.presets.family_for`, which owns the table (and the error for an
+    A thin wrapper over `backbone.families.family_for`, which owns the table (and the error for an
     unknown type), so the tiny models and the real loaders can never disagree.
     """
     return family_for(model_type).name

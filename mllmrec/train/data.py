@@ -17,7 +17,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from mllmrec.errors import MllmrecError
 from mllmrec.fsutil import file_sha256
 from mllmrec.train.validate import I2IProtocol, i2i_protocol
 from mllmrec.types import Item, RenderedItem
+
+if TYPE_CHECKING:
+    from mllmrec.backbone.base import Encoder
 
 N_EXAMPLES = 5
 
@@ -65,7 +68,7 @@ def read_pairs(pairs_dir: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     return cols, {"path": str(path), "sha256": file_sha256(path), **json.loads(man.read_text())}
 
 
-def load_pair_data(cfg: Any, template: Any, encoder: Any) -> PairData:
+def load_pair_data(cfg: Any, template: Any, encoder: Encoder) -> PairData:
     """Join pairs to the catalogue, apply the bad-input rules, build the i2i protocols."""
     from mllmrec.catalog import load_catalog
 
@@ -108,7 +111,7 @@ def load_pair_data(cfg: Any, template: Any, encoder: Any) -> PairData:
     return PairData(items, train, protocols, text_only, report, fp)
 
 
-def _check_items(cfg: Any, template: Any, encoder: Any, items: list[Item]) -> list[dict[str, str]]:
+def _check_items(cfg: Any, template: Any, encoder: Encoder, items: list[Item]) -> list[dict[str, str]]:
     """Decode each used item's images once and render it once; return rejection records."""
     from mllmrec.catalog import load_item_images
     from mllmrec.prompts import PromptError, render
@@ -140,7 +143,7 @@ def _check_items(cfg: Any, template: Any, encoder: Any, items: list[Item]) -> li
 class BatchSource:
     """Step -> the batch of pairs (deterministic), and rendering with modality dropout."""
 
-    def __init__(self, data: PairData, cfg: Any, template: Any, encoder: Any) -> None:
+    def __init__(self, data: PairData, cfg: Any, template: Any, encoder: Encoder) -> None:
         self.data, self.cfg, self.template, self.encoder = data, cfg, template, encoder
         self.per_epoch = len(data.train) // cfg.batch_pairs
         self.base = Path(cfg.catalog).parent

@@ -1,15 +1,15 @@
 """LoRA through peft on an encoder's language model (and optionally its vision tower).
 
 peft injects the LoRA layers *in place*, so the encoder keeps calling the same modules and the
-train stage needs no second forward path. Which modules get LoRA comes from the backbone family's
-preset (`backbone/presets.py`), overridable by name:
+train stage needs no second forward path. Which modules get LoRA, and how, comes from the encoder's
+family row (`backbone/families.py`); target names are overridable:
 
-- Qwen-VL: one peft model over the whole `...ForConditionalGeneration`, targets matched by a regex
-  scoped to `language_model` (and, with vision LoRA, to `visual.blocks`), so the ViT's `qkv`/`proj`
-  and the LM's `q_proj` never get mixed up. Saved as `adapter/` (standard peft layout).
-- composed: a peft model on the causal LM (`adapter/`, loadable with plain
-  `PeftModel.from_pretrained(AutoModelForCausalLM...)`) and, with vision LoRA, one on the vision
-  tower (`vision_adapter/`).
+- a family with scopes (Qwen-VL): one peft model over the whole `encoder.network`, targets matched
+  by a regex scoped to `lm_scope` (and, with vision LoRA, to `vision_scope`), so the ViT's
+  `qkv`/`proj` and the LM's `q_proj` never get mixed up. Saved as `adapter/` (standard peft layout).
+- a family without (composed): a peft model on the LM (`adapter/`, loadable with plain
+  `PeftModel.from_pretrained(AutoModelForCausalLM...)`) and, with vision LoRA, one on
+  `encoder.vision` (`vision_adapter/`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from mllmrec.backbone.presets import COMPOSED_LORA, COMPOSED_VISION_LORA
 from mllmrec.backbone.trained_run import ADAPTER_DIR, VISION_ADAPTER_DIR, LoraError
+
+if TYPE_CHECKING:
+    from mllmrec.backbone.base import Encoder
 
 
 @dataclass(frozen=True)
@@ -34,32 +36,34 @@ class LoraSpec:
     targets: tuple[str, ...] = ()  # LM module names; () = preset
     vision: bool = False
     vision_targets: tuple[str, ...] = ()  # () = preset
-    connector: bool = False  # Qwen-VL: train the vision->LM merger in full (peft modules_to_save)
+    connector: bool = False  # train the family's full_train_modules in full (Qwen-VL: the merger)
 
 
 def _names_regex(scope: str, names: Sequence[str]) -> str:
     return f"{scope}\\.({'|'.join(re.escape(n) for n in names)})"
 
 
-def lora_plan(encoder: Any, spec: LoraSpec) -> list[tuple[str, nn.Module, Any]]:
-    """[(adapter dir name, module to wrap, target_modules)] for `encoder` under `spec`. (A composed
-    model's connector is trained by the trainer directly: it is not inside a peft-wrapped model.)"""
-    if hasattr(encoder, "family"):  # Qwen-VL
-        fam = encoder.family
-        regex = _names_regex(fam.lm_scope, spec.targets or fam.lora_targets)
-        if spec.vision:
-            vision = _names_regex(fam.vision_scope, spec.vision_targets or fam.vision_lora_targets)
-            regex = f"({regex})|({vision})"
-        return [(ADAPTER_DIR, encoder.network, regex)]
-    plan: list[tuple[str, nn.Module, Any]] = [(ADAPTER_DIR, encoder.network, list(spec.targets or COMPOSED_LORA))]
-    if spec.vision:
+def lora_plan(encoder: Encoder, spec: LoraSpec) -> list[tuple[str, nn.Module, Any]]:
+    """[(adapter dir name, module to wrap, target_modules)] for `encoder` under `spec`. (A connector
+    held outside `network` is trained by the trainer directly: it is not inside a peft model.)"""
+    fam = encoder.family
+    lm_names = spec.targets or fam.lora_targets
+    vision_names = spec.vision_targets or fam.vision_lora_targets
+    if fam.lm_scope is None:
+        main: Any = list(lm_names)
+    else:
+        main = _names_regex(fam.lm_scope, lm_names)
+    if spec.vision and fam.vision_scope is not None:  # the tower lives inside `network`: one regex
+        main = f"({main})|({_names_regex(fam.vision_scope, vision_names)})"
+    plan: list[tuple[str, nn.Module, Any]] = [(ADAPTER_DIR, encoder.network, main)]
+    if spec.vision and fam.vision_scope is None:
         if encoder.vision is None:
-            raise LoraError("--vision-lora: this composed model is text-only (no vision tower)")
-        plan.append((VISION_ADAPTER_DIR, encoder.vision, list(spec.vision_targets or COMPOSED_VISION_LORA)))
+            raise LoraError(f"--vision-lora: this {fam.name} model is text-only (no vision tower)")
+        plan.append((VISION_ADAPTER_DIR, encoder.vision, list(vision_names)))
     return plan
 
 
-def attach_lora(encoder: Any, spec: LoraSpec) -> list[tuple[str, Any]]:
+def attach_lora(encoder: Encoder, spec: LoraSpec) -> list[tuple[str, Any]]:
     """Wrap the encoder's modules with fresh LoRA adapters; returns [(dir name, PeftModel)].
 
     Base weights are frozen; only LoRA weights train. Raises LoraError naming the module names
@@ -72,9 +76,10 @@ def attach_lora(encoder: Any, spec: LoraSpec) -> list[tuple[str, Any]]:
         for p in module.parameters():
             p.requires_grad_(False)
         _check_targets(module, targets)
-        # Qwen-VL's connector (visual.merger) sits inside the wrapped model: peft trains it in full,
+        # A connector inside the wrapped model (Qwen-VL's visual.merger): peft trains it in full,
         # saves it with the adapter and merges it back.
-        full = ["merger"] if spec.connector and hasattr(encoder, "family") and name == ADAPTER_DIR else None
+        in_full = list(encoder.family.full_train_modules)
+        full = in_full if spec.connector and in_full and name == ADAPTER_DIR else None
         cfg = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
                          bias="none", modules_to_save=full)
         out.append((name, get_peft_model(module, cfg)))

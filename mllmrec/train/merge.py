@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 from mllmrec.backbone.config import ModelSpec
 from mllmrec.backbone.load import HEADS_SUBDIR
@@ -38,7 +37,7 @@ def merge_run(cfg: MergeConfig) -> Path:
     tmp = temp_name(out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _save(encoder, tmp)
+        encoder.save(tmp)  # Qwen-VL: a plain transformers directory; composed: a compose directory
         heads = tmp / HEADS_SUBDIR
         if encoder.projection is not None or encoder.fusion_gate is not None:
             heads.mkdir()
@@ -52,16 +51,6 @@ def merge_run(cfg: MergeConfig) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def _save(encoder: Any, out: Path) -> None:
-    if hasattr(encoder, "family"):  # Qwen-VL: a plain transformers directory
-        out.mkdir(parents=True)
-        encoder.model.save_pretrained(out)
-        encoder.tokenizer.save_pretrained(out)
-        encoder.image_processor.save_pretrained(out)
-    else:
-        encoder.save(out)
 
 
 def run_merge(cfg: MergeConfig, command: list[str] | None = None) -> int:

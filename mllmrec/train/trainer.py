@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from mllmrec.dist import barrier, device_for_rank, dist_info, init_group
 from mllmrec.errors import MllmrecError
 from mllmrec.train import checkpoint as ckpt
 from mllmrec.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from mllmrec.backbone.base import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ class TrainError(MllmrecError, RuntimeError):
     """The run cannot start or continue; the message says why."""
 
 
-def load_train_encoder(cfg: TrainConfig, device: str) -> Any:
+def load_train_encoder(cfg: TrainConfig, device: str) -> Encoder:
     """The backbone for training (4-bit base weights with --quantize 4bit)."""
     from mllmrec.backbone.load import open_encoder
 
@@ -51,7 +54,7 @@ def load_train_encoder(cfg: TrainConfig, device: str) -> Any:
 class Trainer:
     """Holds the encoder, its trainable pieces, the optimizer and the data for one run."""
 
-    def __init__(self, cfg: TrainConfig, encoder: Any, *, rank: int = 0, world: int = 1, loss: Any = None) -> None:
+    def __init__(self, cfg: TrainConfig, encoder: Encoder, *, rank: int = 0, world: int = 1, loss: Any = None) -> None:
         """`loss`: a loss object (see train.losses) used instead of the one `cfg.loss` names."""
         from mllmrec.prompts import load_template
         from mllmrec.train.data import BatchSource, load_pair_data
@@ -80,8 +83,8 @@ class Trainer:
         self.log_scale = torch.nn.Parameter(torch.tensor(float(cfg.logit_scale_init), device=dev))
         # Every network of the encoder (Qwen: model; composed: lm, vision, connector) and the heads;
         # the keys prefix the trainable weights' names in checkpoints.
-        self.modules = {k: m for k in ("model", "lm", "vision", "connector", "fusion_gate", "projection")
-                        if (m := getattr(encoder, k, None)) is not None}
+        heads = {"fusion_gate": encoder.fusion_gate, "projection": encoder.projection}
+        self.modules = {**encoder.networks(), **{k: m for k, m in heads.items() if m is not None}}
         self.params = {f"{k}.{n}": p for k, m in self.modules.items() for n, p in m.named_parameters()
                        if p.requires_grad}
         self.params["log_scale"] = self.log_scale
@@ -118,12 +121,12 @@ class Trainer:
 
         enc, cfg, dev = self.encoder, self.cfg, self._device()
         if cfg.fusion_gate:
-            if not getattr(enc, "supports_fusion_gate", False):
+            if not enc.supports_fusion_gate:
                 raise TrainError(f"--fusion-gate needs pooled vision features; {type(enc).__name__} has none")
             enc.fusion_gate = LateFusionGate(enc.hidden_size, enc.hidden_size).to(dev)
         if cfg.proj_dim is not None:
             enc.projection = ProjectionHead(enc.hidden_size, cfg.proj_dim).to(dev)
-        connector = getattr(enc, "connector", None)
+        connector = enc.connector  # one outside `network`; one inside trains through LoRA's modules_to_save
         if connector is not None:
             if cfg.train_connector:
                 connector.float()  # AdamW steps of ~1e-4 vanish in bf16 weights; LoRA (peft) is fp32 too
@@ -224,7 +227,7 @@ class Trainer:
         save_heads(self.encoder, out)
 
 
-def run_train(cfg: TrainConfig, *, encoder: Any = None, loss: Any = None,
+def run_train(cfg: TrainConfig, *, encoder: Encoder | None = None, loss: Any = None,
               command: list[str] | None = None) -> dict[str, Any]:
     """Train and write the run directory; returns the final manifest (library entry point; never
     prints: validation results go to the progress bar or the log, and into the manifest's history).
@@ -238,7 +241,7 @@ def run_train(cfg: TrainConfig, *, encoder: Any = None, loss: Any = None,
         return _train(cfg, encoder, loss, command)
 
 
-def _train(cfg: TrainConfig, encoder: Any, loss: Any, command: list[str] | None) -> dict[str, Any]:
+def _train(cfg: TrainConfig, encoder: Encoder | None, loss: Any, command: list[str] | None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from mllmrec.backbone.base import Encoder
+from mllmrec.backbone.families import family_for
 from mllmrec.backbone.hf import QwenVLEncoder
-from mllmrec.backbone.presets import family_for
 from mllmrec.prompts import load_template, render
 from mllmrec.types import Item
 
