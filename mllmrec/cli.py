@@ -25,7 +25,7 @@ from mllmrec.backbone.config import ComposeConfig
 from mllmrec.catalog.config import PairsConfig
 from mllmrec.datasets.config import DemoConfig, SyntheticConfig
 from mllmrec.distill.config import DistillConfig, RecommendConfig
-from mllmrec.embed.config import EmbedConfig
+from mllmrec.embed.config import EmbedConfig, ImportConfig
 from mllmrec.errors import MllmrecError
 from mllmrec.features.config import ExportConfig
 from mllmrec.index.config import IndexConfig, NeighborsConfig
@@ -37,6 +37,9 @@ COMMANDS: dict[str, tuple[type, str, str]] = {
     "demo": (DemoConfig, "mllmrec.demo:run_demo",
              "Run the main job offline on a synthetic catalogue with a tiny random model (embed, search, pairs, tuning)."),
     "embed": (EmbedConfig, "mllmrec.embed.run:main", "Embed a catalogue into an embedding store."),
+    "import": (ImportConfig, "mllmrec.embed.external:main",
+               "Turn vectors made elsewhere (npy/parquet/safetensors + ids, or a sentence-transformers model "
+               "folder run over a catalogue) into an embedding store."),
     "index": (IndexConfig, "mllmrec.index.search_cli:run_index", "Build a faiss index next to a store."),
     "neighbors": (NeighborsConfig, "mllmrec.index.search_cli:run_neighbors",
                   "Print an item's nearest neighbours (with titles) from a store."),

@@ -2,7 +2,9 @@
 
     run.py      run_embed(cfg) -> manifest (shards, resume, multi-process, rejected/degraded
                 records); `main` is the CLI wrapper
-    config.py   EmbedConfig
+    external.py run_import(cfg) -> manifest: `mllmrec import`, vectors made elsewhere (files or a
+                sentence-transformers folder) as a store
+    config.py   EmbedConfig, ImportConfig
 
 Importing this package imports neither torch nor the run module (names resolve on first use).
 """
