@@ -22,12 +22,12 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import header, peak_rss_mb
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -96,7 +96,7 @@ def _child(q, fn, args):
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
     res = fn(*args)
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mb"] = peak_rss_mb()
     q.put(res)
 
 
@@ -152,8 +152,7 @@ def main() -> int:
         print(f"{k}: {v:.2f}x")
     print(f"max |batched - naive-base| = {results['batched']['max_abs_diff_vs_naive_base']:.2e}")
     summary = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {os.cpu_count()} cores, CPU",
-        "python": platform.python_version(), "command": " ".join(["python", *sys.argv]),
+        **header("CPU"),
         "items": args.items, "model": f"random Qwen2-VL ({args.size}, vocab {args.vocab or 'tiny'})", "image_size": args.image_size,
         "batch_size": args.batch_size,
         "methods": {k: {kk: vv for kk, vv in v.items() if kk != "vectors"} for k, v in results.items()},

@@ -12,21 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
+from common import header, peak_rss_mb
 
 from mllmrec.catalog.config import PairsConfig
 from mllmrec.catalog.interactions import Interactions
 from mllmrec.catalog.pairs import mine_pairs
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def synthetic(n: int, n_users: int, n_items: int, zipf_a: float, sessions: int, seed: int) -> Interactions:
@@ -54,8 +48,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     inter = synthetic(args.n, args.users, args.items, args.zipf_a, args.sessions, args.seed)
-    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "numpy": np.__version__},
+    result = {**header(), "numpy": np.__version__,
               "data": {k: getattr(args, k) for k in ("n", "users", "items", "zipf_a", "sessions", "seed")},
               "generate_seconds": round(time.perf_counter() - t0, 2),
               "peak_rss_mb_after_generate": round(peak_rss_mb()), "modes": {}}

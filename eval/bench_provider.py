@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import header
 
 
 def rss_mb() -> tuple[float, float]:
@@ -161,8 +160,7 @@ def main() -> int:
     print(f"ratios: vectors file / provider RSS growth {ratios['vectors_bytes_over_provider_rss_growth']}x; "
           f"naive / provider RSS growth {ratios['naive_over_provider_rss_growth']}x; "
           f"naive / provider first-lookup time {ratios['naive_over_provider_first_lookup_time']}x")
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
-              "command": " ".join(["python", *sys.argv]), "python": platform.python_version(),
+    result = {**header(),
               "store": {"items": args.items, "dim": args.dim, "dtype": "float16", "vectors_bytes": size,
                         "write_seconds": round(write_s, 1)},
               "lookups": args.lookups, "page_cache": "warm (store just written)", "runs": runs, "ratios": ratios}

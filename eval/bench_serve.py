@@ -23,18 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+from common import header, peak_rss_mb
 
 
 def latency_stats(times: list[float], users: int) -> dict[str, float]:
@@ -133,8 +128,7 @@ def main() -> None:
              "serving_bytes_teacher_over_student": round(teacher_stats["serving_bytes"] / student["serving_bytes"], 2),
              "parameters_student_over_teacher": round(student["parameters"] / teacher_stats["parameters"], 2)}
     result = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {os.cpu_count()} cores, "
-        f"{platform.python_version()}, no GPU" if not on_gpu else "GPU faiss",
+        **header("GPU faiss" if on_gpu else "no GPU"),
         "command": "python eval/bench_serve.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
                                                             if k != "out" and v is not None)
         + (f" --out {args.out}" if args.out else ""),

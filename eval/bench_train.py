@@ -16,12 +16,11 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import header, peak_rss_mb
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -54,7 +53,7 @@ def _child(mode: str, args: argparse.Namespace, model: str, items: str, pairs: s
     if cuda:
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb()
     q.put({"mode": mode, "seconds": round(dt, 3), "pairs_per_s": round(args.steps * args.batch_pairs / dt, 3),
            "peak_mb": round(peak, 1), "peak_kind": "cuda max allocated" if cuda else "max RSS",
            "losses": [round(v, 5) for v in losses], "trainable_parameters": sum(p.numel() for p in tr.params.values())})
@@ -101,8 +100,7 @@ def main() -> int:
              "memory_gradcache_over_plain": round(cached["peak_mb"] / plain["peak_mb"], 3)}
     print(f"GradCache / plain: speed {ratio['speed_gradcache_over_plain']:.2f}x, "
           f"peak memory {ratio['memory_gradcache_over_plain']:.2f}x")
-    report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {os.cpu_count()} cores, "
-              f"{platform.python_version()}", "command": " ".join([sys.executable.rsplit('/', 1)[-1], *sys.argv]),
+    report = {**header(args.device),
               "settings": vars(args), "results": results, "ratios": ratio,
               "load_average_1_5_15_min_at_end": [round(x, 2) for x in os.getloadavg()]}
     if args.out:

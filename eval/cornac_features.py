@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import header
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -121,8 +120,7 @@ def main() -> int:
                                                                 seed=s, verbose=False), VBPR_GRID, method, metrics)
             runs.append({"model": "Cornac VBPR", "features": label, "seed": seed, **r})
             print(f"[seed {seed}] VBPR + {label:40s} test recall@20 {r['test']['recall@20']:.4f}", flush=True)
-    results = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
-               "command": " ".join(["python", *sys.argv]), "dataset": {"kind": "synthetic", **DATASET},
+    results = {**header(), "dataset": {"kind": "synthetic", **DATASET},
                "split": "mllmrec random_split (MMRec per-user 8:1:1), one per seed, same for every model",
                "evaluator": "cornac BaseMethod.evaluate (Recall@20, NDCG@20; train and valid items masked)",
                "grids": {"bpr (k, max_iter)": BPR_GRID, "vbpr (k, k2, epochs)": VBPR_GRID},

@@ -9,18 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from grid_config import DISTILL_METHODS, BprTrain, MethodConfig  # noqa: E402  (eval/ is on sys.path)
 
-ID_METHODS = ("popularity", "mf", "lightgcn")
-CONTENT_METHODS = ("content-knn", "vbpr")
-# PromptMM distillation (mllmrec.distill): the teacher over the store's channels, and a student
-# (`student: mf | lightgcn`) trained with KD (`kd: true`, default) or with its BPR loss only.
-DISTILL_METHODS = ("teacher", "student")
 _TEACHERS: dict[tuple, Any] = {}  # (split fingerprint, seed, settings) -> trained teacher, shared by students
-
-
-def label(spec: dict[str, Any]) -> str:
-    """The name a method appears under in results: `label:` if given, else `name`."""
-    return str(spec.get("label", spec["name"]))
 
 
 @dataclass
@@ -36,49 +27,37 @@ class MethodRun:
     seconds: float
 
 
-def build(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | None) -> Any:
-    """A model for one method entry of the config (features: {channel: [n_items, d]})."""
+def build(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] | None) -> Any:
+    """A recsys registry model for one method entry (features: {channel: [n_items, d]})."""
     import torch
 
-    from mllmrec.recsys import MF, VBPR, ContentKNN, LightGCN, Popularity
-    from mllmrec.recsys.graph import normalized_adjacency
+    from mllmrec.recsys.registry import build_model
+    from mllmrec.recsys.registry import spec as model_spec
 
-    train = split.matrix("train")
-    n_users, n_items = train.shape
-    name, dim = spec["name"], int(spec.get("dim", 64))
-    if name == "popularity":
-        return Popularity(train)
-    if name == "mf":
-        return MF(n_users, n_items, dim)
-    if name == "lightgcn":
-        return LightGCN(n_users, n_items, dim, int(spec.get("layers", 2)), normalized_adjacency(train))
-    if features is None:
-        raise ValueError(f"method {name!r} needs item features (an `embed:` entry)")
-    channel = spec.get("embed", {}).get("channel", "mm")
-    feats = torch.from_numpy(np.ascontiguousarray(features[channel], dtype=np.float32))
-    if name == "content-knn":
-        return ContentKNN(feats, train)
-    if name == "vbpr":
-        return VBPR(n_users, n_items, dim, feats)
-    raise ValueError(f"unknown method {name!r}; known: {', '.join(ID_METHODS + CONTENT_METHODS + DISTILL_METHODS)}")
+    feats = None
+    if model_spec(spec.name).features:
+        if features is None:
+            raise ValueError(f"method {spec.name!r} needs item features (an `embed:` or `store:` entry)")
+        channel = spec.embed.channel if spec.embed else "mm"
+        feats = torch.from_numpy(np.ascontiguousarray(features[channel], dtype=np.float32))
+    return build_model(spec.name, split.matrix("train"), feats, **spec.params)
 
 
-def distill_settings(spec: dict[str, Any], seed: int, train_cfg: dict[str, Any], progress: bool) -> Any:
+def distill_settings(spec: MethodConfig, seed: int, train_cfg: BprTrain, progress: bool) -> Any:
     """DistillSettings from the grid's `train:` block plus the method entry's own keys."""
     from mllmrec.config import from_dict
     from mllmrec.distill.config import DistillSettings
 
-    own = {k: v for k, v in spec.items() if k not in ("name", "label", "embed")}
-    shared = {k: v for k, v in train_cfg.items() if k in ("epochs", "batch_size", "lr", "patience")}
+    shared = train_cfg.given()
     if "epochs" in shared:
         shared["teacher_epochs"] = shared["epochs"]
-    channels = spec.get("embed", {}).get("channels")
-    return from_dict(DistillSettings, {**shared, **own, "seed": seed, "progress": progress,
+    channels = spec.embed.channels if spec.embed else None
+    return from_dict(DistillSettings, {**shared, **spec.params, "seed": seed, "progress": progress,
                                        **({"channels": channels} if channels else {})})
 
 
-def run_distill(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | None, seed: int,
-                train_cfg: dict[str, Any], valid_pos: list[np.ndarray], progress: bool) -> tuple[Any, Any]:
+def run_distill(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] | None, seed: int,
+                train_cfg: BprTrain, valid_pos: list[np.ndarray], progress: bool) -> tuple[Any, Any]:
     """(model to test, its TrainResult) for the teacher or a student; the teacher of a (split, seed,
     teacher settings) is trained once and shared by every student entry."""
     import json
@@ -86,7 +65,7 @@ def run_distill(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray
     from mllmrec.distill.trainer import distill, train_teacher
 
     if features is None:
-        raise ValueError(f"method {spec['name']!r} needs item features (an `embed:` entry)")
+        raise ValueError(f"method {spec.name!r} needs item features (an `embed:` or `store:` entry)")
     s = distill_settings(spec, seed, train_cfg, progress)
     chans = [c for c in features if c in ("mm", "visual", "text")] if s.channels == ("auto",) else list(s.channels)
     feats = {c: features[c] for c in chans}
@@ -95,17 +74,17 @@ def run_distill(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray
                     "batch_size", "patience", "reg")
     key = (split.fingerprint(), seed, json.dumps(chans), json.dumps({k: getattr(s, k) for k in teacher_keys}),
            s.teacher_lr or s.lr)
-    if spec["name"] == "teacher" or (s.kd and key not in _TEACHERS):
+    if spec.name == "teacher" or (s.kd and key not in _TEACHERS):
         if key not in _TEACHERS:
             _TEACHERS[key] = train_teacher(feats, train, valid_pos, s)
-        if spec["name"] == "teacher":
+        if spec.name == "teacher":
             return _TEACHERS[key]
     teacher, teacher_result = _TEACHERS.get(key, (None, None)) if s.kd else (None, None)
     result = distill(feats, train, valid_pos, s, teacher=teacher, teacher_result=teacher_result)
     return result.tables, result.student_result
 
 
-def run(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | None, seed: int, train_cfg: dict[str, Any],
+def run(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] | None, seed: int, train_cfg: BprTrain,
         ks: list[int], progress: bool = True) -> MethodRun:
     """Train on train, select on valid, then evaluate once on test."""
     import torch
@@ -121,12 +100,11 @@ def run(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | None
     # method alike: cold validation items would otherwise dominate the choice of epoch for ID models
     # (which cannot score them) and favour barely trained models.
     valid_pos = [p[counts[p] > 0] for p in split.positives("valid")]
-    if spec["name"] in DISTILL_METHODS:
+    if spec.name in DISTILL_METHODS:
         model, result = run_distill(spec, split, features, seed, train_cfg, valid_pos, progress)
     else:
         model = build(spec, split, features)
-        result = train_bpr(model, train, valid_pos, seed=seed, progress=progress,
-                           **{k: v for k, v in train_cfg.items() if k in ("epochs", "batch_size", "lr", "patience")})
+        result = train_bpr(model, train, valid_pos, seed=seed, progress=progress, **train_cfg.given())
     model.eval()
 
     def score(users: np.ndarray) -> np.ndarray:
@@ -148,7 +126,7 @@ def run(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | None
     buckets = {name: evaluate((counts >= lo) & (counts < hi)).get("recall@20", float("nan"))
                for name, (lo, hi) in _popularity_buckets(counts).items()}
     return MethodRun(
-        method=label(spec), seed=seed, test=evaluate(np.ones_like(cold)), warm=evaluate(~cold),
+        method=spec.title, seed=seed, test=evaluate(np.ones_like(cold)), warm=evaluate(~cold),
         cold=evaluate(cold), buckets=buckets,
         valid=result.best_valid, best_epoch=result.best_epoch, seconds=time.perf_counter() - t0,
     )

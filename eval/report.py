@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata as md
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -10,16 +9,6 @@ from typing import Any
 import numpy as np
 
 TABLE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20", "map@20")
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("mllmrec", "torch", "transformers", "numpy", "scipy", "faiss-cpu"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "-"
-    return out
 
 
 def _by_method(runs: list[dict], part: str) -> dict[str, list[dict[str, float]]]:
@@ -34,7 +23,7 @@ def _fmt(values: list[float]) -> str:
     v = np.asarray([x for x in values if x == x], dtype=float)  # drop NaN
     if len(v) == 0:
         return "–"
-    return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"  # one seed: no spread
 
 
 def _mean_or_nan(values: list[float]) -> float:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import header
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -126,7 +127,7 @@ def main() -> int:
     n = len(ids)  # chance of a random other item sharing the label: (n_c - 1) / (n - 1)
     chance = {"colour": float(np.mean([(np.sum(colour == c) - 1) / (n - 1) for c in colour])),
               "category": float(np.mean([(np.sum(category == c) - 1) / (n - 1) for c in category]))}
-    result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d"), "rows": rows,
+    result = {**header(), "rows": rows,
               "chance": chance, "queries": [len(q) for q, _, _ in samples], "pool": [len(p) for _, p, _ in samples],
               "seconds": time.perf_counter() - t0}
     (out / "results.json").write_text(json.dumps(result, indent=2))

@@ -70,7 +70,10 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name}: expected a list, got {value!r}")
-        return tuple(_coerce(name, args[0], v) for v in value)
+        nested = dataclasses.is_dataclass(args[0])
+        return tuple(_coerce(f"{name}[{n}]" if nested else name, args[0], v) for n, v in enumerate(value))
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _nested(name, tp, value)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -96,8 +99,24 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     return value
 
 
+def _nested(name: str, cls: type, value: Any) -> Any:
+    """A nested block (a dataclass field) from a mapping: through the class's own `from_mapping`
+    classmethod when it has one (a block whose keys depend on another key), else `from_dict`.
+    Errors name the block: "train: unknown option(s): epoch (did you mean epochs?)"."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a mapping of keys to values, got {value!r}")
+    build = getattr(cls, "from_mapping", None)
+    try:
+        return build(value) if build is not None else from_dict(cls, value)
+    except ConfigError as e:
+        raise ConfigError(f"{name}: {e}") from e
+
+
 def from_dict(cls: type, data: dict[str, Any]):
-    """Build a config, refusing unknown keys and values of the wrong type."""
+    """Build a config, refusing unknown keys and values of the wrong type; a field whose type is a
+    dataclass (or a tuple of them) is built from a nested mapping (list of mappings) the same way."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))

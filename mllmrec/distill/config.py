@@ -19,7 +19,8 @@ class DistillSettings(Checked):
     teacher_layers: int = opt(2, "Teacher: graph propagation layers over the user-item graph.")
     prompt_tokens: int = opt(16, "Teacher: PCA hard tokens per channel that the soft prompts are built from.")
     teacher_item_ids: bool = opt(False, "Teacher: add item ID embeddings to the item features (zeroed for untrained items).")
-    student: Literal["mf", "lightgcn"] = opt("lightgcn", "Student ID tower: matrix factorisation or LightGCN.")
+    student: str = opt("lightgcn", "Student ID tower: a recsys registry model with ID tables (mf: matrix "
+                       "factorisation, lightgcn; see mllmrec.recsys.registry).")
     dim: int = opt(64, "Student embedding dimension (e.g. 32 or 64).")
     student_layers: int = opt(2, "LightGCN student: propagation layers.")
     losses: tuple[str, ...] = opt(
@@ -56,6 +57,12 @@ class DistillSettings(Checked):
                      "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        from mllmrec.recsys.registry import UnknownModel, check_student
+
+        try:
+            check_student(self.student)
+        except UnknownModel as e:
+            raise ConfigError(f"student: {e}") from e
         if self.teacher_layers < 0 or self.student_layers < 0:
             raise ConfigError("teacher_layers and student_layers must be >= 0")
         if not (self.tau > 0 and self.alpha > 0 and self.lr > 0 and self.reg >= 0 and self.teacher_bpr >= 0):

@@ -1,6 +1,7 @@
-"""ID-tower students (recsys MF / LightGCN) and the wrapper that distils a teacher into them.
+"""The wrapper that distils a teacher into an ID-tower student, and the served student.
 
-The students are `mllmrec.recsys` models unchanged; `Distillation` wraps one so that it still
+The students are `mllmrec.recsys` registry models unchanged (rows with `student=True`: MF,
+LightGCN; built with `mllmrec.recsys.registry.build_model`); `Distillation` wraps one so that it still
 follows the recsys contract (`loss(batch)`, `score`, `full_sort`) and `recsys.train_bpr` trains it
 with its validation-only early stopping. Its `loss` builds the tensors the configured losses read
 (see `losses/__init__`) from the student and the teacher, and returns their weighted parts:
@@ -27,21 +28,8 @@ from torch import Tensor, nn
 from mllmrec.distill.errors import DistillError
 from mllmrec.distill.teacher import Teacher
 from mllmrec.recsys.graph import check_interactions
-from mllmrec.recsys.models import MF, LightGCN, RecModel, bpr_loss, l2_reg
+from mllmrec.recsys.models import MF, RecModel, bpr_loss, l2_reg
 from mllmrec.recsys.trainer import NegativeSampler
-
-STUDENTS = ("mf", "lightgcn")
-
-
-def build_student(kind: str, train: sp.spmatrix | sp.sparray, dim: int = 64, n_layers: int = 2,
-                  reg: float = 1e-4) -> MF:
-    """A recsys MF or LightGCN (a LightGCN is an MF whose final embeddings are propagated)."""
-    n_users, n_items = train.shape
-    if kind == "mf":
-        return MF(n_users, n_items, dim, reg=reg)
-    if kind == "lightgcn":
-        return LightGCN.from_interactions(train, dim, n_layers, reg=reg)
-    raise DistillError(f"unknown student {kind!r}; choose one of {', '.join(STUDENTS)}")
 
 
 class Distillation(RecModel):

@@ -24,9 +24,10 @@ from mllmrec.distill.config import DistillSettings
 from mllmrec.distill.errors import DistillError
 from mllmrec.distill.losses import LossSpec, parse_losses
 from mllmrec.distill.mapping import NewItemMapping
-from mllmrec.distill.students import Distillation, TableModel, build_student
+from mllmrec.distill.students import Distillation, TableModel
 from mllmrec.distill.teacher import Teacher
 from mllmrec.recsys.graph import check_interactions
+from mllmrec.recsys.registry import build_model
 from mllmrec.recsys.trainer import TrainResult, train_bpr
 
 
@@ -41,6 +42,16 @@ class DistillResult:
     mapping: NewItemMapping
     new_items: np.ndarray  # [m] item indices whose row came from the mapping
     seconds: float
+
+
+def student_params(s: DistillSettings) -> dict[str, object]:
+    """The student's registry hyper-parameters from the distill settings (those it declares)."""
+    from dataclasses import fields
+
+    from mllmrec.recsys.registry import spec
+
+    given = {"dim": s.dim, "layers": s.student_layers, "reg": s.reg}
+    return {f.name: given[f.name] for f in fields(spec(s.student).params) if f.name in given}
 
 
 def _fit(model, train, valid_positives, s: DistillSettings, epochs: int, lr: float) -> TrainResult:
@@ -89,7 +100,7 @@ def distill(features: dict[str, np.ndarray], train: sp.spmatrix | sp.sparray, va
     elif s.kd and s.tune_prompt:
         teacher = copy.deepcopy(teacher)  # its prompts get tuned here; the caller's teacher stays as it was
     torch.manual_seed(s.seed)
-    student = build_student(s.student, r, s.dim, s.student_layers, s.reg)
+    student = build_model(s.student, r, **student_params(s))
     model = Distillation(student, teacher if s.kd else None, losses, r, n_negatives=s.negatives, seed=s.seed,
                          tune_prompt=s.tune_prompt, teacher_bpr=s.teacher_bpr)
     student_result = _fit(model, r, valid_positives, s, s.epochs, s.lr)

@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 import torch
 
+from mllmrec.config import ConfigError
 from mllmrec.distill import trainer as T
 from mllmrec.distill.config import DistillSettings
 from mllmrec.distill.mapping import NewItemMapping
-from mllmrec.distill.students import Distillation, build_student
+from mllmrec.distill.students import Distillation
+from mllmrec.recsys.registry import build_model
 from tests.distill.conftest import FAST, build_data, recall20
 
 # Measured 2026-11-23 on this data (seeds 0, 1, 2; MF d=32, 40 epochs at most): test Recall@20 with
@@ -154,11 +156,13 @@ def test_distillation_parts_and_bad_setups(data):
     from mllmrec.distill.errors import DistillError
     from mllmrec.distill.losses import parse_losses
 
-    student = build_student("mf", data.train, 8)
+    student = build_model("mf", data.train, dim=8)
     with pytest.raises(DistillError, match="need a teacher"):
         Distillation(student, None, parse_losses(["bpr", "pairwise_kd"]), data.train)
-    with pytest.raises(DistillError, match="unknown student"):
-        build_student("transformer", data.train)
+    with pytest.raises(ConfigError, match="unknown student 'transformer'"):
+        DistillSettings(student="transformer")
+    with pytest.raises(ConfigError, match="did you mean lightgcn"):
+        DistillSettings(student="lightgnc")
     teacher, _ = T.train_teacher(data.features, data.train, data.valid,
                                  DistillSettings(**{**FAST, "teacher_epochs": 1}))
     model = Distillation(student, teacher, parse_losses(["bpr", "pairwise_kd", "listwise_kd", "embedding_kd"]),

