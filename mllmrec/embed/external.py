@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mllmrec import store as st
-from mllmrec.artifacts import WriterLock, prepare_dir, write_manifest
+from mllmrec.artifacts import MANIFEST, WriterLock, contents, prepare_dir, write_manifest
 from mllmrec.config import to_dict
 from mllmrec.embed.config import ImportConfig
 from mllmrec.errors import MllmrecError
@@ -53,7 +53,17 @@ def _import(cfg: ImportConfig, command: list[str] | None) -> dict[str, Any]:
     src, out = Path(cfg.source), Path(cfg.out)
     if not src.exists():
         raise VectorImportError(f"{src}: no such file or folder")
+    was_empty = not contents(out)
     prepare_dir(out, stage=STAGE, mode="overwrite" if cfg.overwrite else "fresh", resumable=False)
+    try:
+        return _write(cfg, src, out, command, t0)
+    except BaseException:
+        if was_empty:  # a refused import leaves nothing behind (the lock removes the empty folder)
+            (out / MANIFEST).unlink(missing_ok=True)
+        raise
+
+
+def _write(cfg: ImportConfig, src: Path, out: Path, command: list[str] | None, t0: float) -> dict[str, Any]:
     rejected: list[dict[str, str]] = []
     if src.is_dir():
         ids, vectors, labels, rejected, source = _from_model_folder(cfg, src)
