@@ -170,3 +170,34 @@ def test_mistyped_model_path_says_so(tmp_path, catalog, capsys):
     rc = main(["embed", "--catalog", str(catalog), "--model", str(tmp_path / "models" / "nope"),
                "--out", str(tmp_path / "s")])
     assert rc == 2 and "no such model directory" in capsys.readouterr().err
+
+
+@pytest.fixture
+def banner_catalog(tmp_path: Path) -> Path:
+    """Two good items and three images whose aspect ratio the Qwen-VL resize refuses (over 200:1)."""
+    from PIL import Image
+
+    path = write_catalog(tmp_path / "cat", n=2)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for name, size in {"wide": (8000, 20), "tall": (20, 8000), "thin": (3, 3000)}.items():
+        Image.new("RGB", size).save(path.parent / "images" / f"{name}.png")
+        rows.append({"id": name, "title": f"a {name} banner", "image": f"images/{name}.png"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("policy", ["text-only", "reject"])
+def test_extreme_aspect_ratio_images_follow_on_bad_image(encoder, banner_catalog, tmp_path, policy):
+    d, enc = encoder
+    m = run_embed(_cfg(banner_catalog, d, tmp_path / "s", on_bad_image=policy), encoder=enc)
+    rs = _reasons(m)
+    assert m["status"] == "complete" and m["counts"]["input"] == 5
+    for name in ("wide", "tall", "thin"):
+        assert rs[name]["action"] == ("rejected" if policy == "reject" else "text-only")
+        assert "aspect ratio" in rs[name]["reason"]
+
+
+def test_extreme_aspect_ratio_under_error_policy_names_the_item(encoder, banner_catalog, tmp_path):
+    d, enc = encoder
+    with pytest.raises(BadImageError, match=r"item '(wide|tall|thin)'.*aspect ratio"):
+        run_embed(_cfg(banner_catalog, d, tmp_path / "s", on_bad_image="error"), encoder=enc)
