@@ -41,7 +41,7 @@ def test_each_family_embeds_a_catalog(family, tiny_qwen_dirs, catalog, tmp_path)
     assert len({tuple(np.round(row, 5)) for row in v}) == 12  # every item gets its own vector
     m = s.manifest
     assert m["backbone"]["family"] == family and m["prompt"]["name"] == "notellm2"
-    assert m["counts"] == {"input": 12, "embedded": 12, "rejected": 0, "text_only": 0}
+    assert m["counts"] == {"input": 12, "embedded": 12, "rejected": 0, "text_only": 0, "truncated": 0}
     assert not (tmp_path / "store" / st.SHARDS).exists()  # shards are consolidated and removed
 
 
