@@ -284,6 +284,8 @@ def _prepare_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> None:
         removed = st.clean_partial_files(out)
         if removed:
             log.info("removed %d partial file(s) left by the interrupted run", removed)
+        for bad in st.drop_damaged_shards(out):
+            log.warning("%s is damaged (truncated or unreadable): embedding its items again", bad)
 
 
 def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Any, template: Any, channels: tuple[str, ...],
