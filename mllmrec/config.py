@@ -137,8 +137,17 @@ def from_dict(cls: type, data: dict[str, Any]):
 def load_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:  # a Python tag (!!python/object), a syntax error: one line, no traceback
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not a plain YAML config{at}: {problem}; only plain values are read "
+                          "(no Python tags)") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
     bad = [k for k in data if not isinstance(k, str)]

@@ -25,6 +25,7 @@ import numpy as np
 
 from mllmrec import artifacts
 from mllmrec.errors import MllmrecError
+from mllmrec.filecheck import DamagedFileError, expect_equal, parquet_rows, safetensors_shapes
 from mllmrec.fsutil import atomic_path, atomic_write_bytes
 
 SHARDS = "shards"
@@ -34,6 +35,14 @@ VECTOR_FILES = {"safetensors": "vectors.safetensors", "parquet": "vectors.parque
 
 class StoreError(artifacts.ArtifactError):
     """A store is missing, incomplete or does not match what the caller expects."""
+
+
+class DamagedStoreError(StoreError, DamagedFileError):
+    """A store file is truncated, unreadable or disagrees with the manifest (the message names it)."""
+
+
+REEMBED = "re-embed with `mllmrec embed ... --overwrite` (or restore the folder from a copy)"
+REDO_SHARD = "`mllmrec embed ... --resume` redoes a damaged shard"
 
 
 class UnknownItemError(MllmrecError, KeyError):
@@ -74,12 +83,42 @@ def write_shard(
 
 
 def read_shard(path: Path) -> tuple[list[str], dict[str, np.ndarray], list[dict[str, str]]]:
+    """One shard's (ids, {channel: [n, d]}, rejected); DamagedStoreError naming the shard if damaged."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="np") as f:
-        meta = f.metadata()
-        vectors = {k: f.get_tensor(k) for k in f.keys()}
-    return json.loads(meta["ids"]), vectors, json.loads(meta["rejected"])
+    _check(safetensors_shapes, path, REDO_SHARD)
+    try:
+        with safe_open(str(path), framework="np") as f:
+            meta = f.metadata()
+            vectors = {k: f.get_tensor(k) for k in f.keys()}
+        ids, rejected = json.loads(meta["ids"]), json.loads(meta["rejected"])
+    except Exception as e:  # noqa: BLE001 - safetensors' own error types, bad metadata
+        raise DamagedStoreError(f"{path}: damaged shard ({type(e).__name__}: {e}); {REDO_SHARD}") from None
+    for ch, v in vectors.items():
+        _check(expect_equal, f"{path}: rows of channel {ch!r} vs ids in its metadata", v.shape[0], len(ids), REDO_SHARD)
+    return ids, vectors, rejected
+
+
+def drop_damaged_shards(out: Path) -> list[Path]:
+    """Delete finished-looking shards that cannot be read (truncated, bad header or metadata), so a
+    resumed run embeds them again; returns them. Only whole shards are ever renamed into place, so
+    this is damage from outside (disk, copying), not a crash."""
+    bad = []
+    for k in sorted(done_shards(out)):
+        try:
+            read_shard(shard_path(out, k))
+        except DamagedStoreError:
+            shard_path(out, k).unlink()
+            bad.append(shard_path(out, k))
+    return bad
+
+
+def _check(fn: Any, *args: Any) -> Any:
+    """Run a filecheck function, turning its error into a DamagedStoreError (a StoreError)."""
+    try:
+        return fn(*args)
+    except DamagedFileError as e:
+        raise DamagedStoreError(str(e)) from None
 
 
 def done_shards(out: Path) -> set[int]:
@@ -140,6 +179,7 @@ class EmbeddingStore:
         if manifest.get("status") != "complete":
             raise StoreError(f"{path} is an unfinished store (status {manifest.get('status')!r}); "
                              "finish it with `mllmrec embed ... --resume`")
+        verify_store(path, manifest)
         return cls(path, manifest)
 
     @property
@@ -187,6 +227,32 @@ class EmbeddingStore:
             dim = self.manifest.get("dims", {}).get(channel, -1)  # an empty store needs the dim to reshape
             return flat.reshape(len(col), dim)
         return read_safetensors_tensor(self.path / VECTOR_FILES["safetensors"], channel, mmap=mmap)
+
+
+def verify_store(path: Path, manifest: dict[str, Any]) -> None:
+    """Check a complete store's files against its manifest from headers and footers only: the vectors
+    file holds every channel at [embedded, dim], items.parquet has one row per vector."""
+    try:
+        n = (manifest.get("counts") or {}).get("embedded")  # absent in hand-made stores: items.parquet decides
+        n = None if n is None else int(n)
+        dims = {ch: int(manifest["dims"][ch]) for ch in manifest["channels"]}
+        fmt = manifest["config"]["format"]
+        vec = path / VECTOR_FILES[fmt]
+    except (KeyError, TypeError, ValueError) as e:
+        raise DamagedStoreError(f"{path / artifacts.MANIFEST}: lacks or garbles {e} (counts, dims, channels, "
+                                f"format); {REEMBED}") from None
+    rows, _ = _check(parquet_rows, path / ITEMS, REEMBED)
+    n = rows if n is None else n
+    _check(expect_equal, f"{path / ITEMS}: rows", rows, n, REEMBED)
+    if fmt == "safetensors":
+        shapes = _check(safetensors_shapes, vec, REEMBED)
+        for ch, d in dims.items():
+            _check(expect_equal, f"{vec}: shape of channel {ch!r}", shapes.get(ch), [n, d], REEMBED)
+    else:
+        rows, cols = _check(parquet_rows, vec, REEMBED)
+        _check(expect_equal, f"{vec}: rows", rows, n, REEMBED)
+        lacking = [ch for ch in dims if ch not in cols]
+        _check(expect_equal, f"{vec}: channels missing", lacking, [], REEMBED)
 
 
 _NP_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": None, "F64": np.float64}

@@ -303,3 +303,14 @@ def test_to_dict_is_json_ready_and_round_trips():
 )
 def test_to_dict_round_trip_other_configs(cfg):
     assert from_dict(type(cfg), to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("model: !!python/object/apply:os.system ['echo hi']\n", "python/object"),
+    ("model: [unclosed\n", "line"),
+])
+def test_a_yaml_config_with_a_python_tag_or_bad_syntax_is_one_clear_error(tmp_path, text, words):
+    p = tmp_path / "cfg.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=rf"cfg.yaml: not a plain YAML config.*{words}"):
+        load_yaml(p)

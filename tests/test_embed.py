@@ -41,7 +41,7 @@ def test_each_family_embeds_a_catalog(family, tiny_qwen_dirs, catalog, tmp_path)
     assert len({tuple(np.round(row, 5)) for row in v}) == 12  # every item gets its own vector
     m = s.manifest
     assert m["backbone"]["family"] == family and m["prompt"]["name"] == "notellm2"
-    assert m["counts"] == {"input": 12, "embedded": 12, "rejected": 0, "text_only": 0}
+    assert m["counts"] == {"input": 12, "embedded": 12, "rejected": 0, "text_only": 0, "truncated": 0}
     assert not (tmp_path / "store" / st.SHARDS).exists()  # shards are consolidated and removed
 
 
@@ -228,3 +228,29 @@ def test_a_gate_on_an_encoder_without_pooled_vision_is_refused(encoder, catalog,
             run_embed(cfg_for(catalog, d, tmp_path / "s"), encoder=enc)
     finally:
         enc.fusion_gate, enc.supports_fusion_gate = None, True
+
+
+def test_resume_redoes_a_truncated_shard(encoder, tmp_path, monkeypatch):
+    """A shard damaged after it was written (disk, copy) is named in the log and embedded again on
+    --resume, instead of a SafetensorError at consolidation (issue 12)."""
+    d, enc = encoder
+    cat = write_catalog(tmp_path / "cat", n=12)
+    full = run_embed(cfg_for(cat, d, tmp_path / "full", shard_size=4, batch_size=4), encoder=enc)
+    real_write = st.write_shard
+
+    def stop_at_third(out, index, *a, **k):
+        if index == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return real_write(out, index, *a, **k)
+
+    monkeypatch.setattr(st, "write_shard", stop_at_third)
+    out = tmp_path / "crashed"
+    with pytest.raises(KeyboardInterrupt):
+        run_embed(cfg_for(cat, d, out, shard_size=4, batch_size=4), encoder=enc)
+    monkeypatch.setattr(st, "write_shard", real_write)
+    shard = st.shard_path(out, 1)
+    shard.write_bytes(shard.read_bytes()[:60])
+    resumed = run_embed(cfg_for(cat, d, out, shard_size=4, batch_size=4, resume=True), encoder=enc)
+    assert resumed["counts"]["embedded"] == 12
+    a, b = EmbeddingStore.open(full["config"]["out"]), EmbeddingStore.open(out)
+    assert a.ids == b.ids and np.array_equal(np.asarray(a.vectors("mm")), np.asarray(b.vectors("mm")))

@@ -64,7 +64,7 @@ def test_text_only_policy_embeds_degraded_items_and_records_why(encoder, messy_c
     d, enc = encoder
     m = run_embed(_cfg(messy_catalog, d, tmp_path / "s"), encoder=enc)
     rs = _reasons(m)
-    assert m["counts"] == {"input": 12, "embedded": 11, "rejected": 1, "text_only": 5}
+    assert m["counts"] == {"input": 12, "embedded": 11, "rejected": 1, "text_only": 5, "truncated": 0}
     assert rs["empty"] == {"id": "empty", "reason": "no text and no image", "action": "rejected"}
     for item, words in {"missing": "not found|does not exist|missing", "corrupt": "corrupt|not a readable",
                         "huge": "pixels", "outside": "allow-outside-paths", "remote": "not fetched"}.items():
@@ -170,3 +170,63 @@ def test_mistyped_model_path_says_so(tmp_path, catalog, capsys):
     rc = main(["embed", "--catalog", str(catalog), "--model", str(tmp_path / "models" / "nope"),
                "--out", str(tmp_path / "s")])
     assert rc == 2 and "no such model directory" in capsys.readouterr().err
+
+
+@pytest.fixture
+def banner_catalog(tmp_path: Path) -> Path:
+    """Two good items and three images whose aspect ratio the Qwen-VL resize refuses (over 200:1)."""
+    from PIL import Image
+
+    path = write_catalog(tmp_path / "cat", n=2)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for name, size in {"wide": (8000, 20), "tall": (20, 8000), "thin": (3, 3000)}.items():
+        Image.new("RGB", size).save(path.parent / "images" / f"{name}.png")
+        rows.append({"id": name, "title": f"a {name} banner", "image": f"images/{name}.png"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("policy", ["text-only", "reject"])
+def test_extreme_aspect_ratio_images_follow_on_bad_image(encoder, banner_catalog, tmp_path, policy):
+    d, enc = encoder
+    m = run_embed(_cfg(banner_catalog, d, tmp_path / "s", on_bad_image=policy), encoder=enc)
+    rs = _reasons(m)
+    assert m["status"] == "complete" and m["counts"]["input"] == 5
+    for name in ("wide", "tall", "thin"):
+        assert rs[name]["action"] == ("rejected" if policy == "reject" else "text-only")
+        assert "aspect ratio" in rs[name]["reason"]
+
+
+def test_extreme_aspect_ratio_under_error_policy_names_the_item(encoder, banner_catalog, tmp_path):
+    d, enc = encoder
+    with pytest.raises(BadImageError, match=r"item '(wide|tall|thin)'.*aspect ratio"):
+        run_embed(_cfg(banner_catalog, d, tmp_path / "s", on_bad_image="error"), encoder=enc)
+
+
+def test_long_text_is_cut_from_the_end_to_the_token_limit_and_recorded(encoder, tmp_path):
+    """A megabyte description fits the model's context (4096 positions here), a --max-tokens item
+    fits that; every cut is in the manifest with how many tokens went (issue 12)."""
+
+    d, enc = encoder
+    path = write_catalog(tmp_path / "cat", n=3)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[0]["description"] = "lamp wool " * 100_000  # 1 MB, ~200k tokens
+    rows[1]["description"] = "modern chair " * 60
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    m = run_embed(_cfg(path, d, tmp_path / "s"), encoder=enc)
+    cut = {r["id"]: r for r in m["truncated"]}
+    assert m["counts"]["embedded"] == 3 and m["counts"]["truncated"] == 1 and set(cut) == {"x0"}
+    assert cut["x0"]["action"] == "truncated" and cut["x0"]["tokens_removed"] > 190_000
+    assert "4096" in cut["x0"]["reason"]
+
+    m = run_embed(_cfg(path, d, tmp_path / "t", max_tokens=120), encoder=enc)
+    assert {r["id"] for r in m["truncated"]} == {"x0", "x1"} and m["counts"]["embedded"] == 3
+    assert all(int(r["reason"].rsplit("now ", 1)[1].rstrip(")")) <= 120 for r in m["truncated"])
+
+
+def test_an_item_too_long_without_its_text_is_rejected_with_the_reason(encoder, tmp_path):
+    d, enc = encoder
+    path = write_catalog(tmp_path / "cat", n=2)
+    m = run_embed(_cfg(path, d, tmp_path / "s", max_tokens=5), encoder=enc)
+    assert m["counts"]["embedded"] == 0 and m["counts"]["rejected"] == 2
+    assert all("over the limit of 5" in r["reason"] for r in m["rejected"])

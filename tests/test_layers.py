@@ -20,6 +20,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("config",),
     ("metrics", "fusion"),
     ("artifacts",),
+    ("filecheck",),
     ("store",),
     ("catalog",),
     ("datasets",),

@@ -117,5 +117,72 @@ def test_unfinished_or_foreign_stores_are_refused(tmp_path):
     with pytest.raises(st.StoreError, match="--resume"):
         st.EmbeddingStore.open(tmp_path)
     artifacts.write_manifest(tmp_path, {"stage": "train", "status": "complete"})
-    with pytest.raises(st.StoreError, match="not an embedding store"):
+    with pytest.raises(st.StoreError, match="not an mllmrec embed folder"):
         st.EmbeddingStore.open(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged stores: one line naming the file, what disagrees and what to do (issue 12)
+# ---------------------------------------------------------------------------------------------
+def _good_store(tmp_path, fmt="safetensors"):
+    from mllmrec.testing.stores import write_array_store
+
+    rng = np.random.default_rng(0)
+    vecs = {"mm": rng.normal(size=(6, 4)).astype(np.float32)}
+    return write_array_store(tmp_path / "s", [f"i{k}" for k in range(6)], vecs, fmt=fmt)
+
+
+def _truncate(path, keep):
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda s: _truncate(s / "vectors.safetensors", -10), r"vectors.safetensors: truncated .*--overwrite"),
+        (lambda s: _truncate(s / "vectors.safetensors", 5), r"vectors.safetensors: not a readable safetensors"),
+        (lambda s: (s / "vectors.safetensors").unlink(), r"vectors.safetensors: missing"),
+        (lambda s: _truncate(s / "items.parquet", 40), r"items.parquet: not a readable parquet"),
+        (lambda s: _rewrite_items(s, 4), r"items.parquet: rows: found 4, the manifest says 6"),
+        (lambda s: _edit_manifest(s, dims={"mm": 8}), r"shape of channel 'mm': found \[6, 4\], the manifest says \[6, 8\]"),
+        (lambda s: _edit_manifest(s, counts={"embedded": 9}), r"items.parquet: rows: found 6, the manifest says 9"),
+        (lambda s: _edit_manifest(s, channels=["mm", "visual"], dims={"mm": 4, "visual": 4}),
+         r"channel 'visual': found None"),
+    ],
+)
+def test_a_damaged_store_is_refused_at_open_naming_the_file(tmp_path, damage, message):
+    s = _good_store(tmp_path)
+    damage(s)
+    with pytest.raises(st.DamagedStoreError, match=message):
+        st.EmbeddingStore.open(s)
+
+
+def test_a_damaged_parquet_store_is_refused(tmp_path):
+    s = _good_store(tmp_path, fmt="parquet")
+    _truncate(s / "vectors.parquet", 30)
+    with pytest.raises(st.DamagedStoreError, match="vectors.parquet: not a readable parquet"):
+        st.EmbeddingStore.open(s)
+
+
+def _rewrite_items(s, n):
+    import pyarrow.parquet as pq
+
+    pq.write_table(pq.read_table(s / "items.parquet").slice(0, n), s / "items.parquet")
+
+
+def _edit_manifest(s, **changes):
+    m = json.loads((s / "manifest.json").read_text())
+    for k, v in changes.items():
+        m[k] = {**m[k], **v} if isinstance(v, dict) else v
+    (s / "manifest.json").write_text(json.dumps(m))
+
+
+def test_a_damaged_shard_is_named_and_dropped_so_resume_redoes_it(tmp_path):
+    out = tmp_path / "store"
+    for k in range(3):
+        st.write_shard(out, k, [f"a{k}", f"b{k}"], {"mm": np.ones((2, 4), np.float32)}, [])
+    _truncate(st.shard_path(out, 1), 40)
+    with pytest.raises(st.DamagedStoreError, match=r"shard-000001.safetensors: .*--resume"):
+        st.read_shard(st.shard_path(out, 1))
+    assert st.drop_damaged_shards(out) == [st.shard_path(out, 1)]
+    assert st.done_shards(out) == {0, 2}

@@ -57,8 +57,8 @@ def main() -> int:
     with open(folder / "synthetic.inter", newline="") as f:
         rows = [(int(r["userID"]), int(r["itemID"]), int(r["x_label"])) for r in csv.DictReader(f, delimiter="\t")]
     item_num = max(i for _, i, _ in rows) + 1
-    v_feat = torch.from_numpy(np.load(folder / "image_feat.npy", allow_pickle=True)).float()
-    t_feat = torch.from_numpy(np.load(folder / "text_feat.npy", allow_pickle=True)).float()
+    v_feat = torch.from_numpy(np.load(folder / "image_feat.npy", allow_pickle=False)).float()
+    t_feat = torch.from_numpy(np.load(folder / "text_feat.npy", allow_pickle=False)).float()
     image_embedding = torch.nn.Embedding.from_pretrained(v_feat, freeze=False)  # as FREEDOM/LATTICE do
     assert v_feat.shape[0] == t_feat.shape[0] == item_num, (v_feat.shape, item_num)
 

@@ -25,6 +25,10 @@ from mllmrec.types import Item, Rejection
 # which PIL renders by running Ghostscript on the file.
 SAFE_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 BAD_IMAGE_POLICIES = ("text-only", "reject", "error")
+# The Qwen-VL image processors refuse (ValueError, "absolute aspect ratio must be smaller than 200")
+# any image whose long side is over 200 times its short side, and one such item would stop a whole
+# run. Checked from the header with the pixel count, so it follows on_bad_image like any bad image.
+MAX_ASPECT_RATIO = 200
 
 
 class BadImage(Exception):
@@ -111,11 +115,30 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def check_size(size: tuple[int, int], max_pixels: int, path: Path) -> None:
+    """Refuse a (width, height) read from a header: too many pixels, or a shape the resize rejects.
+
+    The one place both the loader and the token-count probe ask, so a banner the model cannot take
+    is never measured (the measuring itself runs the model's resize) nor decoded.
+    """
+    width, height = size
+    if width * height > max_pixels:
+        raise BadImage(
+            f"image is {width}x{height} = {width * height} pixels, more than "
+            f"max_image_pixels={max_pixels} (not decoded): {path}"
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * max(1, min(width, height)):
+        raise BadImage(
+            f"image is {width}x{height}, an aspect ratio over {MAX_ASPECT_RATIO}:1 that the "
+            f"vision models cannot resize (not decoded): {path}"
+        )
+
+
 def load_image(path: Path, max_pixels: int) -> Image.Image:
     """Decode one image file into a fully loaded RGB image, or raise `BadImage`.
 
-    The size is read from the header and width*height compared with `max_pixels` before any pixel
-    data is decoded. PIL's own decompression-bomb guard (which depends on the process-wide
+    The size is read from the header and width*height compared with `max_pixels` (and the aspect
+    ratio with MAX_ASPECT_RATIO) before any pixel data is decoded. PIL's own decompression-bomb guard (which depends on the process-wide
     `Image.MAX_IMAGE_PIXELS`, left untouched here) still refuses absurd sizes; its warning is
     silenced because the explicit `max_pixels` check replaces it.
     """
@@ -127,12 +150,7 @@ def load_image(path: Path, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path, formats=_open_formats()) as im:
-                width, height = im.size
-                if width * height > max_pixels:
-                    raise BadImage(
-                        f"image is {width}x{height} = {width * height} pixels, more than "
-                        f"max_image_pixels={max_pixels} (not decoded): {path}"
-                    )
+                check_size(im.size, max_pixels, path)
                 im.load()
                 return _to_rgb(im)
     except BadImage:
@@ -191,7 +209,9 @@ def probe_image_sizes(item: Item, base_dir: Path, spec: CatalogSpec) -> list[tup
     sizes = []
     for ref in item.image_refs[: spec.max_images]:
         try:
-            with Image.open(resolve_image_ref(ref, base_dir, spec.allow_outside_paths)) as im:
+            path = resolve_image_ref(ref, base_dir, spec.allow_outside_paths)
+            with Image.open(path, formats=_open_formats()) as im:
+                check_size(im.size, spec.max_image_pixels, path)
                 sizes.append(im.size)
         except Exception:  # noqa: BLE001 - any failure is reported (with its reason) at load time
             return []

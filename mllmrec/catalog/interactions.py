@@ -216,7 +216,7 @@ def _pick(names: list[str], wanted: str, default: str, path: Path, role: str, re
     found = next((t for t in tries if t in names), None)
     if found is None and (required or wanted != default):
         raise InteractionsError(f"{path}: no {role} column {wanted!r}; the file's columns are: "
-                                f"{', '.join(names) or '(none)'} (pass {role}_field=...)")
+                                f"{', '.join(names) or '(none)'}; name it with --{role}-field (Python: {role}_field=)")
     return found
 
 

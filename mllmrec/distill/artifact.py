@@ -19,7 +19,6 @@ manifest, saying what differs.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -105,6 +104,13 @@ class DistillRun:
             raise DistillError(f"{path}: distill run is incomplete, missing {', '.join(missing)}")
         import pyarrow.parquet as pq
 
+        from mllmrec.filecheck import DamagedFileError, parquet_rows
+
+        try:  # a damaged id list is named here, not by pyarrow's traceback
+            for name in ("users", "items", "seen"):
+                parquet_rows(path / FILES[name], "re-run `mllmrec distill ... --overwrite`")
+        except DamagedFileError as e:
+            raise DistillError(str(e)) from None
         users = [str(x) for x in pq.read_table(path / FILES["users"], columns=["id"]).column("id").to_pylist()]
         items = [str(x) for x in pq.read_table(path / FILES["items"], columns=["id"]).column("id").to_pylist()]
         run = cls(path, manifest, users, items)
@@ -207,12 +213,13 @@ class DistillRun:
 
 
 def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
-    import struct
+    """Tensor shapes from the header, after checking the file holds every byte it promises."""
+    from mllmrec.filecheck import DamagedFileError, safetensors_shapes
 
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
+    try:
+        return safetensors_shapes(path, "re-run `mllmrec distill ... --overwrite`")
+    except DamagedFileError as e:
+        raise DistillError(str(e)) from None
 
 
 def _read_tensor(path: Path, name: str) -> np.ndarray:

@@ -22,6 +22,10 @@ class EmbedConfig(CatalogSpec, ModelSpec):
     prompt: str = opt(
         "notellm2", "Prompt template: a built-in name (see `mllmrec prompts list`) or a YAML file."
     )
+    max_tokens: int | None = opt(
+        None, "Most tokens per item prompt (default: the model's context length). Longer items lose text "
+        "from the end; the manifest lists them under \"truncated\". Bounds one batch's memory too."
+    )
     batch_size: int = opt(16, "Items per forward pass (sorted by length to limit padding).")
     shard_size: int = opt(1024, "Items per shard file; a crash loses at most one shard of work per process.")
     store_dtype: Literal["float32", "float16"] = opt(
@@ -41,6 +45,8 @@ class EmbedConfig(CatalogSpec, ModelSpec):
         CatalogSpec.__post_init__(self)
         if self.batch_size < 1 or self.shard_size < 1:
             raise ConfigError("batch_size and shard_size must be >= 1")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError("max_tokens must be >= 1")
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other")
 

@@ -14,6 +14,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -216,10 +217,16 @@ def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: A
 
 def _load_and_render(cfg: EmbedConfig, batch: list[Item], base_dir: Path, template: Any, encoder: Encoder,
                      pool: ThreadPoolExecutor, use_images: bool) -> tuple[list[tuple[int, Any]], list[dict]]:
-    """Decode a batch's images and render its prompts: ([(position in batch, RenderedItem)], rejections)."""
+    """Decode a batch's images and render its prompts: ([(position in batch, RenderedItem)], rejections).
+
+    Each prompt is fitted to the token limit (`budget.fit`): over-long text is cut from the end and
+    recorded (action "truncated"); an item too long even without text is rejected.
+    """
     from mllmrec.catalog import load_item_images
+    from mllmrec.embed.budget import TooLong, fit, token_limit, truncation_record
     from mllmrec.prompts import PromptError, TemplateError, render
 
+    limit = token_limit(cfg.max_tokens, encoder)
     loaded = list(pool.map(lambda it: load_item_images(it, base_dir, cfg), batch)) if use_images \
         else [([], None)] * len(batch)
     rendered, rejected = [], []
@@ -228,13 +235,16 @@ def _load_and_render(cfg: EmbedConfig, batch: list[Item], base_dir: Path, templa
             rejected.append(rej.to_dict())
             continue
         try:
-            rendered.append((pos, render(template, it, images, image_placeholder=encoder.image_placeholder,
-                                         chat=encoder.render_chat, special_tokens=encoder.special_tokens)))
+            one, cut = fit(it, partial(render, template, images=images, image_placeholder=encoder.image_placeholder,
+                                       chat=encoder.render_chat, special_tokens=encoder.special_tokens), encoder, limit)
+            rendered.append((pos, one))
             if rej is not None:
                 rejected.append(rej.to_dict())
+            if cut is not None:
+                rejected.append(truncation_record(it.id, cut, limit))
         except TemplateError:
             raise  # wrong for every item: stop instead of rejecting the whole catalogue
-        except PromptError as e:
+        except (PromptError, TooLong) as e:
             # One record per item, holding its final outcome and every reason that led there.
             reasons = [rej.reason] if rej is not None else []
             rejected.append(Rejection(it.id, "; ".join([*reasons, str(e)])).to_dict())
@@ -274,6 +284,8 @@ def _prepare_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> None:
         removed = st.clean_partial_files(out)
         if removed:
             log.info("removed %d partial file(s) left by the interrupted run", removed)
+        for bad in st.drop_damaged_shards(out):
+            log.warning("%s is damaged (truncated or unreadable): embedding its items again", bad)
 
 
 def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Encoder, template: Any, channels: tuple[str, ...],
@@ -355,7 +367,8 @@ def _finalize(out: Path, cfg: EmbedConfig, catalog: Any, manifest: dict[str, Any
     st.write_vectors(out, cfg.format, ids, [labels_by_id[i] for i in ids], vectors)
     records = [r.to_dict() for r in catalog.rejected] + rejected
     rejected_out = [r for r in records if r["action"] == "rejected"]
-    degraded = [r for r in records if r["action"] != "rejected"]
+    degraded = [r for r in records if r["action"] == "text-only"]
+    truncated = [r for r in records if r["action"] == "truncated"]
     input_rows = len(catalog.items) + len(catalog.rejected)
     if len(ids) + len(rejected_out) != input_rows:  # the "nothing is lost" invariant
         raise EmbedError(f"accounting error: {len(ids)} embedded + {len(rejected_out)} rejected != {input_rows} rows")
@@ -364,9 +377,10 @@ def _finalize(out: Path, cfg: EmbedConfig, catalog: Any, manifest: dict[str, Any
         "status": "complete",
         "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "counts": {"input": input_rows, "embedded": len(ids), "rejected": len(rejected_out),
-                   "text_only": len(degraded)},
+                   "text_only": len(degraded), "truncated": len(truncated)},
         "rejected": rejected_out,  # left out of the store, with the reason
         "degraded": degraded,  # in the store, embedded without their image, with the reason
+        "truncated": truncated,  # in the store, text cut from the end to fit the token limit
         "seconds_last_run": round(seconds, 3),
     }
     manifest = write_manifest(out, manifest, stage=STAGE)
@@ -395,8 +409,11 @@ def main(cfg: EmbedConfig, command: list[str]) -> int:
     print(f"store: {out}  embedded {c['embedded']} of {c['input']} items "
           f"({c['rejected']} rejected, {c['text_only']} embedded text-only) in {m['seconds_last_run']:.1f} s; "
           f"channels {', '.join(f'{ch}[{d}]' for ch, d in m['dims'].items())}")
-    if c["rejected"] or c["text_only"]:
-        print(f"each item's reason is in {out / MANIFEST} under \"rejected\" and \"degraded\"")
+    if c.get("truncated"):
+        print(f"{c['truncated']} item(s) had their text cut from the end to fit the token limit "
+              "(--max-tokens / model context)")
+    if c["rejected"] or c["text_only"] or c.get("truncated"):
+        print(f"each item's reason is in {out / MANIFEST} under \"rejected\", \"degraded\" and \"truncated\"")
     if c["embedded"] == 0:
         print("error: no item was embedded; see the reasons above", file=sys.stderr)
         return 1

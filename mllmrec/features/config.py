@@ -40,6 +40,10 @@ class ExportConfig(Checked):
         "error", "Items the source has no vector for: stop with an error naming them, or fill with zeros, "
         "the channel mean, or (distill runs) the learned new-item mapping; counts go into the manifest."
     )
+    nonfinite: Literal["error", "zero", "mean"] = opt(
+        "error", "Vectors holding NaN or inf in the source: stop with an error naming the items, or write zeros / "
+        "the channel's finite mean in their place; the filled ids go into the manifest. Never written as NaN."
+    )
     image_channel: str = opt("visual", "mmrec: channel written to image_feat.npy ('none': no image file).")
     text_channel: str = opt("mm", "mmrec: channel written to text_feat.npy ('none': no text file).")
     single_channel: Literal["both", "image", "text"] = opt(

@@ -71,7 +71,7 @@ def _export(cfg: ExportConfig, command: list[str] | None) -> dict[str, Any]:
     reports: dict[str, LookupReport] = {}
     matrices: dict[str, np.ndarray] = {}
     for name, channel in plan.arrays.items():
-        lk = provider.lookup(row_ids, channel=channel, missing=cfg.missing)  # [rows, d] float32
+        lk = provider.lookup(row_ids, channel=channel, missing=cfg.missing, nonfinite=cfg.nonfinite)  # [rows, d]
         matrices[name], reports[name] = lk.vectors, lk.report
     files = exporter.files(cfg, dataset, plan, {name: rep.channel for name, rep in reports.items()})
     existing = [n for n in files if (out / n).exists()]
@@ -107,6 +107,9 @@ def main(cfg: ExportConfig, command: list[str]) -> int:
         filled = ", ".join(f"{n} by {p}" for p, n in r["filled"].items())
         print(f"  {name} <- channel {r['channel']}: {r['found']}/{r['requested']} ids found"
               + (f", {r['missing']} missing ({filled}), e.g. {', '.join(r['missing_examples'])}" if r["missing"] else ""))
+        if r.get("nonfinite"):
+            print(f"  {name}: {r['nonfinite']} NaN/inf vector(s) filled by {cfg.nonfinite}, e.g. "
+                  f"{', '.join(r['nonfinite_ids'][:10])}")
     for line in get_exporter(cfg.format).summary(cfg, m, out):
         print(line)
     print(f"row order: {m['row_order']}; manifest: {out / MANIFEST}")

@@ -12,6 +12,12 @@ count), `zero`, `mean` (the channel's mean vector) or `new-item` (distill runs o
 vector the run's learned mapping computes from the item's MLLM vector). Every lookup returns, and
 logs, a `LookupReport` with the counts, so a fill is never silent.
 
+Non-finite rows (NaN/inf in the source, e.g. a model that overflowed in float16) are never handed
+out: `lookup` is the one place every consumer (exports of every format, torch modules, matrices)
+reads through, and it refuses them with the item ids (NonFiniteError), or, when asked with
+`nonfinite="zero"|"mean"`, fills them and records the fill in the report. The channel mean is taken
+over finite rows only, so `missing="mean"` never spreads a NaN.
+
 Memory: a safetensors store is memory-mapped, and a lookup reads only the asked rows, with
 positioned reads in row order (`rowio.read_rows`); the ids are matched by one vectorised scan of
 the store's id column (an Arrow string array, ~16 bytes per id, no Python dict). A parquet store
@@ -29,16 +35,23 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from mllmrec import artifacts
 from mllmrec.features.rowio import ProviderError, as_id_strings, match_rows, read_rows
-from mllmrec.store import ITEMS, EmbeddingStore, StoreError, UnknownItemError, read_manifest
+from mllmrec.store import ITEMS, EmbeddingStore, StoreError, UnknownItemError
 
 log = logging.getLogger(__name__)
 
 Policy = Literal["error", "zero", "mean", "new-item"]
 POLICIES: tuple[str, ...] = ("error", "zero", "mean", "new-item")
+NonFinitePolicy = Literal["error", "zero", "mean"]
+NONFINITE_POLICIES: tuple[str, ...] = ("error", "zero", "mean")
 STUDENT = "student"  # the channel name of a distill run's student item table
 _MEAN_CHUNK = 1 << 16  # rows per block when averaging a memory-mapped channel
-__all__ = ["FeatureProvider", "Lookup", "LookupReport", "ProviderError", "as_id_strings"]
+__all__ = ["FeatureProvider", "Lookup", "LookupReport", "NonFiniteError", "ProviderError", "as_id_strings"]
+
+
+class NonFiniteError(ProviderError):
+    """Source rows holding NaN or inf; the message names the items and the way out."""
 
 
 @dataclass(frozen=True)
@@ -52,17 +65,25 @@ class LookupReport:
     missing: int
     filled: dict[str, int] = field(default_factory=dict)  # policy -> rows it filled
     missing_examples: tuple[str, ...] = ()
+    nonfinite: int = 0  # found rows whose source vector held NaN/inf (filled as nonfinite_filled says)
+    nonfinite_filled: dict[str, int] = field(default_factory=dict)
+    nonfinite_ids: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         s = f"{self.channel}: {self.found}/{self.requested} ids found"
         if self.missing:
             how = ", ".join(f"{n} by {p}" for p, n in self.filled.items()) or "none filled"
             s += f", {self.missing} missing ({how}; policy {self.policy}; e.g. {', '.join(self.missing_examples)})"
+        if self.nonfinite:
+            how = ", ".join(f"by {p}" for p in self.nonfinite_filled)
+            s += f", {self.nonfinite} non-finite filled {how} (e.g. {', '.join(self.nonfinite_ids[:10])})"
         return s
 
     def to_dict(self) -> dict[str, Any]:
         return {"channel": self.channel, "policy": self.policy, "requested": self.requested, "found": self.found,
-                "missing": self.missing, "filled": dict(self.filled), "missing_examples": list(self.missing_examples)}
+                "missing": self.missing, "filled": dict(self.filled), "missing_examples": list(self.missing_examples),
+                "nonfinite": self.nonfinite, "nonfinite_filled": dict(self.nonfinite_filled),
+                "nonfinite_ids": list(self.nonfinite_ids)}
 
 
 class Lookup(NamedTuple):
@@ -93,7 +114,10 @@ class FeatureProvider:
         store: for a distill run, the embedding store whose MLLM vectors feed the new-item mapping and
         the non-student channels (default: the store the run was trained from, `run.store_path`).
         """
-        stage = read_manifest(path).get("stage")
+        try:  # any stage: a distill run is read too, and a foreign artefact gets the message below
+            stage = artifacts.read_manifest(path).get("stage")
+        except artifacts.ArtifactError as e:
+            raise StoreError(str(e)) from None
         if stage == "embed":
             if store is not None:
                 raise ProviderError("store= is only for distill runs; this path is an embedding store")
@@ -161,11 +185,17 @@ class FeatureProvider:
 
     # ----------------------------------------------------------------------------------- lookups
     def lookup(self, ids: Sequence[str | int] | np.ndarray, *, channel: str | None = None, missing: Policy = "error",
-               dtype: Any = np.float32) -> Lookup:
-        """[len(ids), d] vectors, row k = ids[k], plus a report of what was found and filled."""
+               dtype: Any = np.float32, nonfinite: NonFinitePolicy = "error") -> Lookup:
+        """[len(ids), d] vectors, row k = ids[k], plus a report of what was found and filled.
+
+        nonfinite: a found row holding NaN/inf raises NonFiniteError naming the ids ("error"), or is
+        filled with zeros / the finite rows' mean and counted in the report ("zero", "mean").
+        """
         channel = channel or self.channel
         if missing not in POLICIES:
             raise ProviderError(f"missing-id policy {missing!r} is not one of {', '.join(POLICIES)}")
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ProviderError(f"non-finite policy {nonfinite!r} is not one of {', '.join(NONFINITE_POLICIES)}")
         keys = as_id_strings(ids)
         rows = self.rows(keys, channel)
         _, mat = self._table(channel)
@@ -174,6 +204,15 @@ class FeatureProvider:
         order = have[np.argsort(rows[have], kind="stable")]  # read the source in row order
         if len(order):
             out[order] = read_rows(mat, rows[order])
+        bad = have[~np.isfinite(out[have]).all(axis=1)]  # checked before any fill, in the asked dtype
+        bad_ids = tuple(str(keys[k]) for k in bad)
+        if len(bad):
+            if nonfinite == "error":
+                raise NonFiniteError(
+                    f"{len(bad)} of {len(keys)} vectors in {self.path} (channel {channel}) hold NaN or inf: "
+                    f"{', '.join(map(repr, bad_ids[:10]))}{' ...' if len(bad) > 10 else ''}; re-embed those items, or "
+                    "choose a non-finite policy (zero or mean) to fill them with a record")
+            out[bad] = 0 if nonfinite == "zero" else self.mean(channel)
         lost = np.flatnonzero(rows < 0)
         names = [str(keys[k]) for k in lost[:10]]
         filled: dict[str, int] = {}
@@ -191,20 +230,28 @@ class FeatureProvider:
                                         f"vectors to student vectors), e.g. {', '.join(map(repr, names))}")
                 out[lost] = self._new_items([keys[k] for k in lost])
             filled[missing] = len(lost)
-        report = LookupReport(channel, missing, len(keys), len(keys) - len(lost), len(lost), filled, tuple(names))
-        (log.warning if len(lost) else log.info)("lookup %s", report)
+        if not np.isfinite(out).all():  # a fill (new-item mapping) or the cast to `dtype` made inf/NaN
+            worse = np.flatnonzero(~np.isfinite(out).all(axis=1))
+            raise NonFiniteError(f"{len(worse)} vectors from {self.path} (channel {channel}) are NaN or inf after "
+                                 f"filling or casting to {np.dtype(out.dtype).name}: "
+                                 f"{', '.join(repr(str(keys[k])) for k in worse[:10])}")
+        report = LookupReport(channel, missing, len(keys), len(keys) - len(lost), len(lost), filled, tuple(names),
+                              nonfinite=len(bad), nonfinite_filled={nonfinite: len(bad)} if len(bad) else {},
+                              nonfinite_ids=bad_ids)
+        (log.warning if len(lost) or len(bad) else log.info)("lookup %s", report)
         self.last_report = report
         return Lookup(out, report)
 
     def matrix(self, ids: Sequence[str | int] | np.ndarray | None = None, *, channel: str | None = None,
-               missing: Policy = "error", framework: Literal["numpy", "torch"] = "numpy", dtype: Any = np.float32) -> Any:
+               missing: Policy = "error", framework: Literal["numpy", "torch"] = "numpy", dtype: Any = np.float32,
+               nonfinite: NonFinitePolicy = "error") -> Any:
         """Vectors for `ids` (default: every id of the channel, in source order) as a numpy array or a
         torch tensor; the report is in `self.last_report`."""
         if framework not in ("numpy", "torch"):
             raise ProviderError(f"framework {framework!r} is not numpy or torch")
         if ids is None:
             ids = self._table(channel or self.channel)[0]
-        vectors = self.lookup(ids, channel=channel, missing=missing, dtype=dtype).vectors
+        vectors = self.lookup(ids, channel=channel, missing=missing, dtype=dtype, nonfinite=nonfinite).vectors
         if framework == "torch":
             import torch
 
@@ -224,17 +271,20 @@ class FeatureProvider:
         return self.matrix(id_map, **kw)
 
     def mean(self, channel: str | None = None) -> np.ndarray:
-        """[d] float64 mean of all vectors of a channel, summed in blocks (a memmap is never loaded whole)."""
+        """[d] float64 mean of the finite vectors of a channel, summed in blocks (a memmap is never loaded
+        whole); rows holding NaN/inf are left out, so a fill with the mean is always finite."""
         channel = channel or self.channel
         if channel not in self._means:
             _, mat = self._table(channel)
-            if mat.shape[0] == 0:
-                raise ProviderError(f"channel {channel!r} of {self.path} is empty: no mean to fill with")
-            total = np.zeros(mat.shape[1], np.float64)
+            total, count = np.zeros(mat.shape[1], np.float64), 0
             for start in range(0, mat.shape[0], _MEAN_CHUNK):
-                block = read_rows(mat, np.arange(start, min(start + _MEAN_CHUNK, mat.shape[0])))
-                total += block.astype(np.float64).sum(axis=0)
-            self._means[channel] = total / mat.shape[0]
+                block = read_rows(mat, np.arange(start, min(start + _MEAN_CHUNK, mat.shape[0]))).astype(np.float64)
+                ok = np.isfinite(block).all(axis=1)  # [rows]
+                total += block[ok].sum(axis=0)
+                count += int(ok.sum())
+            if count == 0:
+                raise ProviderError(f"channel {channel!r} of {self.path} has no finite vector: no mean to fill with")
+            self._means[channel] = total / count
         return self._means[channel]
 
     def _new_items(self, ids: list[str]) -> np.ndarray:

@@ -94,3 +94,6 @@ class MergeConfig(Checked):
     out: str = opt(REQUIRED, "Directory for the merged model (must not exist or be empty).")
     model: str | None = opt(None, "Base model location if it moved since training (default: the run's).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt("float32", "Precision of the merged weights.")
+    trust_remote_code: bool = opt(
+        False, "Allow model code from the hub for the base model. Never taken from the run's manifest: a run "
+        "folder may come from anyone, so only this command's flag turns remote code on.")

@@ -20,6 +20,8 @@ from mllmrec.train.config import MergeConfig
 
 
 def merge_run(cfg: MergeConfig) -> Path:
+    """Merge `cfg.run` into its base model at `cfg.out`. The base model's location, revision and
+    image bounds come from the run's manifest; remote code only from `cfg.trust_remote_code`."""
     from mllmrec.backbone.load import open_encoder
     from mllmrec.fsutil import temp_name
 
@@ -31,7 +33,7 @@ def merge_run(cfg: MergeConfig) -> Path:
     c = man["config"]  # the image bounds the run trained with go into the saved image processor
     spec = ModelSpec(model=base, revision=c.get("revision"), device="cpu", dtype=cfg.dtype,
                      min_pixels=c.get("min_pixels"), max_pixels=c.get("max_pixels"),
-                     trust_remote_code=c.get("trust_remote_code", False))
+                     trust_remote_code=cfg.trust_remote_code)  # the user's flag, never the run's
     encoder = open_encoder(spec)
     adapter = apply_run(encoder, cfg.run)
     tmp = temp_name(out)

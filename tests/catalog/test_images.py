@@ -145,6 +145,20 @@ def test_size_is_checked_from_the_header_before_decoding(cat_dir):
     assert Image.MAX_IMAGE_PIXELS == before  # the global limit is never changed
 
 
+@pytest.mark.parametrize("size", [(8000, 20), (20, 8000), (3, 3000), (201, 1)])
+def test_extreme_aspect_ratio_is_refused_from_the_header(tmp_path, size):
+    """The Qwen-VL resize raises on ratios over 200:1; such an image must be a BadImage, not a crash."""
+    path = tmp_path / "banner.png"
+    Image.new("L", size).save(path)
+    with pytest.raises(BadImage, match=rf"{size[0]}x{size[1]}, an aspect ratio over 200:1.*not decoded"):
+        load_image(path, 10**9)
+
+
+def test_aspect_ratio_at_the_limit_is_accepted(tmp_path):
+    Image.new("RGB", (400, 2)).save(tmp_path / "wide.png")
+    assert load_image(tmp_path / "wide.png", 10**6).size == (400, 2)
+
+
 def test_pil_hard_bomb_limit_is_caught(cat_dir):
     """20000x20000 is over twice PIL's default limit: PIL raises at open, we turn it into BadImage."""
     for limit in (40_000_000, 10**9):

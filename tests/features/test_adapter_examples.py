@@ -47,3 +47,11 @@ def test_every_adapter_folder_has_a_readme_and_a_tested_example():
     assert folders == sorted(EXPECT)
     for name in folders:
         assert (ROOT / "adapters" / name / "README.md").is_file() and (ROOT / "adapters" / name / "example.py").is_file()
+
+
+def test_no_example_loads_with_pickle_enabled():
+    """allow_pickle=True lets a crafted .npy run code; our examples show the safe way (issue 12)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "adapters"
+    assert [str(p) for p in root.rglob("*.py") if "allow_pickle=True" in p.read_text()] == []

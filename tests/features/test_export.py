@@ -209,3 +209,36 @@ def test_options_that_do_not_apply_are_refused(tmp_path, store):
     (tmp_path / "bad" / "manifest.json").write_text("{not json")
     with pytest.raises(E.ExportError, match="holds a 'unreadable' artefact"):
         E.run_export(ExportConfig(source=str(src), format="npy", out=str(tmp_path / "bad")))
+
+
+@pytest.fixture
+def nan_store(tmp_path):
+    """A store whose items i2 (NaN) and i5 (inf) hold non-finite vectors in both channels."""
+    rng = np.random.default_rng(1)
+    vecs = {ch: rng.normal(size=(8, 6)).astype(np.float32) for ch in ("mm", "visual")}
+    for v in vecs.values():
+        v[2, 1], v[5, 0] = np.nan, np.inf
+    return write_array_store(tmp_path / "nanstore", IDS, vecs), vecs
+
+
+@pytest.mark.parametrize("fmt", ["npy", "parquet", "cornac", "recbole", "mmrec"])
+def test_non_finite_vectors_are_never_exported(tmp_path, nan_store, capsys, fmt):
+    """Every format refuses NaN/inf rows, naming the items, and writes nothing (issue 12)."""
+    src, _ = nan_store
+    log = _log(tmp_path / "log.csv", [(f"u{k % 3}", i) for k, i in enumerate(IDS)])
+    args = ["export", str(src), "--format", fmt, "--out", str(tmp_path / "o"), "--interactions", str(log)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "NaN or inf" in err and "'i2'" in err and "'i5'" in err and "Traceback" not in err
+    assert not any((tmp_path / "o").glob("*")) if (tmp_path / "o").exists() else True
+
+
+def test_non_finite_fill_is_explicit_and_recorded(tmp_path, nan_store):
+    src, vecs = nan_store
+    m = E.run_export(ExportConfig(source=str(src), format="npy", out=str(tmp_path / "o"), nonfinite="mean"))
+    feats = np.load(tmp_path / "o" / "features.npy")
+    assert np.isfinite(feats).all()
+    finite = np.delete(vecs["mm"], [2, 5], axis=0)
+    np.testing.assert_allclose(feats[2], finite.mean(axis=0), rtol=1e-5)
+    rep = m["missing"]["features"]
+    assert rep["nonfinite"] == 2 and rep["nonfinite_filled"] == {"mean": 2} and rep["nonfinite_ids"] == ["i2", "i5"]

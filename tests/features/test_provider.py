@@ -250,3 +250,22 @@ def test_read_rows_matches_indexing_and_notices_a_truncated_file(tmp_path):
     (tmp_path / "m.bin").write_bytes(b"head" + data[:6].tobytes())  # the file shrinks under the map
     with pytest.raises(StoreError, match="file ends before row 9"):
         read_rows(short, np.array([8, 9]))
+
+
+def test_non_finite_rows_are_an_error_naming_the_items_or_a_recorded_fill(tmp_path):
+    vecs = _vectors()
+    vecs["mm"][1, 0], vecs["mm"][4, 2] = np.nan, -np.inf
+    fp = P.FeatureProvider.open(write_array_store(tmp_path / "s", IDS, vecs))
+    with pytest.raises(P.NonFiniteError, match=r"2 of 6 vectors.*NaN or inf: 'b', '042'"):
+        fp.matrix()
+    with pytest.raises(P.NonFiniteError, match="'b'"):
+        fp.as_embedding(["a", "b"])
+    np.testing.assert_array_equal(fp.matrix(["a", "c"]), vecs["mm"][[0, 3]])  # finite rows still served
+    finite_mean = np.delete(vecs["mm"], [1, 4], axis=0).astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(fp.mean(), finite_mean)
+    got = fp.matrix(["a", "b", "new"], missing="mean", nonfinite="zero")
+    assert np.isfinite(got).all() and not got[1].any()
+    np.testing.assert_allclose(got[2], finite_mean, rtol=1e-6)  # missing="mean" never spreads a NaN
+    rep = fp.last_report
+    assert rep.nonfinite == 1 and rep.nonfinite_filled == {"zero": 1} and rep.nonfinite_ids == ("b",)
+    assert "non-finite" in str(rep)

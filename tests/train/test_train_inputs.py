@@ -185,3 +185,27 @@ def test_two_processes_see_the_whole_batch_as_negatives(synthetic_pairs, tiny_qw
     assert moved > 1e-3
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-5, msg=k)
+
+
+def test_merge_never_takes_trust_remote_code_from_the_runs_manifest(tmp_path, monkeypatch):
+    """A run folder may come from anyone: its manifest must not turn on remote code (issue 12)."""
+    import mllmrec.backbone.load as load
+    import mllmrec.train.merge as merge
+    from mllmrec.train.config import MergeConfig
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_open(spec, *a, **kw):
+        seen.append(spec.trust_remote_code)
+        raise Stop
+
+    manifest = {"config": {"model": "org/model", "trust_remote_code": True}}
+    monkeypatch.setattr(merge, "read_run_manifest", lambda run: manifest)
+    monkeypatch.setattr(load, "open_encoder", fake_open)
+    for flag in (False, True):
+        with pytest.raises(Stop):
+            merge.merge_run(MergeConfig(run=str(tmp_path / "run"), out=str(tmp_path / "m"), trust_remote_code=flag))
+    assert seen == [False, True]
