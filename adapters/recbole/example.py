@@ -39,7 +39,7 @@ def main() -> int:
 
     from mllmrec import FeatureProvider
     from mllmrec.features.config import ExportConfig
-    from mllmrec.features.export import RECBOLE_YAML, export
+    from mllmrec.features.export import RECBOLE_YAML, run_export
     from mllmrec.testing.demo_store import DEFAULT_WORK, demo_inputs
 
     work = Path(args.work or DEFAULT_WORK)
