@@ -218,16 +218,17 @@ def test_a_smaller_batch_may_finish_an_interrupted_run(encoder, catalog, tmp_pat
                                np.asarray(EmbeddingStore.open(ref["config"]["out"]).vectors()), atol=1e-5)
 
 
-def test_a_gate_on_an_encoder_without_pooled_vision_is_refused(encoder, catalog, tmp_path):
+def test_a_gate_on_an_encoder_without_pooled_vision_is_refused(encoder, catalog, tmp_path, monkeypatch):
     from mllmrec.fusion.gate import LateFusionGate
 
     d, enc = encoder
-    enc.fusion_gate, enc.supports_fusion_gate = LateFusionGate(enc.hidden_size, enc.hidden_size), False
+    monkeypatch.setattr(type(enc), "supports_fusion_gate", property(lambda self: False))
+    enc.fusion_gate = LateFusionGate(enc.hidden_size, enc.hidden_size)
     try:
         with pytest.raises(EmbedError, match="cannot apply a late-fusion gate"):
             run_embed(cfg_for(catalog, d, tmp_path / "s"), encoder=enc)
     finally:
-        enc.fusion_gate, enc.supports_fusion_gate = None, True
+        enc.fusion_gate = None
 
 
 def test_resume_redoes_a_truncated_shard(encoder, tmp_path, monkeypatch):
