@@ -42,9 +42,12 @@ class ExportConfig(Checked):
     )
     image_channel: str = opt("visual", "mmrec: channel written to image_feat.npy ('none': no image file).")
     text_channel: str = opt("mm", "mmrec: channel written to text_feat.npy ('none': no text file).")
-    single_channel: Literal["both", "image", "text"] = opt(
-        "both", "mmrec: when the source has only one of --image-channel/--text-channel, write that one "
-        "into both files, only image_feat.npy, or only text_feat.npy."
+    single_channel: Literal["auto", "both", "image", "text"] = opt(
+        "auto", "mmrec: when the source has only one of --image-channel/--text-channel: auto writes the one "
+        "file its content says (text_feat.npy for a text-only prompt or a model without vision, "
+        "image_feat.npy for an image-only prompt, else the file whose --*-channel named it); both "
+        "writes it into both files (MMRec then treats one vector as image and text); image / text "
+        "write only that file."
     )
     stale_caches: Literal["delete", "warn"] = opt(
         "delete", "mmrec: graph caches that MMRec models build from the features and keep in the dataset "
