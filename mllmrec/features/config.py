@@ -28,6 +28,10 @@ class ExportConfig(Checked):
         ".json, or .csv/.tsv/.parquet with an id column and a row column such as MMRec's i_id_mapping.csv "
         "(asin, itemID). For mmrec with an MMRec .inter: maps MMRec itemID -> raw id."
     )
+    id_column: str | None = opt(
+        None, "Column of --ids holding the raw item id when the map has several besides the row column (MMRec's "
+        "orig_item_id,itemID,raw_item_id); default: the column whose values the source knows."
+    )
     interactions: str | None = opt(
         None, "Interaction log. mmrec: the dataset's MMRec .inter file (userID, itemID, x_label; n_items = "
         "max itemID + 1), or any other log (csv/tsv/parquet/jsonl with raw ids), which is remapped to "

@@ -111,6 +111,23 @@ def test_existing_mmrec_dataset_with_scrambled_id_map(tmp_path, synthetic):
     assert (folder / "image_adj_10.pt").is_file()
 
 
+@pytest.mark.parametrize("id_column", [None, "raw_item_id"])
+def test_three_column_id_map_of_mmrec_preprocessing(tmp_path, synthetic, id_column):
+    _, src, vecs, ids = synthetic
+    folder = tmp_path / "baby"
+    folder.mkdir()
+    (folder / "baby.inter").write_text("userID\titemID\tx_label\n0\t0\t0\n0\t2\t0\n1\t1\t2\n")
+    raw = ["i0009", "i0001", "i0033"]
+    (folder / "i_id_mapping.csv").write_text("orig_item_id,itemID,raw_item_id\n"
+                                             + "".join(f"B{k:04d},{k},{r}\n" for k, r in enumerate(raw)))
+    m = E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(folder), id_column=id_column,
+                                  interactions=str(folder / "baby.inter"), ids=str(folder / "i_id_mapping.csv")))
+    _, item_num, _, feats = mmrec_load(folder, "baby")
+    assert item_num == 3 and m["files"]["text_feat.npy"]["shape"] == [3, 8]
+    np.testing.assert_array_equal(feats["text_feat.npy"], vecs["mm"][[ids.index(r) for r in raw]])
+    assert E.get_exporter("mmrec").read(folder, m)[0] == raw
+
+
 def test_scrambled_interactions_give_the_same_per_item_features(tmp_path, synthetic):
     data, src, _, _ = synthetic
     lines = data.interactions.read_text().splitlines()

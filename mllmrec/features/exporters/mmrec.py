@@ -30,7 +30,7 @@ from mllmrec.features.exporters.base import Exporter, ExportError, RowPlan, Writ
 from mllmrec.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
 
     import numpy as np
 
@@ -70,7 +70,7 @@ class MmrecExporter(Exporter):
 
     def plan(self, cfg: ExportConfig, provider: FeatureProvider, dataset: str) -> RowPlan:
         o: MmrecOptions = self.options(cfg)
-        rows = plan_rows(cfg, o, dataset)
+        rows = plan_rows(cfg, o, dataset, known=lambda: provider.ids())
         files, single = channel_files(o, provider.channels, lambda ch: channel_modality(provider, ch))
         stats = rows.stats | ({"single_channel": single} if single else {})
         return RowPlan(rows.row_ids, f"MMRec item ids of {cfg.interactions}", files, rows.extra_files, stats)
@@ -107,8 +107,12 @@ class MmrecExporter(Exporter):
             return [raw for raw, _ in sorted(rows, key=lambda r: int(r[1]))], arrays
         if manifest["config"].get("ids"):
             from mllmrec.features.idmap import read_id_map
+            from mllmrec.features.provider import FeatureProvider
 
-            return read_id_map(manifest["config"]["ids"])[:n], arrays
+            # the same id column as the export (chosen by the source's ids when it was not named)
+            ids = read_id_map(manifest["config"]["ids"], id_column=manifest["config"].get("id_column"),
+                              known=lambda: FeatureProvider.open(manifest["inputs"]["source"]["path"]).ids())
+            return ids[:n], arrays
         return [str(k) for k in range(n)], arrays
 
 
@@ -128,8 +132,10 @@ def is_mmrec_inter(path: Path) -> bool:
     return "\t" in header and set(MMREC_COLUMNS) <= {c.strip() for c in header.split("\t")}
 
 
-def plan_rows(cfg: ExportConfig, o: MmrecOptions, dataset: str) -> MmrecPlan:
-    """Rows for an MMRec dataset's .inter file, or a fresh MMRec remapping of any other log."""
+def plan_rows(cfg: ExportConfig, o: MmrecOptions, dataset: str,
+              known: Callable[[], Collection[str]] | None = None) -> MmrecPlan:
+    """Rows for an MMRec dataset's .inter file, or a fresh MMRec remapping of any other log;
+    `known()`: the source's ids, to tell which column of a many-column --ids map holds them."""
     if cfg.interactions is None:
         raise MmrecError("--format mmrec needs --interactions: the dataset's MMRec .inter file (item ids "
                          "0..n-1), or an interaction log with raw ids to remap into MMRec's layout")
@@ -137,14 +143,14 @@ def plan_rows(cfg: ExportConfig, o: MmrecOptions, dataset: str) -> MmrecPlan:
     if not path.is_file():
         raise MmrecError(f"interactions file not found (or not a file): {path}")
     if is_mmrec_inter(path):
-        return _from_mmrec_inter(cfg, path)
+        return _from_mmrec_inter(cfg, path, known)
     if cfg.ids is not None:
         raise MmrecError(f"--ids maps MMRec item ids to raw ids, but {path} is not an MMRec .inter (tab-separated "
                          "userID, itemID, x_label): a raw log is remapped to MMRec ids by the export itself")
     return _remap(cfg, path, dataset, o.seed)
 
 
-def _from_mmrec_inter(cfg: ExportConfig, path: Path) -> MmrecPlan:
+def _from_mmrec_inter(cfg: ExportConfig, path: Path, known: Callable[[], Collection[str]] | None) -> MmrecPlan:
     import numpy as np
 
     from mllmrec.catalog.interactions import read_interactions
@@ -166,7 +172,7 @@ def _from_mmrec_inter(cfg: ExportConfig, path: Path) -> MmrecPlan:
         return MmrecPlan([str(k) for k in range(n)], stats=stats | {"raw_ids": "itemID as text"})
     from mllmrec.features.idmap import read_id_map
 
-    mapped = read_id_map(cfg.ids)
+    mapped = read_id_map(cfg.ids, id_column=cfg.id_column, known=known)
     if len(mapped) < n:
         raise MmrecError(f"{cfg.ids} maps {len(mapped)} item ids, but {path} uses item ids up to {n - 1}: "
                          f"itemIDs {len(mapped)}..{n - 1} have no raw id")
