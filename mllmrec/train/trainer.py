@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from mllmrec.artifacts import WriterLock, mode_of, prepare_dir, read_manifest, write_manifest
+from mllmrec.backbone.checkpointing import enable_checkpointing
 from mllmrec.backbone.trained_run import artefacts_sha256, save_heads
 from mllmrec.config import to_dict
 from mllmrec.dist import barrier, device_for_rank, dist_info, init_group
@@ -106,7 +107,7 @@ class Trainer:
             if hasattr(m, "support_avx512bf16_for_cpu"):
                 m.support_avx512bf16_for_cpu = False
         if cfg.grad_checkpointing:
-            encoder.network.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(encoder.network)
         self.step, self.history = 0, {"loss": [], "valid": []}
 
     # -- setup ---------------------------------------------------------------------------------
