@@ -53,7 +53,7 @@ def _naive(kind: str, model_dir: str, catalog: str, n: int) -> dict:
         return tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
 
     t0 = time.perf_counter()
-    vecs = []
+    vecs, tokens, image_tokens = [], [], []
     for item in cat.items[:n]:
         images, _ = load_item_images(item, cat.base_dir, spec)
         r = render(tmpl, item, images, image_placeholder=placeholder, chat=chat)
@@ -61,6 +61,8 @@ def _naive(kind: str, model_dir: str, catalog: str, n: int) -> dict:
         n_tok = int(px["image_grid_thw"].prod() // ip.merge_size**2)
         enc = tok([r.text.replace("<|image_pad|>", "<|image_pad|>" * n_tok)], return_tensors="pt")
         mm = (enc["input_ids"] == pad_id).int()
+        tokens.append(int(enc["input_ids"].shape[1]))  # the whole prompt, image tokens included
+        image_tokens.append(n_tok)
         with torch.no_grad():
             if kind == "naive-hf":
                 out = model(**enc, **px, mm_token_type_ids=mm, output_hidden_states=True)
@@ -68,7 +70,9 @@ def _naive(kind: str, model_dir: str, catalog: str, n: int) -> dict:
             else:
                 vecs.append(model.model(**enc, **px, mm_token_type_ids=mm).last_hidden_state[0, -1])
     secs = time.perf_counter() - t0
-    return {"items": n, "seconds": secs, "vectors": torch.stack(vecs).tolist()}
+    # Speed is per item, but cost is per token: a figure means little without the tokens per item.
+    return {"items": n, "seconds": secs, "vectors": torch.stack(vecs).tolist(),
+            "tokens_per_item": sum(tokens) / n, "image_tokens_per_item": sum(image_tokens) / n}
 
 
 def _batched(model_dir: str, catalog: str, n: int, batch_size: int) -> dict:
@@ -151,10 +155,12 @@ def main() -> int:
     for k, v in speed.items():
         print(f"{k}: {v:.2f}x")
     print(f"max |batched - naive-base| = {results['batched']['max_abs_diff_vs_naive_base']:.2e}")
+    tokens = {k: results["naive-base"][k] for k in ("tokens_per_item", "image_tokens_per_item")}
+    print(f"tokens per item: {tokens['tokens_per_item']:.1f} ({tokens['image_tokens_per_item']:.1f} of them image)")
     summary = {
         **header("CPU"),
         "items": args.items, "model": f"random Qwen2-VL ({args.size}, vocab {args.vocab or 'tiny'})", "image_size": args.image_size,
-        "batch_size": args.batch_size,
+        "batch_size": args.batch_size, **tokens,
         "methods": {k: {kk: vv for kk, vv in v.items() if kk != "vectors"} for k, v in results.items()},
         "ratios": speed,
     }

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from mllmrec.catalog.splits import STATS_MEANING
+
 TABLE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20", "map@20")
 
 
@@ -76,6 +78,8 @@ def write(results: dict[str, Any], out: Path) -> None:
         "",
         "## Split statistics", "",
         *[f"- seed {s}: " + ", ".join(f"{k}={v}" for k, v in st.items()) for s, st in results["splits"].items()],
+        "",
+        "What the counts mean: " + "; ".join(f"`{k}` = {v}" for k, v in STATS_MEANING.items()) + ".",
         "",
         "## Versions", "", ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
         "",

@@ -257,7 +257,7 @@ def train(args: argparse.Namespace, model: Path, catalog: Path, notest: Path, wo
     flags = [str(notest), *model_flags(args, model, catalog), "--out", str(run), "--overwrite",
              "--batch-pairs", str(args.batch_pairs), "--steps", str(args.steps), "--lr", f"{args.lr:g}",
              "--warmup-steps", str(args.warmup_steps), "--lora-rank", str(args.lora_rank),
-             "--lora-alpha", f"{args.lora_alpha:g}", "--seed", str(args.seed), "--valid-every", "0",
+             "--lora-alpha", f"{args.lora_alpha:g}", "--seed", str(args.seed), "--valid-every", str(args.steps),
              "--checkpoint-every", str(args.steps), "--max-valid-queries", str(args.max_valid_queries),
              "--no-progress"]
     if args.proj_dim:

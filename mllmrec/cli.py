@@ -75,7 +75,7 @@ def _add_fields(p: argparse.ArgumentParser, cls: type) -> None:
             help_text += f" (default: {' '.join(map(str, default)) if isinstance(default, tuple) else default})"
         elif not meta.get("positional"):
             help_text += " (required)"
-        kw: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}
+        kw: dict[str, Any] = {"help": _literal(help_text), "default": argparse.SUPPRESS}
         base = _base_type(tp)
         if typing.get_origin(base) is Literal:
             kw["choices"] = typing.get_args(base)
@@ -95,6 +95,13 @@ def _add_fields(p: argparse.ArgumentParser, cls: type) -> None:
             p.add_argument(*flags, dest=f.name, **kw)
 
 
+def _literal(text: str) -> str:
+    """Help text as argparse must receive it: argparse %-formats every help string (for
+    `%(default)s`), so a plain `%` ("~30% slower" reads as the conversion `% s`) would print the
+    whole argument dict; our texts are plain prose, so every `%` is doubled."""
+    return text.replace("%", "%%")
+
+
 def _base_type(tp: Any) -> Any:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
@@ -112,13 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="Log progress details.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (cls, _, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=(cls.__doc__ or help_text).strip())
+        p = sub.add_parser(name, help=_literal(help_text), description=(cls.__doc__ or help_text).strip())
         p.add_argument("--config", metavar="YAML", help="Read options from a YAML file; flags given here win.")
         _add_fields(p, cls)
     prompts = sub.add_parser("prompts", help="Inspect prompt templates.")
     psub = prompts.add_subparsers(dest="prompts_command", metavar="ACTION", required=True)
     for name, (cls, _, help_text) in PROMPT_COMMANDS.items():
-        p = psub.add_parser(name, help=help_text, description=help_text)
+        p = psub.add_parser(name, help=_literal(help_text), description=help_text)
         if cls is not None:
             _add_fields(p, cls)
     return parser

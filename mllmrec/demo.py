@@ -93,7 +93,8 @@ def demo_train(cfg: DemoConfig, root: Path, data: object, model: Path) -> Path |
     # would need far more (with images, 30 steps did not lift recall in our runs).
     print(f"[6/6] contrastive LoRA tuning on item text, {cfg.train_steps} steps -> {run}")
     man = run_train(TrainConfig(pairs=str(pairs), out=str(run), catalog=str(data.items), model=str(model),
-                                image_field=None, batch_pairs=32, steps=cfg.train_steps, lr=2e-3, valid_every=0,
+                                image_field=None, batch_pairs=32, steps=cfg.train_steps, lr=2e-3,
+                                valid_every=cfg.train_steps,  # before and after only
                                 overwrite=True, seed=cfg.seed, progress=False),
                     command=["mllmrec", "demo", "--out", str(root)])
     before, after = man["history"]["valid"][0], man["history"]["valid"][-1]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from mllmrec.cli import COMMANDS, build_parser, main
+from mllmrec.cli import COMMANDS, PROMPT_COMMANDS, build_parser, main
 
 
 def test_help_is_fast_and_does_not_import_torch():
@@ -67,3 +68,26 @@ def test_journey_prompts_show_embed_index_neighbors(tiny_qwen2_dir, tmp_path, ca
     assert main(["neighbors", str(store), "nope"]) == 2
     assert "item 'nope' is not in the store" in capsys.readouterr().err
     assert Path(store / "index" / "mm.faiss").is_file()
+
+
+def _help_parsers() -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every subcommand's parser, `prompts` actions included."""
+    choices = next(a for a in build_parser()._actions if a.dest == "command").choices
+    prompts = next(a for a in choices["prompts"]._actions if a.dest == "prompts_command").choices
+    return [(c, choices[c]) for c in COMMANDS] + [(f"prompts {c}", prompts[c]) for c in PROMPT_COMMANDS]
+
+
+@pytest.mark.parametrize("command, parser", _help_parsers(), ids=lambda x: x if isinstance(x, str) else "")
+def test_every_help_renders_without_format_leaks(command, parser):
+    """argparse %-formats help strings: a stray `%` in a config's help text once printed the raw
+    argument dict into `mllmrec train --help` (issue 16)."""
+    text = parser.format_help()
+    flat = " ".join(text.split())
+    for leak in ("%(", "{'", "dict"):
+        assert leak not in text, f"`mllmrec {command} --help` leaks {leak!r}"
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{command} {action.dest} has no help"
+        start = " ".join(action.help.replace("%%", "%").split())[:30]
+        assert start in flat, f"{command} {action.dest}: help {start!r} not rendered"

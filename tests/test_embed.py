@@ -13,6 +13,7 @@ from mllmrec import store as st
 from mllmrec.artifacts import ArtifactError
 from mllmrec.embed import EmbedError, run_embed
 from mllmrec.embed.config import EmbedConfig
+from mllmrec.embed.run import _time_spent
 from mllmrec.store import EmbeddingStore
 from mllmrec.testing.catalog import write_small_catalog as write_catalog
 
@@ -71,11 +72,13 @@ def test_resume_after_injected_crash_equals_uninterrupted(encoder, tmp_path, mon
     full = run_embed(cfg_for(cat, d, tmp_path / "full", shard_size=4, batch_size=3), encoder=enc)
 
     real_write = st.write_shard
-    calls = {"n": 0}
+    calls, seen_seconds = {"n": 0}, []
 
     def crashing_write(out, index, *a, **k):
         calls["n"] += 1
         if calls["n"] == 3:  # die half-way through writing the third shard
+            # the time so far is already in the manifest, so even a hard kill here keeps it
+            seen_seconds.append(st.read_manifest(out)["runs"][-1]["seconds"])
             (out / st.SHARDS / f".shard-{index:06d}.safetensors.tmp-999").write_bytes(b"partial")
             raise KeyboardInterrupt("simulated crash")
         return real_write(out, index, *a, **k)
@@ -96,6 +99,42 @@ def test_resume_after_injected_crash_equals_uninterrupted(encoder, tmp_path, mon
     assert np.array_equal(np.asarray(a.vectors("mm")), np.asarray(b.vectors("mm")))
     assert not (Path(cfg.out) / st.SHARDS).exists()  # the partial temp file went with the shards
     assert resumed["counts"]["embedded"] == 20
+    # Every run's time is kept and the total covers them all (issue 16.7).
+    assert seen_seconds and seen_seconds[0] > 0
+    first, second = resumed["runs"]
+    assert first["seconds"] >= seen_seconds[0] and second["seconds"] == resumed["seconds_last_run"] > 0
+    assert resumed["seconds_total"] == pytest.approx(first["seconds"] + second["seconds"], abs=2e-3)
+    assert _time_spent(resumed).endswith(f"over 2 runs (this one {second['seconds']:.1f} s)")
+
+
+def test_progress_bar_advances_per_batch(encoder, catalog, tmp_path, monkeypatch):
+    """A 1,024-item shard takes minutes on a CPU: the bar must move per batch (issue 16.2), with a
+    total and an item unit so tqdm shows items/s and an ETA."""
+    import tqdm.auto
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, total=None, unit="it", disable=False, **kw):
+            self.total, self.unit, self.disable, self.updates = total, unit, disable, []
+            bars.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n=1):
+            self.updates.append(n)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    d, enc = encoder
+    run_embed(EmbedConfig(catalog=str(catalog), model=str(d), out=str(tmp_path / "s"), shard_size=8, batch_size=3),
+              encoder=enc)
+    (bar,) = bars
+    assert (bar.total, bar.unit, bar.disable) == (12, "item", False)
+    assert bar.updates == [3, 3, 2, 3, 1]  # shards of 8 and 4 items, batches of at most 3
 
 
 def test_resume_refuses_other_prompt_or_model(encoder, tiny_qwen_dirs, catalog, tmp_path):

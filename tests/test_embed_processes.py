@@ -58,7 +58,8 @@ def test_accelerate_launch_two_processes_fill_one_store(tiny_qwen2_dir, tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = st.read_manifest(tmp_path / "two")
     assert m["processes"] == 2 and m["counts"]["embedded"] == 14 and m["status"] == "complete"
-    ids1, v1 = _vectors(single.out)
+    assert m["seconds_total"] == m["runs"][0]["seconds"] > 0  # process 0 times the whole run
+    ids1, v1 = _vectors(single["config"]["out"])
     ids2, v2 = _vectors(tmp_path / "two")
     assert ids1 == ids2
     np.testing.assert_allclose(v1, v2, atol=1e-5)

@@ -57,23 +57,26 @@ def main() -> int:
     with open(folder / "synthetic.inter", newline="") as f:
         rows = [(int(r["userID"]), int(r["itemID"]), int(r["x_label"])) for r in csv.DictReader(f, delimiter="\t")]
     item_num = max(i for _, i, _ in rows) + 1
-    v_feat = torch.from_numpy(np.load(folder / "image_feat.npy", allow_pickle=False)).float()
-    t_feat = torch.from_numpy(np.load(folder / "text_feat.npy", allow_pickle=False)).float()
-    image_embedding = torch.nn.Embedding.from_pretrained(v_feat, freeze=False)  # as FREEDOM/LATTICE do
-    assert v_feat.shape[0] == t_feat.shape[0] == item_num, (v_feat.shape, item_num)
+    # MMRec loads each file that exists (either may be absent, not both): a single-channel store
+    # fills only the file its content says unless `--single-channel both` (the export prints which)
+    feats = {name: torch.from_numpy(np.load(folder / name, allow_pickle=False)).float()
+             for name in m["channels"]}
+    embeddings = {name: torch.nn.Embedding.from_pretrained(f, freeze=False)  # as FREEDOM/LATTICE do
+                  for name, f in feats.items()}
+    assert all(f.shape[0] == item_num for f in feats.values()), ({n: f.shape for n, f in feats.items()}, item_num)
 
     # --- row i is MMRec item i: compare with the store through the id mapping written beside it ---
     with open(folder / "i_id_mapping.tsv", newline="") as f:
         raw = {int(r["itemID"]): r["item_id"] for r in csv.DictReader(f, delimiter="\t")}
     fp = FeatureProvider.open(store)
     for i in (0, item_num // 2, item_num - 1):
-        assert np.array_equal(image_embedding.weight[i].detach().numpy(), fp.vector(raw[i], channel="visual"))
-        assert np.array_equal(t_feat[i].numpy(), fp.vector(raw[i], channel="mm"))
+        for name, emb in embeddings.items():
+            assert np.array_equal(emb.weight[i].detach().numpy(), fp.vector(raw[i], channel=m["channels"][name]))
     parts = [sum(1 for *_, lab in rows if lab == k) for k in range(3)]
     print(f"MMRec dataset in {folder}: {item_num} items, {max(u for u, _, _ in rows) + 1} users, "
           f"train/valid/test {parts[0]}/{parts[1]}/{parts[2]}")
-    print(f"image_feat.npy {tuple(v_feat.shape)} <- {m['channels']['image_feat.npy']}, "
-          f"text_feat.npy {tuple(t_feat.shape)} <- {m['channels']['text_feat.npy']}; row i = MMRec item i: checked")
+    print(", ".join(f"{name} {tuple(f.shape)} <- {m['channels'][name]}" for name, f in feats.items())
+          + "; row i = MMRec item i: checked")
     print(f"dataset config: {work / 'mmrec' / 'synthetic.yaml'} (copy to MMRec/src/configs/dataset/)")
     print("stale MMRec graph caches removed:", ", ".join(m["stale_caches"]["files"]) or "none found")
     return 0

@@ -134,6 +134,8 @@ def load_adapters(encoder: Encoder, run_dir: str | Path, *, merge: bool = True) 
     (faster inference, same vectors to float rounding). Returns the adapter dirs applied."""
     from peft import PeftModel  # lazy: peft is heavy
 
+    from mllmrec.backbone.checkpointing import quiet_peft_probe
+
     run_dir = Path(run_dir)
     targets = {ADAPTER_DIR: encoder.network, VISION_ADAPTER_DIR: encoder.vision}
     applied = []
@@ -142,7 +144,8 @@ def load_adapters(encoder: Encoder, run_dir: str | Path, *, merge: bool = True) 
             continue
         if module is None:
             raise LoraError(f"{run_dir / name}: the backbone has no vision tower for this adapter")
-        pm = PeftModel.from_pretrained(module, str(run_dir / name))
+        with quiet_peft_probe():
+            pm = PeftModel.from_pretrained(module, str(run_dir / name))
         if merge:
             pm.merge_and_unload()
         applied.append(name)

@@ -33,6 +33,16 @@ class SplitError(MllmrecError, ValueError):
     """A split cannot be made, checked or loaded as asked; the message says why."""
 
 
+# What the less obvious `Split.stats()` counts mean, for reports that print them side by side.
+STATS_MEANING: dict[str, str] = {
+    "cold_items": "items the cold-start protocol held out on purpose, every interaction in valid/test "
+                  "(0 for other protocols)",
+    "users_without_train": "users with no training interaction, for any reason",
+    "items_without_train": "items with no training interaction, for any reason: the cold items plus items "
+                           "whose interactions all fell into valid/test (only content can reach them)",
+}
+
+
 @dataclass(frozen=True, eq=False)
 class Split:
     """A train/valid/test partition of (user index, item index) pairs with the ids behind them.
@@ -104,7 +114,9 @@ class Split:
         return np.split(m.indices.astype(np.int64), m.indptr[1:-1]) if self.n_users else []
 
     def stats(self) -> dict[str, Any]:
-        """Sizes for reports: users, items, pairs per part, density, cold items, users/items without train."""
+        """Sizes for reports: users, items, pairs per part, density, cold items, users/items without
+        train. The last three count different things (`STATS_MEANING`): a random split has no cold
+        items by design, yet may leave an item or user without a training interaction by chance."""
         counts = {p: len(self.pairs(p)) for p in PARTS}
         total, cells = sum(counts.values()), self.n_users * self.n_items
         return {

@@ -9,10 +9,12 @@ shards k with k % world == r; process 0 writes the manifest and consolidates the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -36,6 +38,7 @@ from mllmrec.dist import barrier as _barrier
 from mllmrec.dist import device_for_rank as _device_for_rank
 from mllmrec.dist import dist_info as _dist_info
 from mllmrec.dist import end_processes as _end_processes
+from mllmrec.embed.clock import RunClock, with_run_seconds
 from mllmrec.embed.config import EmbedConfig
 from mllmrec.errors import MllmrecError
 from mllmrec.types import Item, Rejection
@@ -112,10 +115,27 @@ def _embed(cfg: EmbedConfig, encoder: Any, command: list[str] | None) -> dict[st
     backbone = {k: v for k, v in encoder.fingerprint().items() if k != "backbone"}  # not the path/id
     identity.update(backbone=backbone, fusion_gate=_gate_fingerprint(encoder))
     n_shards = -(-len(catalog.items) // cfg.shard_size)
+    clock = None
     if rank == 0:
         _prepare_out(out, cfg, identity)
         write_manifest(out, stage=STAGE, manifest=_start_manifest(cfg, catalog, encoder, template, channels, identity, n_shards, world,
                                                command, adapter))
+        clock = RunClock(out, STAGE, t0)
+    try:
+        return _run_shards(cfg, catalog, template, channels, encoder, identity, n_shards, clock)
+    except BaseException:
+        if clock is not None:  # a crash or Ctrl-C: the time spent still counts (see embed.clock)
+            with contextlib.suppress(Exception):  # never hide the error that stopped the run
+                clock.record()
+        raise
+
+
+def _run_shards(cfg: EmbedConfig, catalog: Any, template: Any, channels: tuple[str, ...], encoder: Any,
+                identity: dict[str, Any], n_shards: int, clock: RunClock | None) -> dict[str, Any]:
+    """Every process embeds its missing shards; process 0 (the one holding `clock`) waits for the
+    others and consolidates the store."""
+    rank, world = _dist_info()
+    out = Path(cfg.out)
     _barrier(world)
     manifest = read_manifest(out, expect_stage=STAGE)
     if manifest.get("status") == "complete":  # another process's view; rank 0 returned above
@@ -125,13 +145,14 @@ def _embed(cfg: EmbedConfig, encoder: Any, command: list[str] | None) -> dict[st
 
     done = st.done_shards(out)
     mine = [k for k in range(n_shards) if k % world == rank and k not in done]
-    _embed_shards(cfg, catalog, template, channels, encoder, out, mine)
-    if rank != 0:
+    _embed_shards(cfg, catalog, template, channels, encoder, out, mine,
+                  on_shard=clock.record if clock is not None else lambda: None)
+    if clock is None:
         _end_processes(world)
         return manifest
-    _wait_for_shards(out, n_shards)
+    _wait_for_shards(out, n_shards, on_poll=clock.tick)
     _end_processes(world)
-    return _finalize(out, cfg, catalog, manifest, n_shards, time.perf_counter() - t0)
+    return _finalize(out, cfg, catalog, manifest, n_shards, clock.seconds())
 
 
 def _load_encoder(cfg: EmbedConfig, device: str) -> Encoder:
@@ -154,7 +175,9 @@ def _load_encoder(cfg: EmbedConfig, device: str) -> Encoder:
 # Work
 # ---------------------------------------------------------------------------------------------
 def _embed_shards(cfg: EmbedConfig, catalog: Any, template: Any, channels: tuple[str, ...], encoder: Encoder, out: Path,
-                  shards: list[int]) -> None:
+                  shards: list[int], on_shard: Callable[[], None] = lambda: None) -> None:
+    """Embed and write `shards`. The bar advances per batch (a shard of 1,024 items can take many
+    minutes on a CPU, and a bar that moves per shard shows no rate or ETA until then)."""
     from tqdm.auto import tqdm
 
     total = sum(len(catalog.items[k * cfg.shard_size : (k + 1) * cfg.shard_size]) for k in shards)
@@ -167,18 +190,20 @@ def _embed_shards(cfg: EmbedConfig, catalog: Any, template: Any, channels: tuple
         for k in shards:
             items = catalog.items[k * cfg.shard_size : (k + 1) * cfg.shard_size]
             ids, vectors, rejected = embed_items(cfg, items, catalog.base_dir, template, channels, encoder, pool,
-                                                 use_images)
+                                                 use_images, on_batch=bar.update)
             st.write_shard(out, k, ids, vectors, rejected)
-            bar.update(len(items))
+            on_shard()
 
 
 def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: Any, channels: tuple[str, ...],
-                encoder: Encoder, pool: ThreadPoolExecutor,
-                use_images: bool) -> tuple[list[str], dict[str, np.ndarray], list[dict]]:
+                encoder: Encoder, pool: ThreadPoolExecutor, use_images: bool,
+                on_batch: Callable[[int], object] | None = None) -> tuple[list[str], dict[str, np.ndarray], list[dict]]:
     """Embed one shard's items: (ids embedded, in catalogue order; {channel: [n, d]}; rejections).
 
     Items are sorted by estimated token count (image sizes come from file headers) and batched;
     images are decoded a batch at a time (one batch ahead), never a whole shard's at once.
+    `on_batch(n)` is called after each batch with its number of items (embedded or rejected), so
+    a progress bar can move per batch.
     """
     from mllmrec.catalog import probe_image_sizes
 
@@ -209,6 +234,8 @@ def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: A
                 out = encoder.forward(ready)
                 for k, (pos, _) in enumerate(rendered):
                     rows[order[b + pos]] = {ch: out[ch][k].numpy().astype(store_dtype) for ch in channels}
+            if on_batch is not None:
+                on_batch(len(order[b : b + cfg.batch_size]))
     done = sorted(rows)  # back to catalogue order
     vectors = {ch: (np.stack([rows[i][ch] for i in done]) if done else np.zeros((0, encoder.hidden_size), store_dtype))
                for ch in channels}
@@ -292,7 +319,7 @@ def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Encoder, template: 
                     identity: dict[str, Any], n_shards: int, world: int, command: list[str] | None,
                     adapter: dict[str, Any] | None = None) -> dict[str, Any]:
     run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batch_size": cfg.batch_size, "processes": world,
-           "command": command or []}
+           "command": command or [], "seconds": 0.0}
     if cfg.resume:
         manifest = read_manifest(cfg.out, expect_stage=STAGE)
         return {**manifest, "runs": [*manifest.get("runs", []), run]}
@@ -352,9 +379,11 @@ def _notes(template: Any, encoder: Encoder) -> list[str]:
     return notes
 
 
-def _wait_for_shards(out: Path, n_shards: int, poll_s: float = 1.0) -> None:
+def _wait_for_shards(out: Path, n_shards: int, poll_s: float = 1.0,
+                     on_poll: Callable[[], None] = lambda: None) -> None:
     """Process 0 waits for the other processes' shards (a crashed process stops the launcher)."""
     while len(st.done_shards(out)) < n_shards:
+        on_poll()
         time.sleep(poll_s)
 
 
@@ -373,7 +402,7 @@ def _finalize(out: Path, cfg: EmbedConfig, catalog: Any, manifest: dict[str, Any
     if len(ids) + len(rejected_out) != input_rows:  # the "nothing is lost" invariant
         raise EmbedError(f"accounting error: {len(ids)} embedded + {len(rejected_out)} rejected != {input_rows} rows")
     manifest = {
-        **manifest,
+        **with_run_seconds(manifest, seconds),
         "status": "complete",
         "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "counts": {"input": input_rows, "embedded": len(ids), "rejected": len(rejected_out),
@@ -381,7 +410,7 @@ def _finalize(out: Path, cfg: EmbedConfig, catalog: Any, manifest: dict[str, Any
         "rejected": rejected_out,  # left out of the store, with the reason
         "degraded": degraded,  # in the store, embedded without their image, with the reason
         "truncated": truncated,  # in the store, text cut from the end to fit the token limit
-        "seconds_last_run": round(seconds, 3),
+        "seconds_last_run": round(seconds, 3),  # this run only; "seconds_total" covers every run
     }
     manifest = write_manifest(out, manifest, stage=STAGE)
     shutil.rmtree(out / st.SHARDS, ignore_errors=True)
@@ -407,7 +436,7 @@ def main(cfg: EmbedConfig, command: list[str]) -> int:
         print(f"store {out} is already complete ({c['embedded']} items); nothing to do")
         return 0
     print(f"store: {out}  embedded {c['embedded']} of {c['input']} items "
-          f"({c['rejected']} rejected, {c['text_only']} embedded text-only) in {m['seconds_last_run']:.1f} s; "
+          f"({c['rejected']} rejected, {c['text_only']} embedded text-only) in {_time_spent(m)}; "
           f"channels {', '.join(f'{ch}[{d}]' for ch, d in m['dims'].items())}")
     if c.get("truncated"):
         print(f"{c['truncated']} item(s) had their text cut from the end to fit the token limit "
@@ -418,3 +447,11 @@ def main(cfg: EmbedConfig, command: list[str]) -> int:
         print("error: no item was embedded; see the reasons above", file=sys.stderr)
         return 1
     return 0
+
+
+def _time_spent(m: dict[str, Any]) -> str:
+    """"12.3 s", or with a resume "20.5 s over 2 runs (this one 8.2 s)"."""
+    runs = m.get("runs", [])
+    if len(runs) < 2:
+        return f"{m['seconds_last_run']:.1f} s"
+    return f"{m['seconds_total']:.1f} s over {len(runs)} runs (this one {m['seconds_last_run']:.1f} s)"

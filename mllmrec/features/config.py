@@ -28,6 +28,10 @@ class ExportConfig(Checked):
         ".json, or .csv/.tsv/.parquet with an id column and a row column such as MMRec's i_id_mapping.csv "
         "(asin, itemID). For mmrec with an MMRec .inter: maps MMRec itemID -> raw id."
     )
+    id_column: str | None = opt(
+        None, "Column of --ids holding the raw item id when the map has several besides the row column (MMRec's "
+        "orig_item_id,itemID,raw_item_id); default: the column whose values the source knows."
+    )
     interactions: str | None = opt(
         None, "Interaction log. mmrec: the dataset's MMRec .inter file (userID, itemID, x_label; n_items = "
         "max itemID + 1), or any other log (csv/tsv/parquet/jsonl with raw ids), which is remapped to "
@@ -46,9 +50,12 @@ class ExportConfig(Checked):
     )
     image_channel: str = opt("visual", "mmrec: channel written to image_feat.npy ('none': no image file).")
     text_channel: str = opt("mm", "mmrec: channel written to text_feat.npy ('none': no text file).")
-    single_channel: Literal["both", "image", "text"] = opt(
-        "both", "mmrec: when the source has only one of --image-channel/--text-channel, write that one "
-        "into both files, only image_feat.npy, or only text_feat.npy."
+    single_channel: Literal["auto", "both", "image", "text"] = opt(
+        "auto", "mmrec: when the source has only one of --image-channel/--text-channel: auto writes the one "
+        "file its content says (text_feat.npy for a text-only prompt or a model without vision, "
+        "image_feat.npy for an image-only prompt, else the file whose --*-channel named it); both "
+        "writes it into both files (MMRec then treats one vector as image and text); image / text "
+        "write only that file."
     )
     stale_caches: Literal["delete", "warn"] = opt(
         "delete", "mmrec: graph caches that MMRec models build from the features and keep in the dataset "

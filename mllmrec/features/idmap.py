@@ -6,16 +6,22 @@ once. Accepted files (row i = the i-th id unless a file gives rows explicitly):
 
     .txt / .ids           one raw id per line
     .json                 a list of ids, or an object {raw id: row}
-    .csv / .tsv / .inter  a header row, then either one column (ids in row order) or two columns: a
-                          raw-id column and a row column (named itemID, item_index, index, idx or
-                          row), e.g. MMRec's `i_id_mapping.csv` (`asin<TAB>itemID`); tab or comma
+    .csv / .tsv / .inter  a header row, then either one column (ids in row order) or a row column
+                          (named itemID, item_index, index, idx or row) beside raw-id columns, e.g.
+                          MMRec's `i_id_mapping.csv` (`asin<TAB>itemID`) or the three columns its
+                          preprocessing and forks write (`orig_item_id,itemID,raw_item_id`); tab or comma
     .parquet              the same column rules as csv
+
+With several raw-id columns, `id_column` names the one to use; without it the column is the one
+whose values the source knows (`known()`: most matches, and more than any other column), so a map
+is never read by the wrong column silently: no unique winner is an error naming the columns.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +36,11 @@ class IdMapError(MllmrecError, ValueError):
     """An id-map file cannot be read as an unambiguous row -> raw id mapping."""
 
 
-def read_id_map(path: str | Path) -> list[str]:
-    """Raw ids in row order (list index = row) from an id-map file (formats: module docstring)."""
+def read_id_map(path: str | Path, *, id_column: str | None = None,
+                known: Callable[[], Collection[str]] | None = None) -> list[str]:
+    """Raw ids in row order (list index = row) from an id-map file (formats and the choice of the
+    id column: module docstring). `known()` gives the source's ids; it is called only for a map
+    with several raw-id columns and no `id_column`."""
     path = Path(path)
     if not path.is_file():
         raise IdMapError(f"id-map file not found (or not a file): {path}")
@@ -47,9 +56,9 @@ def read_id_map(path: str | Path) -> list[str]:
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
-        return _from_columns({n: table.column(n).to_pylist() for n in table.column_names}, path)
+        return _from_columns({n: table.column(n).to_pylist() for n in table.column_names}, path, id_column, known)
     if suffix in (".csv", ".tsv", ".inter"):
-        return _from_columns(_read_delimited(path), path)
+        return _from_columns(_read_delimited(path), path, id_column, known)
     lines = path.read_text(encoding="utf-8-sig").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()  # a trailing newline is not an id
@@ -75,16 +84,38 @@ def _read_delimited(path: Path) -> dict[str, list[Any]]:
     return {h: [r[k].strip() for r in body] for k, h in enumerate(header)}
 
 
-def _from_columns(cols: dict[str, list[Any]], path: Path) -> list[str]:
+def _from_columns(cols: dict[str, list[Any]], path: Path, id_column: str | None = None,
+                  known: Callable[[], Collection[str]] | None = None) -> list[str]:
     names = list(cols)
+    if id_column is not None and id_column not in cols:
+        raise IdMapError(f"{path}: no column {id_column!r} (the id column asked for); columns {names}")
     if len(names) == 1:
         return _check_ids([_id(v, path) for v in cols[names[0]]], path)
-    row_cols = [n for n in names if n in ROW_COLUMNS]
-    if len(names) != 2 or len(row_cols) != 1:
-        raise IdMapError(f"{path}: expected one id column, or an id column and one row column named "
+    row_cols = [n for n in names if n in ROW_COLUMNS and n != id_column]
+    if len(row_cols) != 1:
+        raise IdMapError(f"{path}: expected one id column, or id columns and one row column named "
                          f"{' / '.join(ROW_COLUMNS)}; found columns {names}")
-    id_col = next(n for n in names if n != row_cols[0])
+    id_col = id_column or _pick_id_column(cols, [n for n in names if n != row_cols[0]], path, known)
     return _from_pairs(cols[id_col], cols[row_cols[0]], path)
+
+
+def _pick_id_column(cols: dict[str, list[Any]], candidates: list[str], path: Path,
+                    known: Callable[[], Collection[str]] | None) -> str:
+    """The only raw-id column, or the one whose values the source knows best (a unique winner)."""
+    if len(candidates) == 1:
+        return candidates[0]
+    hint = "name the raw-id column with --id-column (Python: id_column=)"
+    if known is None:
+        raise IdMapError(f"{path}: several columns could hold the raw id ({', '.join(candidates)}); {hint}")
+    ids = set(known())
+    hits = {c: sum(str(v) in ids for v in cols[c]) for c in candidates}
+    best = max(hits.values())
+    winners = [c for c, n in hits.items() if n == best]
+    if best == 0 or len(winners) > 1:
+        found = ", ".join(f"{c}: {n}" for c, n in hits.items())
+        raise IdMapError(f"{path}: cannot tell which column holds the source's ids (ids found per column: "
+                         f"{found}); {hint}")
+    return winners[0]
 
 
 def _from_pairs(raw_ids: list[Any], rows: list[Any], path: Path) -> list[str]:

@@ -262,12 +262,13 @@ class FeatureProvider:
         """[d] vector of one id (UnknownItemError if the source lacks it)."""
         return self.lookup([item_id], channel=channel).vectors[0]
 
-    def aligned(self, id_map: str | Path | Sequence[str | int], **kw: Any) -> Any:
-        """`matrix` whose row i is the id the id list (or id-map file, see `idmap`) puts at row i."""
+    def aligned(self, id_map: str | Path | Sequence[str | int], *, id_column: str | None = None, **kw: Any) -> Any:
+        """`matrix` whose row i is the id the id list (or id-map file, see `idmap`) puts at row i;
+        `id_column`: the map's raw-id column when it has several (default: the one this source knows)."""
         if isinstance(id_map, (str, Path)):
             from mllmrec.features.idmap import read_id_map
 
-            id_map = read_id_map(id_map)
+            id_map = read_id_map(id_map, id_column=id_column, known=lambda: self.ids(kw.get("channel")))
         return self.matrix(id_map, **kw)
 
     def mean(self, channel: str | None = None) -> np.ndarray:

@@ -67,6 +67,11 @@ class PromptTemplate:
         return any("{{image}}" in s.text or "{{image}}" in s.otherwise for s in self.segments)
 
     @property
+    def uses_text(self) -> bool:
+        return any(m.group(1) == "fields" or m.group(1).startswith("field:")
+                   for s in self.segments for m in MARKER.finditer(s.text + s.otherwise))
+
+    @property
     def slot_channels(self) -> tuple[str, ...]:
         found = []
         for s in self.segments:

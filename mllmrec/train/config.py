@@ -54,7 +54,10 @@ class TrainConfig(CatalogSpec, ModelSpec):
     warmup_steps: int = opt(0, "Linear learning-rate warm-up steps.")
     quantize: Literal["none", "4bit"] = opt("none", "Load the LM's base weights in 4 bit (QLoRA; needs bitsandbytes).")
     checkpoint_every: int = opt(100, "Save a checkpoint every N steps (and at the end).")
-    valid_every: int = opt(100, "Validation i2i Recall@{10,50,100} every N steps (and before and after); 0 = only then.")
+    valid_every: int = opt(100, "Validation i2i Recall@{10,50,100} before training, every N steps and at the end; "
+                           "each pass embeds every validation item (the sampled queries and all valid candidates: "
+                           "often thousands of forward passes, minutes on a CPU). 0 = no validation at all (the "
+                           "test part is still scored once at the end).")
     max_valid_queries: int = opt(2000, "At most this many validation queries (seeded sample).")
     seed: int = opt(0, "Seed for data order, modality dropout and new weights.")
     resume: bool = opt(False, "Continue from the last checkpoint in --out with the same data order.")

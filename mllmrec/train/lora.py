@@ -71,6 +71,8 @@ def attach_lora(encoder: Encoder, spec: LoraSpec) -> list[tuple[str, Any]]:
     """
     from peft import LoraConfig, get_peft_model
 
+    from mllmrec.backbone.checkpointing import quiet_peft_probe
+
     out = []
     for name, module, targets in lora_plan(encoder, spec):
         for p in module.parameters():
@@ -82,7 +84,8 @@ def attach_lora(encoder: Encoder, spec: LoraSpec) -> list[tuple[str, Any]]:
         full = in_full if spec.connector and in_full and name == ADAPTER_DIR else None
         cfg = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
                          bias="none", modules_to_save=full)
-        out.append((name, get_peft_model(module, cfg)))
+        with quiet_peft_probe():
+            out.append((name, get_peft_model(module, cfg)))
     return out
 
 

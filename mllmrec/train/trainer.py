@@ -5,7 +5,8 @@ Per step: the global batch of B pairs is split over processes; each process rend
 representations are gathered across processes, and the loss (`train.losses.objective`) treats
 all 2B items as in-batch candidates. Trainable: LoRA weights, connector, gate, projection head
 and the logit scale. Validation: NoteLLM i2i Recall@{10,50,100} on the valid pairs, before
-training, every `valid_every` steps and at the end (process 0).
+training, every `valid_every` steps and at the end (process 0); `valid_every` 0 turns it off,
+since each pass embeds every validation item (thousands of forward passes on a CPU).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from mllmrec.artifacts import WriterLock, mode_of, prepare_dir, read_manifest, write_manifest
+from mllmrec.backbone.checkpointing import enable_checkpointing
 from mllmrec.backbone.trained_run import artefacts_sha256, save_heads
 from mllmrec.config import to_dict
 from mllmrec.dist import barrier, device_for_rank, dist_info, init_group
@@ -108,7 +110,7 @@ class Trainer:
             if hasattr(m, "support_avx512bf16_for_cpu"):
                 m.support_avx512bf16_for_cpu = False
         if cfg.grad_checkpointing:
-            encoder.network.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(encoder.network)
         self.step, self.history = 0, {"loss": [], "valid": []}
 
     # -- setup ---------------------------------------------------------------------------------
@@ -266,7 +268,8 @@ def _train(cfg: TrainConfig, encoder: Encoder | None, loss: Any, command: list[s
     if tr.step >= tr.total_steps and cfg.resume and read_manifest(out, expect_stage=STAGE).get("status") == "complete":
         log.info("%s: already complete at step %d", out, tr.step)
         return read_manifest(out, expect_stage=STAGE)
-    if rank == 0 and not tr.history["valid"]:
+    validating = cfg.valid_every > 0
+    if rank == 0 and validating and not tr.history["valid"]:
         _report_valid(tr, "zero-shot")
     bar = tqdm(total=tr.total_steps, initial=tr.step, disable=not cfg.progress or rank != 0, desc="train",
                unit="step", dynamic_ncols=True)
@@ -279,7 +282,7 @@ def _train(cfg: TrainConfig, encoder: Encoder | None, loss: Any, command: list[s
         bar.set_postfix(loss=f"{res['loss']:.4f}", pairs_s=f"{rate:.1f}", scale=f"{res['logit_scale']:.1f}")
         bar.update(1)
         last = tr.step == tr.total_steps
-        if rank == 0 and cfg.valid_every and tr.step % cfg.valid_every == 0 and not last:
+        if rank == 0 and validating and tr.step % cfg.valid_every == 0 and not last:
             _report_valid(tr, f"step {tr.step}", bar)
         if tr.step % cfg.checkpoint_every == 0 or last:
             if rank == 0:
@@ -289,7 +292,8 @@ def _train(cfg: TrainConfig, encoder: Encoder | None, loss: Any, command: list[s
     if rank != 0:
         barrier(world)
         return {}
-    _report_valid(tr, "tuned")
+    if validating:
+        _report_valid(tr, "tuned")
     tr.save_final(out)
     manifest = _manifest(cfg, tr, identity, "complete", command)
     manifest.update(adapter_sha256=artefacts_sha256(out), seconds=round(time.perf_counter() - t0, 2),
@@ -327,7 +331,7 @@ def main(cfg: TrainConfig, command: list[str]) -> int:
     man = run_train(cfg, command=command)
     if man:
         v = man["history"]["valid"]
-        first, last = (v[0], v[-1]) if v else ({}, {})
-        print(f"wrote {cfg.out}: {man['steps']} steps, adapter {man['adapter_sha256'][:12]}; valid i2i recall@10 "
-              f"{first.get('recall@10', float('nan')):.4f} -> {last.get('recall@10', float('nan')):.4f}")
+        valid = (f"valid i2i recall@10 {v[0]['recall@10']:.4f} -> {v[-1]['recall@10']:.4f}" if v
+                 else "no validation (--valid-every 0)")
+        print(f"wrote {cfg.out}: {man['steps']} steps, adapter {man['adapter_sha256'][:12]}; {valid}")
     return 0

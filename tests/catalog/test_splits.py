@@ -8,6 +8,7 @@ import pytest
 from mllmrec.catalog.interactions import Interactions
 from mllmrec.catalog.splits import (
     PARTS,
+    STATS_MEANING,
     Split,
     SplitError,
     cold_start_split,
@@ -213,6 +214,8 @@ def test_split_views_and_checks() -> None:
     st = split.stats()
     assert (st["users"], st["items"], st["train"], st["valid"], st["test"], st["cold_items"]) == (2, 3, 2, 1, 0, 1)
     assert st["density"] == pytest.approx(3 / 6) and st["items_without_train"] == 1
+    # printed side by side, the look-alike counts come with what each one counts (issue 16.9)
+    assert set(STATS_MEANING) <= set(st) and "cold" in STATS_MEANING["items_without_train"]
     moved = Split(["u", "v"], ["a", "b", "c"], train=[[0, 0], [1, 1]], valid=np.zeros((0, 2)), test=[[0, 1]], cold_items=[2])
     assert moved.fingerprint() != split.fingerprint()
     with pytest.raises(SplitError, match="twice"):

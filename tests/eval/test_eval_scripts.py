@@ -51,6 +51,7 @@ def test_run_grid_writes_results_report_and_plots(tmp_path):
     assert res["splits"]["0"]["fingerprint"] != res["splits"]["1"]["fingerprint"]
     report = (out / "report.md").read_text()
     assert "## Cold items" in report and "± " in report and "vbpr" in report
+    assert "What the counts mean: `cold_items` = " in report
     for png in ("recall_at_k.png", "popularity.png", "cold_warm.png"):
         assert (out / png).stat().st_size > 1000
     # Popularity cannot reach items it never saw in training: its cold recall is exactly zero.

@@ -111,6 +111,23 @@ def test_existing_mmrec_dataset_with_scrambled_id_map(tmp_path, synthetic):
     assert (folder / "image_adj_10.pt").is_file()
 
 
+@pytest.mark.parametrize("id_column", [None, "raw_item_id"])
+def test_three_column_id_map_of_mmrec_preprocessing(tmp_path, synthetic, id_column):
+    _, src, vecs, ids = synthetic
+    folder = tmp_path / "baby"
+    folder.mkdir()
+    (folder / "baby.inter").write_text("userID\titemID\tx_label\n0\t0\t0\n0\t2\t0\n1\t1\t2\n")
+    raw = ["i0009", "i0001", "i0033"]
+    (folder / "i_id_mapping.csv").write_text("orig_item_id,itemID,raw_item_id\n"
+                                             + "".join(f"B{k:04d},{k},{r}\n" for k, r in enumerate(raw)))
+    m = E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(folder), id_column=id_column,
+                                  interactions=str(folder / "baby.inter"), ids=str(folder / "i_id_mapping.csv")))
+    _, item_num, _, feats = mmrec_load(folder, "baby")
+    assert item_num == 3 and m["files"]["text_feat.npy"]["shape"] == [3, 8]
+    np.testing.assert_array_equal(feats["text_feat.npy"], vecs["mm"][[ids.index(r) for r in raw]])
+    assert E.get_exporter("mmrec").read(folder, m)[0] == raw
+
+
 def test_scrambled_interactions_give_the_same_per_item_features(tmp_path, synthetic):
     data, src, _, _ = synthetic
     lines = data.interactions.read_text().splitlines()
@@ -140,7 +157,8 @@ def test_a_log_with_x_label_keeps_its_split(tmp_path, synthetic):
 
 
 @pytest.mark.parametrize("choice, files", [("both", {"image_feat.npy", "text_feat.npy"}),
-                                           ("image", {"image_feat.npy"}), ("text", {"text_feat.npy"})])
+                                           ("image", {"image_feat.npy"}), ("text", {"text_feat.npy"}),
+                                           ("auto", {"text_feat.npy"})])
 def test_single_channel_store_fills_both_or_one(tmp_path, synthetic, choice, files):
     data, _, vecs, ids = synthetic
     src = write_array_store(tmp_path / "mm-only", ids, {"mm": vecs["mm"]})
@@ -148,6 +166,39 @@ def test_single_channel_store_fills_both_or_one(tmp_path, synthetic, choice, fil
                               interactions=str(data.interactions)))
     assert {p.name for p in (tmp_path / "o").glob("*_feat.npy")} == files
     assert set(m["channels"].values()) == {"mm"}
+
+
+def _with_prompt(store, prompt: str | None = None, **manifest):
+    """Give an array store the manifest entries an embed run writes (its prompt, notes, config)."""
+    from mllmrec import artifacts
+    from mllmrec.prompts import load_template
+
+    m = artifacts.read_manifest(store)
+    if prompt is not None:
+        m["prompt"], m["config"] = load_template(prompt).identity(), {**m["config"], "prompt": prompt}
+    artifacts.write_manifest(store, {**m, **manifest})
+    return store
+
+
+@pytest.mark.parametrize("prompt, manifest, files, why", [
+    ("text-only", {}, ["text_feat.npy"], "reads text only"),
+    ("image-only", {}, ["image_feat.npy"], "reads the image only"),
+    ("notellm2", {"notes": ["the backbone has no vision encoder: images were not used"]}, ["text_feat.npy"],
+     "no vision encoder"),
+])
+def test_single_channel_default_fills_the_file_its_content_says(tmp_path, synthetic, capsys, prompt, manifest,
+                                                                files, why):
+    """A text-only store once went into both files by default, so MMRec also used the text vector
+    as image features and a comparison with text-only baselines was no longer fair (issue 16.3)."""
+    data, _, vecs, ids = synthetic
+    src = _with_prompt(write_array_store(tmp_path / "mm-only", ids, {"mm": vecs["mm"]}), prompt, **manifest)
+    cfg = ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), interactions=str(data.interactions))
+    assert E.main(cfg, ["mllmrec", "export"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").glob("*_feat.npy")) == files
+    decision = json.loads((tmp_path / "o" / "manifest.json").read_text())["mmrec"]["single_channel"]
+    assert decision["files"] == files and why in decision["why"]
+    printed = capsys.readouterr().out
+    assert f"single-channel source: channel mm -> {files[0]}" in printed and "--single-channel both" in printed
 
 
 def test_text_only_export_and_channel_errors(tmp_path, synthetic):

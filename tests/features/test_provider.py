@@ -75,6 +75,23 @@ def test_aligned_to_id_lists_and_id_map_files(tmp_path, store):
     np.testing.assert_array_equal(fp.aligned(order, channel="visual"), vecs["visual"][[5, 0, 4, 1]])
 
 
+def test_three_column_mmrec_id_map_is_read_by_the_column_the_source_knows(tmp_path):
+    """MMRec's preprocessing (and its forks) write `orig_item_id,itemID,raw_item_id`; such a map was
+    refused (issue 16.4). The raw-id column is the one whose values the source knows, or the one
+    named; when neither tells, the error names the columns and the flag."""
+    p = tmp_path / "i_id_mapping.csv"
+    p.write_text("orig_item_id,itemID,raw_item_id\nB01,1,x1\nB00,0,x0\nB02,2,x2\n")
+    assert read_id_map(p, known=lambda: {"x0", "x1", "x2", "other"}) == ["x0", "x1", "x2"]
+    assert read_id_map(p, known=lambda: {"B00", "B01", "B02"}) == ["B00", "B01", "B02"]
+    assert read_id_map(p, id_column="orig_item_id") == ["B00", "B01", "B02"]
+    with pytest.raises(IdMapError, match="orig_item_id, raw_item_id.*--id-column"):
+        read_id_map(p)
+    with pytest.raises(IdMapError, match="orig_item_id: 1, raw_item_id: 1.*--id-column"):
+        read_id_map(p, known=lambda: {"B00", "x1"})
+    with pytest.raises(IdMapError, match="no column 'asin'"):
+        read_id_map(p, id_column="asin")
+
+
 @pytest.mark.parametrize("content, message", [
     ("a\nb\na\n", "occur more than once"),
     ("a\n\nb\n", "line 2 is empty"),

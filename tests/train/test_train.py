@@ -29,6 +29,25 @@ def _grads(tr: Trainer) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in tr.params.items() if p.grad is not None}
 
 
+@pytest.mark.parametrize("valid_every, steps_validated", [(0, []), (1, [0, 1, 2]), (2, [0, 2])])
+def test_valid_every_zero_means_no_validation(synthetic_pairs, tiny_qwen2_dir, tmp_path, monkeypatch, valid_every,
+                                             steps_validated):
+    """Validation embeds every validation item per pass, so 0 must skip it entirely (issue 16.8),
+    not just the passes between the zero-shot and the final one."""
+    parts = []
+    real = Trainer.validate
+
+    def counting(self, part="valid"):
+        parts.append((part, self.step))
+        return real(self, part)
+
+    monkeypatch.setattr(Trainer, "validate", counting)
+    items, pairs = synthetic_pairs
+    man = run_train(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / "run", valid_every=valid_every))
+    assert [step for part, step in parts if part == "valid"] == steps_validated
+    assert [v["step"] for v in man["history"]["valid"]] == steps_validated
+
+
 @pytest.mark.parametrize("prompt", ["notellm2", "notellm2-micl"])
 def test_gradcache_gives_the_plain_step_gradients(synthetic_pairs, tiny_qwen2_dir, tmp_path, prompt):
     items, pairs = synthetic_pairs
@@ -45,11 +64,20 @@ def test_gradcache_gives_the_plain_step_gradients(synthetic_pairs, tiny_qwen2_di
 
 
 def test_gradient_checkpointing_keeps_the_gradients(synthetic_pairs, tiny_qwen2_dir, tmp_path):
+    """Also: loading for training uses transformers' current checkpointing API, so its
+    `gradient_checkpointing` FutureWarning no longer shows on every load (issue 16.9)."""
+    import warnings
+
+    from mllmrec.backbone.checkpointing import is_checkpointing
+
     items, pairs = synthetic_pairs
     grads = []
     for ckpt in (False, True):
-        tr = _trainer(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / f"r{ckpt}", grad_checkpointing=ckpt))
-        assert tr.encoder.model.is_gradient_checkpointing == ckpt
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tr = _trainer(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / f"r{ckpt}", grad_checkpointing=ckpt))
+        assert not [w for w in caught if "gradient_checkpointing" in str(w.message)], [str(w.message) for w in caught]
+        assert is_checkpointing(tr.encoder.model) == ckpt
         tr.train_step()
         tr.gradients(1, chunk_size=4)
         grads.append(_grads(tr))
@@ -154,7 +182,7 @@ def test_training_raises_validation_i2i_recall_above_zero_shot(tmp_path):
     items, pairs = synthetic_pairs(tmp_path, n_items=240, n_users=240, valid_share=0.3, test_share=0.1)
     model = cached_tiny_composed(tmp_path / "cache", vision=None)
     man = run_train(_cfg(items, pairs, model, tmp_path / "run", image_field=None, batch_pairs=32, steps=30,
-                         lr=2e-3, seed=0, max_valid_queries=2000))
+                         lr=2e-3, seed=0, max_valid_queries=2000, valid_every=30))
     before, after = man["history"]["valid"][0], man["history"]["valid"][-1]
     assert (before["step"], after["step"]) == (0, 30)
     assert man["data"]["valid_queries"] >= 60

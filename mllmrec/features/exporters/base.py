@@ -106,7 +106,7 @@ def target_ids(cfg: ExportConfig, provider: FeatureProvider) -> tuple[list[str],
         return (logged, f"items of {cfg.interactions}") if logged is not None else (provider.ids(), f"all ids of {cfg.source}")
     from mllmrec.features.idmap import read_id_map
 
-    ids = read_id_map(cfg.ids)
+    ids = read_id_map(cfg.ids, id_column=cfg.id_column, known=lambda: provider.ids())
     if logged is not None:  # both given: the id list must cover every logged item, or that item has no row
         known = set(ids)
         lost = [i for i in logged if i not in known]

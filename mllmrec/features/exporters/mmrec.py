@@ -13,7 +13,8 @@ silently keep the old features' graph. Export therefore deletes (or warns about)
 
 Files in --out: image_feat.npy, text_feat.npy, and for a raw log also <dataset>.inter +
 i_id_mapping.tsv + u_id_mapping.tsv. Options: --image-channel, --text-channel, --single-channel,
---stale-caches, --seed (`MmrecOptions`).
+--stale-caches, --seed (`MmrecOptions`). A store with one of the two channels fills only the file
+its content says (a text-only store: text_feat.npy) unless --single-channel both.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from mllmrec.features.exporters.base import Exporter, ExportError, RowPlan, Writ
 from mllmrec.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+
     import numpy as np
 
     from mllmrec.features.config import ExportConfig
@@ -50,7 +53,7 @@ class MmrecOptions:
 
     image_channel: str  # channel written to image_feat.npy ('none': no file)
     text_channel: str  # channel written to text_feat.npy ('none': no file)
-    single_channel: str  # both | image | text: where a single-channel source goes
+    single_channel: str  # auto | both | image | text: where a single-channel source goes
     stale_caches: str  # delete | warn
     seed: int  # seed of the 8:1:1 split when a raw log is remapped
 
@@ -67,9 +70,10 @@ class MmrecExporter(Exporter):
 
     def plan(self, cfg: ExportConfig, provider: FeatureProvider, dataset: str) -> RowPlan:
         o: MmrecOptions = self.options(cfg)
-        rows = plan_rows(cfg, o, dataset)
-        return RowPlan(rows.row_ids, f"MMRec item ids of {cfg.interactions}", channel_files(o, provider.channels),
-                       rows.extra_files, rows.stats)
+        rows = plan_rows(cfg, o, dataset, known=lambda: provider.ids())
+        files, single = channel_files(o, provider.channels, lambda ch: channel_modality(provider, ch))
+        stats = rows.stats | ({"single_channel": single} if single else {})
+        return RowPlan(rows.row_ids, f"MMRec item ids of {cfg.interactions}", files, rows.extra_files, stats)
 
     def files(self, cfg: ExportConfig, dataset: str, plan: RowPlan, channels: dict[str, str]) -> dict[str, Writer]:
         files: dict[str, Writer] = {n: (lambda p, ids, m, n=n: write_npy(p, m[n])) for n in plan.arrays}
@@ -82,6 +86,8 @@ class MmrecExporter(Exporter):
 
     def summary(self, cfg: ExportConfig, manifest: dict[str, Any], out: Path) -> list[str]:
         s, caches, lines = manifest["mmrec"], manifest["stale_caches"]["files"], []
+        if s.get("single_channel"):
+            lines.append(_single_channel_line(s["single_channel"]))
         if s.get("items_dropped_by_split"):
             lines.append(f"  {s['items_dropped_by_split']} items had no training interaction after the split and "
                          f"are not in {cfg.dataset or out.resolve().name}.inter")
@@ -101,8 +107,12 @@ class MmrecExporter(Exporter):
             return [raw for raw, _ in sorted(rows, key=lambda r: int(r[1]))], arrays
         if manifest["config"].get("ids"):
             from mllmrec.features.idmap import read_id_map
+            from mllmrec.features.provider import FeatureProvider
 
-            return read_id_map(manifest["config"]["ids"])[:n], arrays
+            # the same id column as the export (chosen by the source's ids when it was not named)
+            ids = read_id_map(manifest["config"]["ids"], id_column=manifest["config"].get("id_column"),
+                              known=lambda: FeatureProvider.open(manifest["inputs"]["source"]["path"]).ids())
+            return ids[:n], arrays
         return [str(k) for k in range(n)], arrays
 
 
@@ -122,8 +132,10 @@ def is_mmrec_inter(path: Path) -> bool:
     return "\t" in header and set(MMREC_COLUMNS) <= {c.strip() for c in header.split("\t")}
 
 
-def plan_rows(cfg: ExportConfig, o: MmrecOptions, dataset: str) -> MmrecPlan:
-    """Rows for an MMRec dataset's .inter file, or a fresh MMRec remapping of any other log."""
+def plan_rows(cfg: ExportConfig, o: MmrecOptions, dataset: str,
+              known: Callable[[], Collection[str]] | None = None) -> MmrecPlan:
+    """Rows for an MMRec dataset's .inter file, or a fresh MMRec remapping of any other log;
+    `known()`: the source's ids, to tell which column of a many-column --ids map holds them."""
     if cfg.interactions is None:
         raise MmrecError("--format mmrec needs --interactions: the dataset's MMRec .inter file (item ids "
                          "0..n-1), or an interaction log with raw ids to remap into MMRec's layout")
@@ -131,14 +143,14 @@ def plan_rows(cfg: ExportConfig, o: MmrecOptions, dataset: str) -> MmrecPlan:
     if not path.is_file():
         raise MmrecError(f"interactions file not found (or not a file): {path}")
     if is_mmrec_inter(path):
-        return _from_mmrec_inter(cfg, path)
+        return _from_mmrec_inter(cfg, path, known)
     if cfg.ids is not None:
         raise MmrecError(f"--ids maps MMRec item ids to raw ids, but {path} is not an MMRec .inter (tab-separated "
                          "userID, itemID, x_label): a raw log is remapped to MMRec ids by the export itself")
     return _remap(cfg, path, dataset, o.seed)
 
 
-def _from_mmrec_inter(cfg: ExportConfig, path: Path) -> MmrecPlan:
+def _from_mmrec_inter(cfg: ExportConfig, path: Path, known: Callable[[], Collection[str]] | None) -> MmrecPlan:
     import numpy as np
 
     from mllmrec.catalog.interactions import read_interactions
@@ -160,7 +172,7 @@ def _from_mmrec_inter(cfg: ExportConfig, path: Path) -> MmrecPlan:
         return MmrecPlan([str(k) for k in range(n)], stats=stats | {"raw_ids": "itemID as text"})
     from mllmrec.features.idmap import read_id_map
 
-    mapped = read_id_map(cfg.ids)
+    mapped = read_id_map(cfg.ids, id_column=cfg.id_column, known=known)
     if len(mapped) < n:
         raise MmrecError(f"{cfg.ids} maps {len(mapped)} item ids, but {path} uses item ids up to {n - 1}: "
                          f"itemIDs {len(mapped)}..{n - 1} have no raw id")
@@ -200,8 +212,16 @@ def _mapping(raw_name: str, id_name: str, ids: list[str]) -> str:
     return buf.getvalue()
 
 
-def channel_files(o: MmrecOptions, channels: list[str]) -> dict[str, str]:
-    """{file name: channel} to write, from --image-channel/--text-channel and --single-channel."""
+def channel_files(o: MmrecOptions, channels: list[str],
+                  modality: Callable[[str], tuple[str | None, str]] = lambda ch: (None, ""),
+                  ) -> tuple[dict[str, str], dict[str, Any]]:
+    """({file name: channel} to write, the single-channel decision or {}), from --image-channel,
+    --text-channel and --single-channel.
+
+    A source with only one of the two channels fills one file by default: the file its content
+    says (`modality(channel)` -> ("text" | "image" | None, why)), else the file whose flag named
+    the channel. Filling both would let MMRec treat a text vector as an image feature too, so a
+    comparison with text-only baselines would silently stop being fair; `both` is opt-in."""
     wanted = {kind: ch for kind, ch in (("image", o.image_channel), ("text", o.text_channel))
               if ch.lower() != "none"}
     if not wanted:
@@ -210,10 +230,58 @@ def channel_files(o: MmrecOptions, channels: list[str]) -> dict[str, str]:
     if not have:
         raise MmrecError(f"the source has none of the channels {sorted(set(wanted.values()))} "
                          f"(it has {', '.join(channels)}); pick them with --image-channel/--text-channel")
-    if len(have) < len(wanted):  # a single-channel source: --single-channel says where it goes
-        ch = next(iter(have.values()))
-        have = {"image": ch, "text": ch} if o.single_channel == "both" else {o.single_channel: ch}
-    return {FEATURE_FILES[kind]: ch for kind, ch in have.items()}
+    if len(have) == len(wanted):
+        return {FEATURE_FILES[kind]: ch for kind, ch in have.items()}, {}
+    # a single-channel source: --single-channel says where it goes
+    ((named, ch),) = have.items()
+    kind, why = o.single_channel, f"--single-channel {o.single_channel}"
+    if kind == "auto":
+        detected, reason = modality(ch)
+        kind, why = (detected, reason) if detected else (named, f"--{named}-channel {ch}")
+    kinds = ("image", "text") if kind == "both" else (kind,)
+    files = {FEATURE_FILES[k]: ch for k in kinds}
+    return files, {"channel": ch, "choice": o.single_channel, "files": sorted(files), "why": why,
+                   "left_empty": sorted(set(FEATURE_FILES.values()) - set(files))}
+
+
+def channel_modality(provider: FeatureProvider, channel: str) -> tuple[str | None, str]:
+    """("text" | "image" | None, why) for what a store channel encodes, read from the store's
+    manifest: the mICL channel names, a backbone without vision, a catalogue without images, or
+    the prompt's markers (only when the prompt still hashes as recorded). None: both or unknown
+    (a distill run's student channel, a store made from arrays)."""
+    if channel in ("visual", "text"):
+        return ("image" if channel == "visual" else "text"), f"channel {channel!r}"
+    m = provider.store.manifest if provider.store is not None and channel in provider.store.channels else None
+    if m is None:
+        return None, ""
+    if any("images were not used" in n for n in m.get("notes", [])):
+        return "text", "the store's backbone has no vision encoder"
+    config = m.get("config", {})
+    if "image_field" in config and config["image_field"] is None:
+        return "text", "the store was embedded without an image field"
+    recorded = m.get("prompt") or {}
+    try:
+        from mllmrec.prompts import load_template
+
+        t = load_template(config.get("prompt") or recorded.get("name", ""))
+    except (MllmrecError, OSError):
+        return None, ""
+    if t.sha256 != recorded.get("sha256"):
+        return None, ""
+    if not t.uses_images:
+        return "text", f"prompt {t.name!r} reads text only"
+    if not t.uses_text:
+        return "image", f"prompt {t.name!r} reads the image only"
+    return None, ""
+
+
+def _single_channel_line(d: dict[str, Any]) -> str:
+    """What a single-channel source filled and why, for the CLI."""
+    line = f"  single-channel source: channel {d['channel']} -> {' and '.join(d['files'])} ({d['why']})"
+    if d["left_empty"]:
+        return line + (f"; no {', '.join(d['left_empty'])}: MMRec runs without that modality "
+                       "(--single-channel both fills it with the same vector)")
+    return line + "; MMRec treats the same vector as image and text features"
 
 
 def stale_caches(out: Path, action: str) -> list[str]:
