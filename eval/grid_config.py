@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from mllmrec.catalog.splits import SPLIT_NAMES
 from mllmrec.config import REQUIRED, Checked, ConfigError, from_dict, load_yaml, opt
 
 DISTILL_METHODS = ("teacher", "student")  # PromptMM distillation (mllmrec.distill), not registry rows
@@ -55,7 +56,7 @@ class DatasetConfig(Checked):
 
 @dataclass(frozen=True, kw_only=True)
 class ProtocolConfig(Checked):
-    split: Literal["random", "temporal", "cold", "labels"] = opt("random", "Split protocol (catalog.splits).")
+    split: Literal[SPLIT_NAMES] = opt("random", "Split protocol: a name of mllmrec.catalog.splits.PROTOCOLS.")
     kcore: int = opt(0, "Keep the k-core of the log before splitting (0: all).")
     cold_share: float = opt(0.2, "split cold: share of items held out with all their interactions.")
 

@@ -66,14 +66,8 @@ def make_split(inter: Any, protocol: ProtocolConfig, seed: int, work: Path, data
         return load_split(where)
     if protocol.kcore:
         inter = P.kcore(inter, protocol.kcore)
-    if protocol.split == "random":
-        split = P.random_split(inter, seed)
-    elif protocol.split == "temporal":
-        split = P.temporal_split(inter)
-    elif protocol.split == "cold":
-        split = P.cold_start_split(inter, seed, cold_share=protocol.cold_share)
-    else:
-        split = P.split_from_labels(inter)
+    options = {"cold_share": protocol.cold_share} if "cold_share" in P.PROTOCOLS[protocol.split].options else {}
+    split = P.make_split(protocol.split, inter, seed, **options)
     save_split(split, where)
     return split
 

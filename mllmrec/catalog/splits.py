@@ -7,7 +7,8 @@ training interaction somewhere, else a warm model could never score it: such pai
 counted in `meta`. `temporal_split` cuts by time, `cold_start_split` holds whole items out (only
 content reaches them), `split_from_labels` follows a file's MMRec `x_label`.
 
-All splits are deterministic in the seed (`np.random.default_rng(seed)`) and carry a fingerprint.
+`PROTOCOLS` names them (one table for distill, the eval grid and the exporters); `make_split(name,
+inter, seed, **options)` builds one. All splits are deterministic in the seed (`np.random.default_rng(seed)`) and carry a fingerprint.
 Duplicate (user, item) rows are folded first, so no pair is in two parts; `Split` checks this.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -306,3 +307,51 @@ def _finish(users: list[str], items: list[str], u: np.ndarray, i: np.ndarray, pa
     pairs = {name: np.stack([u[part == code], new[i[part == code]]], axis=1) for code, name in enumerate(PARTS)}
     meta["counts"] = {name: len(p) for name, p in pairs.items()}
     return Split(users, [items[x] for x in np.flatnonzero(keep)], **pairs, cold_items=new[cold & keep], meta=meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol table: one name per split, shared by distill, the eval grid and the exporters
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SplitProtocol:
+    """A split by name: `make(inter, seed, **options)`; `options` names the keyword options it takes
+    (anything else is refused, so a typo in a config is an error, not a silent default)."""
+
+    name: str
+    help: str
+    make: Callable[..., Split]
+    options: tuple[str, ...] = ()
+    needs: str | None = None  # what the log must carry ("timestamps", "labels")
+
+
+PROTOCOLS: dict[str, SplitProtocol] = {
+    p.name: p
+    for p in (
+        SplitProtocol("random", "MMRec per-user random 8:1:1 (seeded)",
+                      lambda inter, seed, **o: random_split(inter, seed, **o), ("ratios", "min_interactions")),
+        SplitProtocol("temporal", "per user by time: earliest train, latest test",
+                      lambda inter, seed, **o: temporal_split(inter, **o), ("ratios", "min_interactions"), "timestamps"),
+        SplitProtocol("cold", "hold out a share of items with all their interactions (content only reaches them)",
+                      lambda inter, seed, **o: cold_start_split(inter, seed, **o),
+                      ("cold_share", "ratios", "min_interactions")),
+        SplitProtocol("labels", "the log's MMRec x_label column (0 train, 1 valid, 2 test), as given",
+                      lambda inter, seed, **o: split_from_labels(inter), (), "labels"),
+    )
+}
+SPLIT_NAMES = tuple(PROTOCOLS)
+
+
+def make_split(name: str, inter: Interactions, seed: int = 0, **options: Any) -> Split:
+    """The split protocol `name` (a PROTOCOLS key) over `inter`."""
+    if name not in PROTOCOLS:
+        import difflib
+
+        near = difflib.get_close_matches(name, SPLIT_NAMES, n=1)
+        raise SplitError(f"unknown split {name!r}{f' (did you mean {near[0]}?)' if near else ''}; "
+                         f"known: {', '.join(SPLIT_NAMES)}")
+    proto = PROTOCOLS[name]
+    unknown = sorted(set(options) - set(proto.options))
+    if unknown:
+        raise SplitError(f"split {name!r} takes no option(s) {', '.join(unknown)} "
+                         f"(it takes: {', '.join(proto.options) or 'none'})")
+    return proto.make(inter, seed, **options)

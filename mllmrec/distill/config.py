@@ -89,8 +89,8 @@ class DistillConfig(DistillSettings):
     item_field: str = opt("item_id", "Column of the log holding the item id (matched against the store's ids).")
     time_field: str = opt("timestamp", "Column of the log holding the time (for --split temporal).")
     split: str = opt(
-        "random", "random (MMRec per-user 8:1:1 with --seed), temporal, labels (MMRec x_label) or the "
-        "folder of a saved split (mllmrec.catalog.saved_splits)."
+        "random", "A split protocol: random (MMRec per-user 8:1:1 with --seed), temporal, cold (20%% of "
+        "items held out), labels (MMRec x_label); or the folder of a saved split (mllmrec.catalog.saved_splits)."
     )
     missing_items: Literal["drop", "error"] = opt(
         "drop", "Log items that have no vector in the store: drop their interactions (counted and listed in "

@@ -52,18 +52,16 @@ def resolve_channels(requested: tuple[str, ...], available: list[str]) -> list[s
 
 
 def make_split(cfg: DistillConfig, inter: Any) -> Any:
-    from mllmrec.catalog import splits as P
+    """A protocol of the split table (mllmrec.catalog.splits.PROTOCOLS) or a saved split folder."""
     from mllmrec.catalog.saved_splits import load_split
+    from mllmrec.catalog.splits import PROTOCOLS
+    from mllmrec.catalog.splits import make_split as make
 
-    if cfg.split == "random":
-        return P.random_split(inter, cfg.seed)
-    if cfg.split == "temporal":
-        return P.temporal_split(inter)
-    if cfg.split == "labels":
-        return P.split_from_labels(inter)
+    if cfg.split in PROTOCOLS:
+        return make(cfg.split, inter, cfg.seed)
     if Path(cfg.split).is_dir():
         return load_split(cfg.split)
-    raise DistillError(f"--split {cfg.split!r}: not random, temporal, labels or a saved split folder")
+    raise DistillError(f"--split {cfg.split!r}: not one of {', '.join(PROTOCOLS)} or a saved split folder")
 
 
 def run_distill(cfg: DistillConfig, command: list[str] | None = None, *,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from mllmrec.catalog.interactions import Interactions
 from mllmrec.catalog.splits import (
     PARTS,
+    PROTOCOLS,
     STATS_MEANING,
     Split,
     SplitError,
@@ -228,3 +231,35 @@ def test_split_views_and_checks() -> None:
         Split(["u", "u"], ["a"], train=[], valid=[], test=[])
     with pytest.raises(SplitError, match="unknown part"):
         split.matrix("all")
+
+
+def _log_with_time_and_labels():
+    rng = np.random.default_rng(3)
+    users = np.array([f"u{k % 40}" for k in range(800)], dtype=object)
+    items = np.array([f"i{rng.integers(60)}" for _ in range(800)], dtype=object)
+    return Interactions(users=users, items=items, timestamps=np.arange(800, dtype=np.float64),
+                        labels=rng.choice([0, 0, 0, 1, 2], size=800).astype(np.int64), source="planted")
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_every_split_protocol_of_the_table_gives_disjoint_parts_and_is_deterministic(name):
+    from mllmrec.catalog.splits import make_split
+
+    inter = _log_with_time_and_labels()
+    a, b = make_split(name, inter, seed=5), make_split(name, inter, seed=5)
+    assert a.fingerprint() == b.fingerprint()
+    parts = [{tuple(p) for p in a.pairs(part).tolist()} for part in ("train", "valid", "test")]
+    assert parts[0] and not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+
+
+def test_split_table_refuses_unknown_names_and_options_and_distill_help_names_them():
+    from mllmrec.catalog.splits import SPLIT_NAMES, SplitError, make_split
+    from mllmrec.distill.config import DistillConfig
+
+    inter = _log_with_time_and_labels()
+    with pytest.raises(SplitError, match="did you mean temporal"):
+        make_split("temporall", inter)
+    with pytest.raises(SplitError, match="takes no option"):
+        make_split("random", inter, cold_share=0.3)
+    help_text = next(f for f in dataclasses.fields(DistillConfig) if f.name == "split").metadata["help"]
+    assert all(name in help_text for name in SPLIT_NAMES)
