@@ -147,12 +147,19 @@ class BprTrain(Checked):
 class GridConfig(Checked):
     """A dataset x methods x seeds user-to-item grid."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.max_missing_share <= 1.0:
+            raise ConfigError(f"max_missing_share must be between 0 and 1, got {self.max_missing_share}")
+
     name: str = opt(REQUIRED, "Name of the run (default results folder eval/results/<name>).")
     dataset: DatasetConfig = opt(REQUIRED, "Items and interactions.")
     protocol: ProtocolConfig = opt(ProtocolConfig(), "How interactions are split.")
     seeds: tuple[int, ...] = opt((0,), "Seeds: one split and one training run per method each.")
     ks: tuple[int, ...] = opt((5, 10, 20, 50), "Cut-offs of the ranking metrics.")
     methods: tuple[MethodConfig, ...] = opt(REQUIRED, "The methods to compare.")
+    max_missing_share: float = opt(0.05, "Content methods refuse to run when more than this share of the split's "
+                                   "items has no vector in their store (1.0: run anyway, zero vectors for them).")
     train: BprTrain = opt(BprTrain(), "Training settings shared by every method.")
 
 

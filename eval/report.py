@@ -13,6 +13,22 @@ from mllmrec.catalog.splits import STATS_MEANING
 TABLE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20", "map@20")
 
 
+def headline(metrics: dict[str, float], ks: tuple[int, ...] | list[int]) -> str:
+    """One run's recall and NDCG at 20, or at the grid's largest cut-off when `ks` has no 20 (a
+    metric that was never computed is not printed as nan)."""
+    k = 20 if 20 in ks else max(ks)
+    return "  ".join(f"{m}@{k} {metrics[f'{m}@{k}']:.4f}" for m in ("recall", "ndcg") if f"{m}@{k}" in metrics)
+
+
+def table_metrics(runs: list[dict]) -> tuple[str, ...]:
+    """TABLE_METRICS that the runs computed; when none (a grid without 10 or 20 in ks), every
+    recall/ndcg the runs have, so no column is all dashes."""
+    have = {m for r in runs for m in (r.get("test") or {})}
+    shown = tuple(m for m in TABLE_METRICS if m in have)
+    return shown or tuple(sorted((m for m in have if m.startswith(("recall@", "ndcg@"))),
+                                 key=lambda m: (m.split("@")[0], int(m.split("@")[1]))))
+
+
 def _by_method(runs: list[dict], part: str) -> dict[str, list[dict[str, float]]]:
     grouped: dict[str, list[dict[str, float]]] = defaultdict(list)
     for r in runs:
@@ -32,7 +48,8 @@ def _mean_or_nan(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def table(runs: list[dict], part: str, metrics=TABLE_METRICS) -> str:
+def table(runs: list[dict], part: str, metrics: tuple[str, ...] | None = None) -> str:
+    metrics = metrics or table_metrics(runs)
     grouped = _by_method(runs, part)
     if not grouped:
         return "(none)\n"
@@ -63,6 +80,12 @@ def write(results: dict[str, Any], out: Path) -> None:
         "Item features per method: " + ", ".join(sorted({f"{r['method']}: {r.get('features', 'ids only')}"
                                                         for r in runs})) + ".",
         "",
+        "Items without a vector (scored from zero vectors): " + _missing_line(runs) + ".",
+        "",
+        "Interactions not evaluated (per seed): " + "; ".join(
+            f"seed {s}: " + ", ".join(f"{k}={v}" for k, v in st.get("dropped", {}).items())
+            for s, st in results["splits"].items()) + ".",
+        "",
         "## Test (all held-out items)", "", table(runs, "test"),
         "## Warm items (seen in training)", "", table(runs, "warm"),
         "## Cold items (never seen in training; only content can reach them)", "", table(runs, "cold"),
@@ -88,6 +111,11 @@ def write(results: dict[str, Any], out: Path) -> None:
     ]
     (out / "report.md").write_text("\n".join(md_lines), encoding="utf-8")
     plots(runs, out)
+
+
+def _missing_line(runs: list[dict]) -> str:
+    seen = {(r["method"], r["seed"]): r["missing_vectors"] for r in runs if r.get("missing_vectors")}
+    return ", ".join(f"{m} seed {s}: {c['missing']} of {c['items']}" for (m, s), c in sorted(seen.items())) or "none"
 
 
 def plots(runs: list[dict], out: Path) -> None:

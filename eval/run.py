@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import common  # noqa: E402
+import coverage  # noqa: E402
 import grid_config  # noqa: E402
 import methods as M  # noqa: E402
 import report  # noqa: E402
@@ -97,16 +98,18 @@ def main() -> int:
     return run_grid(cfg, raw, args, out, work)
 
 
-def features_for(spec: MethodConfig, catalog: Path, work: Path, item_ids: list[str],
-                 cache: dict[Any, Any], seconds: dict[str, float]) -> dict[str, np.ndarray] | None:
-    """{channel: [n_items, d]} for a method's `embed:` or `store:` entry in `item_ids` order (None
-    for ID methods); the store is made once, only the row order follows the split."""
+def features_for(spec: MethodConfig, catalog: Path, work: Path, item_ids: list[str], cache: dict[Any, Any],
+                 seconds: dict[str, float]) -> tuple[dict[str, np.ndarray] | None, coverage.Coverage | None]:
+    """({channel: [n_items, d]} for a method's `embed:` or `store:` entry in `item_ids` order, which
+    of those items the store lacks: they get zero vectors); (None, None) for ID methods. The store is
+    made once, only the row order follows the split."""
     if spec.embed is None and spec.store is None:
-        return None
+        return None, None
     key = (json.dumps(dataclasses.asdict(spec.embed), sort_keys=True) if spec.embed else spec.store, tuple(item_ids))
     if key not in cache:
         store = make_store(spec.embed, catalog, work) if spec.embed else Path(spec.store or "")
-        cache[key], seconds[spec.features] = store_channels(store, item_ids)
+        feats, seconds[spec.features] = store_channels(store, item_ids)
+        cache[key] = feats, coverage.coverage(store, item_ids)
     return cache[key]
 
 
@@ -123,14 +126,22 @@ def run_grid(cfg: GridConfig, raw: dict[str, Any], args: argparse.Namespace, out
     runs, splits, feature_cache, embed_seconds = [], {}, {}, {}
     for seed in seeds:
         split = make_split(inter, cfg.protocol, seed, work, data_key)
-        splits[seed] = split.stats() | {"fingerprint": split.fingerprint()}
+        splits[seed] = split.stats() | {"fingerprint": split.fingerprint(), "dropped": coverage.dropped(split, len(inter))}
+        # Every method's vectors first, so a store missing too many items stops the grid before any training.
+        feats = {s.title: features_for(s, catalog, work, list(split.item_ids), feature_cache, embed_seconds)
+                 for s in specs}
         for spec in specs:
-            feats = features_for(spec, catalog, work, list(split.item_ids), feature_cache, embed_seconds)
+            if feats[spec.title][1] is not None:
+                coverage.refuse_if_sparse(feats[spec.title][1], cfg.max_missing_share, spec.title, spec.features)
+        for spec in specs:
+            vectors, cov = feats[spec.title]
             print(f"[seed {seed}] {spec.title}", flush=True)
-            r = M.run(spec, split, feats, seed, cfg.train, list(cfg.ks), progress=not args.no_progress)
-            print(f"    test recall@20 {r.test.get('recall@20', float('nan')):.4f}  ndcg@20 "
-                  f"{r.test.get('ndcg@20', float('nan')):.4f}  ({r.seconds:.1f} s)", flush=True)
-            runs.append(dataclasses.asdict(r) | {"features": spec.features})
+            if cov is not None and cov.missing:
+                print(f"    {len(cov.missing)} of {cov.items} items have no vector (scored from zero vectors)")
+            r = M.run(spec, split, vectors, seed, cfg.train, list(cfg.ks), progress=not args.no_progress)
+            print(f"    test {report.headline(r.test, cfg.ks)}  ({r.seconds:.1f} s)", flush=True)
+            runs.append(dataclasses.asdict(r) | {"features": spec.features}
+                        | ({"missing_vectors": cov.as_dict()} if cov is not None else {}))
     head = common.header("")
     results = {
         "config": raw, "config_file": args.config, "command": head["command"], "date": head["date"],

@@ -294,3 +294,19 @@ def test_resume_redoes_a_truncated_shard(encoder, tmp_path, monkeypatch):
     assert resumed["counts"]["embedded"] == 12
     a, b = EmbeddingStore.open(full["config"]["out"]), EmbeddingStore.open(out)
     assert a.ids == b.ids and np.array_equal(np.asarray(a.vectors("mm")), np.asarray(b.vectors("mm")))
+
+
+def test_resume_of_complete_store_with_another_model_is_refused_not_a_no_op(encoder, tiny_qwen_dirs, catalog,
+                                                                            tmp_path):
+    """Issue 12 item 7: the model path is free on resume, so a complete store used to answer "nothing
+    to do" for any --model; now other weights are refused and the same weights moved elsewhere pass."""
+    import shutil
+
+    d, enc = encoder
+    out = tmp_path / "s"
+    first = run_embed(cfg_for(catalog, d, out), encoder=enc)
+    with pytest.raises(ArtifactError, match=r"backbone\.family: store has 'qwen2-vl', this run has 'qwen3-vl'"):
+        run_embed(cfg_for(catalog, tiny_qwen_dirs["qwen3-vl"], out, resume=True))
+    moved = shutil.copytree(d, tmp_path / "moved-model")
+    again = run_embed(cfg_for(catalog, moved, out, resume=True))
+    assert again["status"] == "complete" and again["completed"] == first["completed"]

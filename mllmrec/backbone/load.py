@@ -6,6 +6,9 @@ the model declares itself to be; nothing here names an encoder class.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +30,9 @@ def open_encoder(spec: ModelSpec, device: str | None = None, *, load_in_4bit: bo
     from mllmrec.backbone.families import family_of
 
     check_model_reference(spec.model)
-    family = family_of(spec.model, spec.revision, spec.trust_remote_code)
-    enc = family.open(spec, device, load_in_4bit=load_in_4bit)
+    with opening(spec.model):
+        family = family_of(spec.model, spec.revision, spec.trust_remote_code)
+        enc = family.open(spec, device, load_in_4bit=load_in_4bit)
     heads = Path(spec.model) / HEADS_SUBDIR
     if heads.is_dir():
         from mllmrec.backbone.trained_run import load_heads
@@ -59,7 +63,26 @@ def open_renderer(model: str, trust_remote_code: bool = False) -> tuple[Any, str
     from mllmrec.backbone.base import render_with_chat_template
     from mllmrec.backbone.families import family_of
 
-    family = family_of(model, trust_remote_code=trust_remote_code)
-    where = f"{model}/{family.tokenizer_subdir}" if family.tokenizer_subdir else model
-    tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
+    with opening(model):
+        family = family_of(model, trust_remote_code=trust_remote_code)
+        where = f"{model}/{family.tokenizer_subdir}" if family.tokenizer_subdir else model
+        tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
     return (lambda user, system: render_with_chat_template(tok, user, system)), family.image_placeholder
+
+
+@contextmanager
+def opening(model: str) -> Iterator[None]:
+    """Turn the hub client's failure to find a model's files (an OSError from transformers /
+    huggingface_hub: offline and not cached, no such repository, a gated one) into one line naming
+    the model and what to do, instead of a transformers traceback that never names our option."""
+    try:
+        yield
+    except OSError as e:
+        if Path(model).expanduser().is_dir() and not isinstance(e, FileNotFoundError):
+            raise  # a local folder with a real I/O problem: keep the traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        todo = (f"HF_HUB_OFFLINE is set and it is not in the local cache: download it first "
+                f"(`hf download {model}` with network) or pass a model directory" if offline else
+                "check the id (org/name), your network and access rights, or pass a model directory")
+        raise BackboneError(f"cannot open model {model!r}: {todo} ({first})") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,12 +58,17 @@ def _norm_id(value: Any) -> str:
     return str(value).strip()
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _norm_text(value: Any, limit: int | None) -> str:
-    """Stripped text, cut to `limit` characters; missing -> "", non-strings -> str()."""
+    """Stripped text, cut to `limit` characters; missing -> "", non-strings -> str(). A lone UTF-16
+    surrogate (JSON's "\\ud800", which Python's json accepts) becomes U+FFFD, as undecodable bytes
+    do: the tokenizer cannot encode it and would stop the whole run (found by eval/fuzz_inputs.py)."""
     if _is_null(value):
         return ""
     text = value if isinstance(value, str) else str(value)
-    text = text.strip()
+    text = _LONE_SURROGATE.sub("\ufffd", text).strip()
     if limit is not None and len(text) > limit:
         text = text[:limit].rstrip()
     return text

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mllmrec.artifacts import MANIFEST, ArtifactError, read_manifest, write_manifest
+from mllmrec.config import diff_values
 from mllmrec.distill.errors import DistillError
 from mllmrec.fsutil import atomic_path, atomic_write_bytes
 from mllmrec.store import EmbeddingStore, UnknownItemError
@@ -46,6 +47,12 @@ def store_compat(store: EmbeddingStore) -> dict[str, Any]:
     ident = store.manifest.get("identity") or {}
     return {"backbone": ident.get("backbone"), "prompt": ident.get("prompt"), "fusion_gate": ident.get("fusion_gate"),
             "dims": store.manifest.get("dims")}
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A value for a one-line message (fingerprints and dicts cut to `limit` characters)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _write_parquet(path: Path, columns: dict[str, Any]) -> None:
@@ -176,11 +183,15 @@ class DistillRun:
         st = store if isinstance(store, EmbeddingStore) else EmbeddingStore.open(store)
         recorded, now = self.manifest["store"]["compat"], store_compat(st)
         channels = self.manifest["new_items"]["channels"]
-        diff = [k for k in ("backbone", "prompt", "fusion_gate") if recorded.get(k) != now.get(k)]
-        diff += [f"dims.{c} {recorded['dims'].get(c)} -> {(now['dims'] or {}).get(c)}" for c in channels
-                 if (recorded.get("dims") or {}).get(c) != (now.get("dims") or {}).get(c)]
+        keys = ("backbone", "prompt", "fusion_gate")
+        diff = diff_values({k: recorded.get(k) for k in keys} | {"dims": {c: (recorded.get("dims") or {}).get(c)
+                                                                          for c in channels}},
+                           {k: now.get(k) for k in keys} | {"dims": {c: (now.get("dims") or {}).get(c)
+                                                                     for c in channels}})
         if diff:
-            raise DistillError(f"store {st.path} was not embedded like the run's store ({', '.join(diff)} differ); "
+            said = "; ".join(f"{k}: run's store {_short(a)}, this store {_short(b)}" for k, a, b in diff[:4])
+            more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+            raise DistillError(f"store {st.path} was not embedded like the run's store ({said}{more}); "
                                "the new-item mapping only applies to vectors of the same model and prompt")
         return st
 

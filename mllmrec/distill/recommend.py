@@ -63,10 +63,11 @@ class Recommender:
         if new_items or store is not None:
             try:
                 st = run.open_store(store)
-            except DistillError:
+            except DistillError as e:
                 if store is not None:
                     raise
-                log.warning("the run's store %s is unavailable: serving table items only", run.store_path)
+                log.warning("no new items: %s; serving table items only", e)  # says what is gone or differs
+                labels = _labels_of(run.store_path)
         if st is not None:
             labels = dict(zip(st.ids, st.labels, strict=True))
             if new_items:
@@ -115,6 +116,21 @@ class Recommender:
                     for i, s in zip(idx[b], scores[b], strict=True) if i >= 0 and i not in seen]
             out.append(recs[:k])
         return out
+
+
+def _labels_of(store: Path | None) -> dict[str, str]:
+    """Item labels of a store whose vectors cannot be used (re-embedded with another model): the
+    labels come from the catalogue and are still right; {} when the store cannot be read at all."""
+    from mllmrec.errors import MllmrecError
+    from mllmrec.store import EmbeddingStore
+
+    if store is None:
+        return {}
+    try:
+        st = EmbeddingStore.open(store)
+        return dict(zip(st.ids, st.labels, strict=True))
+    except (MllmrecError, OSError):
+        return {}
 
 
 def _read_users(path: str, field: str) -> list[str]:

@@ -296,12 +296,15 @@ def _precheck_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> dict
     """Everything that can be refused before loading the model (minutes for a large one): a foreign
     folder, an existing store without --resume/--overwrite, a resume with other settings. A fresh or
     overwritten folder is made ready here. Returns the manifest of a complete store that --resume
-    finds (nothing left to do)."""
+    finds (nothing left to do) and whose model is the one given; with another --model (a path or id
+    is free on resume, the weights are not) the model is loaded so `_prepare_out` compares its
+    weights fingerprint: the same weights moved elsewhere pass, other weights are refused."""
     manifest = prepare_dir(out, stage=STAGE, mode=mode_of(resume=cfg.resume, overwrite=cfg.overwrite))
     if manifest is None:
         return None
     check_identity(manifest.get("identity", {}), identity, out=out, what="store")
-    return manifest if manifest.get("status") == "complete" else None
+    same_model = manifest.get("config", {}).get("model") == cfg.model
+    return manifest if manifest.get("status") == "complete" and same_model else None
 
 
 def _prepare_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> None:

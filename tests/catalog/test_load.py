@@ -228,3 +228,15 @@ def test_end_to_end_every_row_accounted_for(cat_dir, write_catalog, policy):
     assert done == {str(r["id"]) for r in rows}
     assert not {r.item_id for r in rejected if r.action == "rejected"} & set(with_images)
     assert {r.item_id for r in cat.rejected} == {"8", "99"}  # neither text nor image
+
+
+def test_a_lone_surrogate_in_text_becomes_the_replacement_character(tmp_path):
+    """JSON's "\\ud800" loads as a lone surrogate that the tokenizer cannot encode (a TypeError that
+    stopped the whole embed run; found by eval/fuzz_inputs.py): it becomes U+FFFD like bad bytes."""
+    import json
+
+    path = tmp_path / "items.jsonl"
+    path.write_text(json.dumps({"id": "a", "title": "bad \ud800 escape", "description": "ok \U0001F600"}) + "\n")
+    item = load_catalog(CatalogSpec(catalog=str(path), image_field=None)).items[0]
+    assert item.texts["title"] == "bad \ufffd escape" and "\U0001F600" in item.texts["description"]
+    item.texts["title"].encode("utf-8")  # encodable now

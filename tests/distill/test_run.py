@@ -197,3 +197,22 @@ def test_new_item_vectors_refuse_a_store_from_another_model(setup, tmp_path):
         run.new_item_vectors(setup["new"], store=EmbeddingStore.open(other))
     with pytest.raises(DistillError, match="not embedded like"):
         Recommender.load(setup["run"], store=other)
+
+
+def test_a_run_whose_store_was_re_embedded_says_what_differs_and_keeps_labels(setup, tmp_path, caplog):
+    """Issue 12 item 7: the store was "unavailable" with blank labels; now the warning names what
+    differs and the labels still come from the store (they come from the catalogue)."""
+    from mllmrec.testing.synthetic_vectors import write_attribute_store
+
+    other = write_attribute_store(setup["root"] / "syn", tmp_path / "re-embedded", noise=2.0)
+    run = tmp_path / "run"
+    shutil.copytree(setup["run"], run)
+    m = json.loads((run / "manifest.json").read_text())
+    m["store"]["path"] = str(other)
+    (run / "manifest.json").write_text(json.dumps(m))
+    with caplog.at_level("WARNING"):
+        rec = Recommender.load(run)
+    said = caplog.text
+    assert "unavailable" not in said and "backbone.synthetic_attributes.noise" in said and "2.0" in said
+    assert all(r.via == VIA_TABLE for r in rec.recommend([setup["rows"][1][0]], k=5)[0])
+    assert rec.labels and all(rec.labels.get(i) for i in rec.item_ids[:5])
