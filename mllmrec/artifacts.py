@@ -132,6 +132,8 @@ def prepare_dir(out: str | Path, *, stage: str, mode: Mode, resumable: bool = Tr
         raise ArtifactError(f"{out} exists and is not a folder")
     names = contents(out)
     found = stage_of(out)
+    if names == [MANIFEST] and found == stage and read_manifest(out).get("status") == "preparing":
+        names = []  # a run of this stage that stopped before writing anything: nothing to keep
     if mode == "resume":
         if found != stage:
             held = f"a {found!r} artefact" if found else (f"no {MANIFEST}" if names else "nothing")

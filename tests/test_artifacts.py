@@ -38,6 +38,9 @@ def test_read_manifest_names_a_damaged_file(tmp_path):
 def test_fresh_needs_a_new_or_empty_folder(tmp_path):
     assert A.prepare_dir(tmp_path / "new", stage="embed", mode="fresh") is None
     assert A.stage_of(tmp_path / "new") == "embed"  # marked as ours at once
+    # A run that stopped before writing anything left only its `preparing` manifest: reusable as is.
+    assert A.prepare_dir(tmp_path / "new", stage="embed", mode="fresh") is None
+    A.write_manifest(tmp_path / "new", {"status": "running"}, stage="embed")
     with pytest.raises(A.ArtifactError, match="already holds an earlier embed run; use --resume"):
         A.prepare_dir(tmp_path / "new", stage="embed", mode="fresh")
 

@@ -13,7 +13,6 @@ same batches as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,18 +53,23 @@ def read_pairs(pairs_dir: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     """pairs.parquet columns as arrays, and the pairs manifest."""
     import pyarrow.parquet as pq
 
+    from mllmrec.artifacts import ArtifactError, read_manifest
+
     d = Path(pairs_dir)
-    path, man = d / "pairs.parquet", d / "manifest.json"
-    if not path.is_file() or not man.is_file():
-        raise TrainDataError(f"{d} is not a pairs directory (needs pairs.parquet and manifest.json from "
-                             "`mllmrec pairs`)")
+    path = d / "pairs.parquet"
+    try:
+        manifest = read_manifest(d, expect_stage="pairs")  # a store or a run handed in by mistake is refused
+    except ArtifactError as e:
+        raise TrainDataError(f"{e} (needs pairs.parquet and manifest.json from `mllmrec pairs`)") from None
+    if not path.is_file():
+        raise TrainDataError(f"{d} is not a complete pairs directory: no pairs.parquet (run `mllmrec pairs` again)")
     table = pq.read_table(path)
     missing = {"query_id", "partner_id", "score", "part"} - set(table.column_names)
     if missing:
         raise TrainDataError(f"{path} lacks columns {sorted(missing)}")
     cols = {c: np.asarray(table.column(c).to_pylist(), dtype=object if c != "score" else np.float64)
             for c in ("query_id", "partner_id", "score", "part")}
-    return cols, {"path": str(path), "sha256": file_sha256(path), **json.loads(man.read_text())}
+    return cols, {"path": str(path), "sha256": file_sha256(path), **manifest}
 
 
 def load_pair_data(cfg: Any, template: Any, encoder: Encoder) -> PairData:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from mllmrec.artifacts import write_manifest
 from mllmrec.backbone.trained_run import RunDirError
 from mllmrec.config import ConfigError
 from mllmrec.embed.config import EmbedConfig
@@ -70,8 +72,13 @@ def test_items_with_bad_images_follow_the_policy(synthetic_pairs, tiny_qwen2_dir
 
 def test_missing_or_tiny_pair_sets_are_clear_errors(synthetic_pairs, tiny_qwen2_dir, tmp_path):
     items, pairs = synthetic_pairs
-    with pytest.raises(TrainDataError, match="not a pairs directory"):
+    with pytest.raises(TrainDataError, match="expected an mllmrec pairs folder"):
         run_train(_cfg(items, tmp_path / "nowhere", tiny_qwen2_dir, tmp_path / "r"))
+    store_like = tmp_path / "store_like"  # a store handed in by mistake (pairs.parquet copied in)
+    shutil.copytree(pairs, store_like)
+    write_manifest(store_like, {"status": "complete"}, stage="embed")
+    with pytest.raises(TrainDataError, match="holds a 'embed' artefact, not an mllmrec pairs folder"):
+        run_train(_cfg(items, store_like, tiny_qwen2_dir, tmp_path / "r1"))
     with pytest.raises(TrainDataError, match="fewer than one batch"):
         run_train(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / "r2", batch_pairs=100_000))
     with pytest.raises(ConfigError, match="batch_pairs"):
