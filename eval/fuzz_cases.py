@@ -166,7 +166,7 @@ DAMAGE: dict[str, dict[str, Callable[[Path], None]]] = {
         "truncated-tables": _truncate("tables.safetensors"),
         "short-items": _short_parquet("items.parquet"),
         "missing-popularity": _remove("popularity.npy"),
-        "manifest-dim": _edit_manifest(_set(("dim",), 3)),
+        "manifest-dims": _edit_manifest(_set(("dims", "student"), 3)),  # the key DistillRun reads
     },
     "export": {
         "truncated-npy": lambda d: [_truncate(p.name)(d) for p in sorted(d.glob("*.npy"))[:1]],
