@@ -130,6 +130,15 @@ def _write_csv(path: Path, log) -> Path:
     return path
 
 
+def test_cli_fails_when_nothing_was_mined_and_refuses_to_clobber_a_pairs_folder(tmp_path: Path, capsys):
+    log = _write_csv(tmp_path / "log.csv", LOG)
+    assert main(["pairs", str(log), "--out", str(tmp_path / "p"), "--min-score", "1000"]) == 1
+    assert "no pair was mined" in capsys.readouterr().err
+    assert main(["pairs", str(log), "--out", str(tmp_path / "p")]) == 2  # an earlier pairs folder: needs --overwrite
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["pairs", str(log), "--out", str(tmp_path / "p"), "--overwrite"]) == 0
+
+
 def test_cli_end_to_end(tmp_path: Path, capsys):
     log = _write_csv(tmp_path / "log.csv", LOG)
     (tmp_path / "cat.csv").write_text("id,title\nA,a\nB,b\nC,c\n")
