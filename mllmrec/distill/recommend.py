@@ -177,9 +177,17 @@ def _read_users(path: str, field: str) -> list[str]:
 
 
 def load_for(cfg: RecommendConfig) -> Recommender:
-    """The Recommender a RecommendConfig (CLI, serve) asks for."""
+    """The Recommender a RecommendConfig (CLI, serve) asks for. Under torchrun, process 0 loads (and
+    if need be builds and saves the index) first; the others then load what it saved."""
+    from mllmrec.dist import barrier, dist_info
+
+    rank, world = dist_info()
+    if rank != 0:
+        barrier(world)
     rec = Recommender.load(cfg.run, store=cfg.store, new_items=cfg.new_items, index=cfg.index,
-                           target_recall=cfg.target_recall, rebuild_index=cfg.rebuild_index)
+                           target_recall=cfg.target_recall, rebuild_index=cfg.rebuild_index and rank == 0)
+    if rank == 0:
+        barrier(world)
     info = rec.index_info
     if info.get("kind") != "exact":
         r = info.get("recall", {})

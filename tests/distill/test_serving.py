@@ -69,3 +69,29 @@ def test_all_users_in_parquet_parts_resumable(setup, tmp_path):
     assert (out / m["parts"][0]).stat().st_mtime_ns == kept and pq.read_table(out / "parts").num_rows == m["rows"]
     assert main(["recommend", run, "--all-users", "--out", str(out), "-k", "5", "--chunk-users", "30",
                  "--resume"]) == 2  # other settings: refused
+
+
+@pytest.mark.slow
+def test_all_users_split_over_two_processes(setup, tmp_path):
+    """torchrun with 2 CPU processes: each writes its own parts, process 0 one manifest."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "all"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
+           "-m", "mllmrec.cli", "recommend", str(setup["run"]), "--all-users", "--out", str(out), "-k", "3",
+           "--chunk-users", "20", "--index", "hnsw"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["processes"] == 2 and m["status"] == "complete" and len(m["parts"]) == 4
+    assert pq.read_table(out / "parts").num_rows == 3 * 80 and m["index"]["kind"] == "hnsw"
