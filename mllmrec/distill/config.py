@@ -150,3 +150,33 @@ class RecommendConfig(Checked):
             raise ConfigError("--users-file needs --out (a .parquet or .csv file)")
         if self.out is not None and not self.out.endswith((".parquet", ".csv")):
             raise ConfigError(f"--out must end in .parquet or .csv, got {self.out!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeConfig(Checked):
+    """Serve a distill run over HTTP (Starlette + uvicorn): GET /recommend?user=U&k=20, POST /recommend
+    {"users": [...], "k": 20}, GET /health. JSON out: item_id, score and via (table, new-item mapping,
+    popularity). The run and its index are loaded once; --index auto searches exactly up to 200,000
+    items and with HNSW above (see `mllmrec recommend --help`)."""
+
+    run: str = opt(REQUIRED, "Run directory written by `mllmrec distill`.", positional=True)
+    host: str = opt("127.0.0.1", "Address to listen on (0.0.0.0: every interface).")
+    port: int = opt(8000, "Port to listen on.")
+    index: Literal["auto", "exact", "hnsw", "ivf", "ivfpq"] = opt(
+        "auto", "Search index, as for `mllmrec recommend --index` (a saved one is reused).")
+    target_recall: float | None = opt(None, "As for `mllmrec recommend --target-recall`.")
+    rebuild_index: bool = opt(False, "Rebuild a saved approximate index first.")
+    store: str | None = opt(None, "Embedding store for new items; default: the store the run was trained on.")
+    new_items: bool = opt(True, "Also recommend store items without training interactions (via the mapping).")
+    unknown_users: Literal["popularity", "error"] = opt(
+        "popularity", "A user the run has no vector for: the most popular items, or a 404 naming the user.")
+    max_k: int = opt(1000, "Largest k a request may ask for (larger: 400).")
+    max_batch: int = opt(1000, "Most users in one POST /recommend (more: 413).")
+    log_level: str = opt("warning", "uvicorn's log level (info logs every request).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.port < 65536 or self.max_k < 1 or self.max_batch < 1:
+            raise ConfigError("port must be in 1..65535, max_k and max_batch >= 1")
+        if self.target_recall is not None and not 0 < self.target_recall <= 1:
+            raise ConfigError(f"target_recall must be in (0, 1], got {self.target_recall}")

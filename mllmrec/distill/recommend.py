@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from mllmrec.artifacts import MANIFEST
 from mllmrec.distill.artifact import DistillRun
-from mllmrec.distill.config import RecommendConfig
+from mllmrec.distill.config import RecommendConfig, ServeConfig
 from mllmrec.distill.errors import DistillError, UnknownUserError
 from mllmrec.index.mips import IndexParams, MipsIndex, choose_kind
 from mllmrec.index.mips_store import fingerprint, load_or_build
@@ -176,7 +176,7 @@ def _read_users(path: str, field: str) -> list[str]:
     return [str(v) for v in values]
 
 
-def load_for(cfg: RecommendConfig) -> Recommender:
+def load_for(cfg: RecommendConfig | ServeConfig) -> Recommender:
     """The Recommender a RecommendConfig (CLI, serve) asks for. Under torchrun, process 0 loads (and
     if need be builds and saves the index) first; the others then load what it saved."""
     from mllmrec.dist import barrier, dist_info

@@ -58,8 +58,14 @@ class IndexParams:
     nlist: int | None = None
     nprobe: int = 32
     pq_dims: int = 2  # dimensions per PQ sub-vector (2: ~1 byte per 2 floats)
-    refine: int = 2  # candidates re-scored exactly per requested item
+    refine: int | None = None  # candidates re-scored exactly per requested item; None: 4 for ivfpq, else 1
     seed: int = 0
+
+    def candidates(self, k: int) -> int:
+        """How many candidates the approximate search returns for k results: PQ distances are
+        approximate, so ivfpq fetches 4k and the exact re-scoring orders them; L2 on the augmented
+        vectors is exact, so hnsw and ivf need only k."""
+        return k * max(1, self.refine if self.refine is not None else 4 if self.kind == "ivfpq" else 1)
 
     def knob(self) -> int | None:
         return getattr(self, KNOB[self.kind]) if self.kind in KNOB else None
@@ -126,10 +132,12 @@ class MipsIndex:
         k = min(int(k), self.ntotal)
         if self.kind == "exact":
             return self.index.search(q, k)
-        if self.kind == "hnsw":  # faiss wants efSearch >= k for k results
-            self.index.hnsw.efSearch = max(self.params.ef_search, k)
-        kc = min(self.ntotal, k * max(1, self.params.refine))
-        _, cand = self.index.search(pad_queries(q, self.index.d), kc)  # [m, kc]
+        kc = min(self.ntotal, self.params.candidates(k))
+        # Per-call parameters, not index state: concurrent searches (the HTTP server) never race.
+        faiss = _faiss()
+        sp = (faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, kc)) if self.kind == "hnsw"
+              else faiss.SearchParametersIVF(nprobe=int(self.params.nprobe)))
+        _, cand = self.index.search(pad_queries(q, self.index.d), kc, params=sp)  # [m, kc]
         valid = cand >= 0
         vecs = np.asarray(self.items[np.where(valid, cand, 0).ravel()], np.float32).reshape(*cand.shape, -1)
         scores = np.einsum("mkd,md->mk", vecs, q)  # [m, kc] exact u·i
@@ -203,7 +211,8 @@ def measure(index: MipsIndex, queries: np.ndarray, truth: np.ndarray, k: int) ->
 def knob_grid(index: MipsIndex, k: int) -> list[int]:
     """Candidate ef_search (>= k) or nprobe (<= nlist) values, cheapest first."""
     if index.kind == "hnsw":
-        return sorted({max(k, v) for v in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)})
+        kc = index.params.candidates(k)
+        return sorted({max(kc, v) for v in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)})
     nlist = int(index.params.nlist or 1)
     return sorted({min(nlist, v) for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)})
 
