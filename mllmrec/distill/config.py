@@ -104,7 +104,7 @@ class RecommendConfig(Checked):
     """Top-k items for users from a distill run: faiss inner-product search over the student's item
     table (GPU faiss when installed). Items the user interacted with are left out unless
     --no-exclude-seen; store items that had no training interactions come through the new-item mapping.
-    --index auto searches exactly up to 200,000 items and with HNSW above; an approximate index is
+    --index auto searches exactly up to 200,000 items and with IVF above; an approximate index is
     built once, saved in the run directory with its measured recall@100, and reused."""
 
     run: str = opt(REQUIRED, "Run directory written by `mllmrec distill`.", positional=True)
@@ -120,9 +120,9 @@ class RecommendConfig(Checked):
     store: str | None = opt(None, "Embedding store for new items; default: the store the run was trained on.")
     new_items: bool = opt(True, "Also recommend store items without training interactions (via the mapping).")
     index: Literal["auto", "exact", "hnsw", "ivf", "ivfpq"] = opt(
-        "auto", "Search: exact (every item scored), hnsw (graph; best recall per cost on CPU), ivf (k-means "
-        "cells), ivfpq (ivf with ~8x smaller compressed vectors, for memory-bound catalogues). auto: exact up "
-        "to 200,000 items, hnsw above. Approximate indexes are saved in RUN/index/ and refused once the "
+        "auto", "Search: exact (every item scored), ivf (k-means cells; the fastest at recall@100 >= 0.95 "
+        "in eval/bench_serve.py), ivfpq (ivf over ~8x smaller compressed vectors, for memory-bound "
+        "catalogues), hnsw (graph; better for small k). auto: exact up to 200,000 items, ivf above. Approximate indexes are saved in RUN/index/ and refused once the "
         "tables or new items change (--rebuild-index).")
     target_recall: float | None = opt(
         None, "Approximate index: tune efSearch/nprobe to the cheapest value whose recall@100 against exact "
@@ -157,7 +157,7 @@ class ServeConfig(Checked):
     """Serve a distill run over HTTP (Starlette + uvicorn): GET /recommend?user=U&k=20, POST /recommend
     {"users": [...], "k": 20}, GET /health. JSON out: item_id, score and via (table, new-item mapping,
     popularity). The run and its index are loaded once; --index auto searches exactly up to 200,000
-    items and with HNSW above (see `mllmrec recommend --help`)."""
+    items and with IVF above (see `mllmrec recommend --help`)."""
 
     run: str = opt(REQUIRED, "Run directory written by `mllmrec distill`.", positional=True)
     host: str = opt("127.0.0.1", "Address to listen on (0.0.0.0: every interface).")

@@ -3,7 +3,7 @@
 The student's score is an inner product, s(u, i) = user[u] · item[i], so top-k retrieval is a
 maximum-inner-product search (mllmrec.index.mips): exact (faiss IndexFlatIP; GPU faiss when it is
 installed and sees a GPU) or approximate (hnsw, ivf, ivfpq), chosen by `index` ("auto": exact up to
-EXACT_MAX_ITEMS items, hnsw above). An approximate index is built once, saved in the run directory
+EXACT_MAX_ITEMS items, ivf above). An approximate index is built once, saved in the run directory
 with its recall@k against exact search on a sample of the run's users, and refused once the tables
 or the new items it was built from change (mllmrec.index.mips_store). Items = the run's table rows, then (unless new_items=False) every
 item of the store without a row, mapped from its MLLM vectors by the run's new-item mapping; each

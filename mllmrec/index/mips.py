@@ -17,8 +17,9 @@ cells are built for a metric; inner product is not one). Candidates (`refine` ×
 re-scored exactly against the item table, so every returned score is the true u·i and the ordering
 among candidates is exact: only a missed candidate costs recall.
 
-`choose_kind(n)` is the default: exact up to EXACT_MAX_ITEMS, hnsw above (the best recall per
-query-time on CPU in eval/bench_serve.py). `tune` picks the smallest ef_search / nprobe whose
+`choose_kind(n)` is the default: exact up to EXACT_MAX_ITEMS, ivf above (in eval/bench_serve.py on
+2 CPU cores, ivf met recall@100 0.95 at ~20x exact's throughput at 100k items and built as fast as
+hnsw; hnsw needed efSearch so high for k = 100 that it was barely faster than exact). `tune` picks the smallest ef_search / nprobe whose
 recall@k against exact search on sample queries meets a target. faiss is imported lazily.
 """
 
@@ -39,9 +40,9 @@ KNOB = {"hnsw": "ef_search", "ivf": "nprobe", "ivfpq": "nprobe"}
 
 
 def choose_kind(n_items: int, kind: str = "auto") -> str:
-    """The index kind to use: `kind` itself, or for 'auto' exact up to EXACT_MAX_ITEMS items, hnsw above."""
+    """The index kind to use: `kind` itself, or for 'auto' exact up to EXACT_MAX_ITEMS items, ivf above."""
     if kind == "auto":
-        return "exact" if n_items <= EXACT_MAX_ITEMS else "hnsw"
+        return "exact" if n_items <= EXACT_MAX_ITEMS else "ivf"
     if kind not in KINDS:
         raise SearchError(f"unknown index {kind!r}; choose auto or one of {', '.join(KINDS)}")
     return kind

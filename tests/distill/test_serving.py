@@ -49,7 +49,7 @@ def test_cli_recommend_with_an_index_choice(setup, tmp_path, capsys):
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["recommend", "--help"])
-    assert "exact up to 200,000 items, hnsw above" in " ".join(capsys.readouterr().out.split())
+    assert "exact up to 200,000 items, ivf above" in " ".join(capsys.readouterr().out.split())
 
 
 def test_all_users_in_parquet_parts_resumable(setup, tmp_path):

@@ -31,7 +31,7 @@ def _data(n: int = 4000, d: int = 16, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 
 def test_choose_kind_by_catalogue_size():
-    assert choose_kind(EXACT_MAX_ITEMS) == "exact" and choose_kind(EXACT_MAX_ITEMS + 1) == "hnsw"
+    assert choose_kind(EXACT_MAX_ITEMS) == "exact" and choose_kind(EXACT_MAX_ITEMS + 1) == "ivf"
     assert choose_kind(10, "ivf") == "ivf"
     with pytest.raises(ValueError, match="unknown index"):
         choose_kind(10, "annoy")
