@@ -16,6 +16,15 @@ Reported: users/s (QPS), p50/p99 latency per batch, the ratio student/teacher, p
 bytes each side must hold to serve, and peak RSS. Timings vary with machine load (recorded).
 
     python eval/bench_serve.py --out eval/results/bench_serve_cpu.json
+
+`--indexes exact,hnsw,ivf,ivfpq` (with `--no-teacher` to skip the teacher) compares the serving
+indexes of mllmrec.index.mips on the student: build time, index bytes, recall@k against exact search
+on --recall-users users (each approximate knob tuned with --target-recall on those users), then
+users/s and p50/p99 per batch over all users, and the ratio to exact. Items are drawn from a mixture
+of --clusters Gaussians with unequal norms (a trained student's table is clustered; isotropic noise,
+--clusters 0, is the worst case for any approximate index):
+
+    python eval/bench_serve.py --no-teacher --indexes exact,hnsw,ivf,ivfpq --out eval/results/bench_serve_index_cpu.json
 """
 
 from __future__ import annotations
@@ -63,7 +72,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64, help="Users per request batch (both sides).")
     ap.add_argument("--threads", type=int, default=2, help="torch and faiss threads.")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--indexes", default=None, help="Compare serving indexes, e.g. exact,hnsw,ivf,ivfpq.")
+    ap.add_argument("--teacher", action=argparse.BooleanOptionalAction, default=True, help="Also run the teacher.")
+    ap.add_argument("--target-recall", type=float, default=0.95, help="--indexes: tune each knob to this recall@k.")
+    ap.add_argument("--recall-users", type=int, default=1000, help="--indexes: users recall is measured on.")
+    ap.add_argument("--clusters", type=int, default=1000, help="--indexes: item clusters (0: isotropic noise).")
     args = ap.parse_args()
+    if args.indexes:
+        from bench_index import compare_indexes
+
+        compare_indexes(args)
+        return
 
     import faiss
 

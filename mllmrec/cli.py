@@ -24,7 +24,7 @@ from mllmrec import config as C
 from mllmrec.backbone.config import ComposeConfig
 from mllmrec.catalog.config import PairsConfig
 from mllmrec.datasets.config import DemoConfig, SyntheticConfig
-from mllmrec.distill.config import DistillConfig, RecommendConfig
+from mllmrec.distill.config import DistillConfig, RecommendConfig, ServeConfig
 from mllmrec.embed.config import EmbedConfig, ImportConfig
 from mllmrec.errors import MllmrecError
 from mllmrec.features.config import ExportConfig
@@ -52,6 +52,8 @@ COMMANDS: dict[str, tuple[type, str, str]] = {
                 "Distil a multimodal teacher into an MF/LightGCN ID tower (PromptMM) for cheap serving."),
     "recommend": (RecommendConfig, "mllmrec.distill.recommend:run_recommend",
                   "Top-k items for users from a distill run (faiss search; new items via the mapping)."),
+    "serve": (ServeConfig, "mllmrec.distill.serve:run_serve",
+              "Serve a distill run's recommendations over HTTP (GET/POST /recommend, /health)."),
     "train": (TrainConfig, "mllmrec.train.trainer:main", "LoRA-tune a backbone contrastively on co-interaction pairs."),
     "merge": (MergeConfig, "mllmrec.train.merge:run_merge",
               "Merge a train run's adapter into its base model (loadable without peft)."),

@@ -103,7 +103,9 @@ class DistillConfig(DistillSettings):
 class RecommendConfig(Checked):
     """Top-k items for users from a distill run: faiss inner-product search over the student's item
     table (GPU faiss when installed). Items the user interacted with are left out unless
-    --no-exclude-seen; store items that had no training interactions come through the new-item mapping."""
+    --no-exclude-seen; store items that had no training interactions come through the new-item mapping.
+    --index auto searches exactly up to 200,000 items and with IVF above; an approximate index is
+    built once, saved in the run directory with its measured recall@100, and reused."""
 
     run: str = opt(REQUIRED, "Run directory written by `mllmrec distill`.", positional=True)
     user: str | None = opt(None, "One user id to recommend for (printed).")
@@ -117,14 +119,64 @@ class RecommendConfig(Checked):
     )
     store: str | None = opt(None, "Embedding store for new items; default: the store the run was trained on.")
     new_items: bool = opt(True, "Also recommend store items without training interactions (via the mapping).")
+    index: Literal["auto", "exact", "hnsw", "ivf", "ivfpq"] = opt(
+        "auto", "Search: exact (every item scored), ivf (k-means cells; the fastest at recall@100 >= 0.95 "
+        "in eval/bench_serve.py), ivfpq (ivf over ~8x smaller compressed vectors, for memory-bound "
+        "catalogues), hnsw (graph; better for small k). auto: exact up to 200,000 items, ivf above. Approximate indexes are saved in RUN/index/ and refused once the "
+        "tables or new items change (--rebuild-index).")
+    target_recall: float | None = opt(
+        None, "Approximate index: tune efSearch/nprobe to the cheapest value whose recall@100 against exact "
+        "search on 1,000 of the run's users reaches this (e.g. 0.95); the measured recall is saved with the index.")
+    rebuild_index: bool = opt(False, "Rebuild a saved approximate index (needed after the tables changed).")
+    all_users: bool = opt(False, "Recommend for every user of the run; writes --out (a folder of parquet parts).")
+    chunk_users: int = opt(10_000, "--all-users / --users-file to a folder: users per parquet part file.")
+    resume: bool = opt(False, "--all-users: continue an interrupted batch run in --out (finished parts are kept).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if (self.user is None) == (self.users_file is None):
-            raise ConfigError("give exactly one of --user and --users-file")
+        if sum(x is not None and x is not False for x in (self.user, self.users_file, self.all_users)) != 1:
+            raise ConfigError("give exactly one of --user, --users-file and --all-users")
+        if self.target_recall is not None and not 0 < self.target_recall <= 1:
+            raise ConfigError(f"target_recall must be in (0, 1], got {self.target_recall}")
+        if self.k < 1:
+            raise ConfigError(f"k must be >= 1, got {self.k}")
+        if self.chunk_users < 1:
+            raise ConfigError(f"chunk_users must be >= 1, got {self.chunk_users}")
+        if self.all_users:
+            if self.out is None:
+                raise ConfigError("--all-users needs --out (a folder for the parquet parts)")
+            return
         if self.users_file is not None and self.out is None:
             raise ConfigError("--users-file needs --out (a .parquet or .csv file)")
         if self.out is not None and not self.out.endswith((".parquet", ".csv")):
             raise ConfigError(f"--out must end in .parquet or .csv, got {self.out!r}")
-        if self.k < 1:
-            raise ConfigError(f"k must be >= 1, got {self.k}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeConfig(Checked):
+    """Serve a distill run over HTTP (Starlette + uvicorn): GET /recommend?user=U&k=20, POST /recommend
+    {"users": [...], "k": 20}, GET /health. JSON out: item_id, score and via (table, new-item mapping,
+    popularity). The run and its index are loaded once; --index auto searches exactly up to 200,000
+    items and with IVF above (see `mllmrec recommend --help`)."""
+
+    run: str = opt(REQUIRED, "Run directory written by `mllmrec distill`.", positional=True)
+    host: str = opt("127.0.0.1", "Address to listen on (0.0.0.0: every interface).")
+    port: int = opt(8000, "Port to listen on.")
+    index: Literal["auto", "exact", "hnsw", "ivf", "ivfpq"] = opt(
+        "auto", "Search index, as for `mllmrec recommend --index` (a saved one is reused).")
+    target_recall: float | None = opt(None, "As for `mllmrec recommend --target-recall`.")
+    rebuild_index: bool = opt(False, "Rebuild a saved approximate index first.")
+    store: str | None = opt(None, "Embedding store for new items; default: the store the run was trained on.")
+    new_items: bool = opt(True, "Also recommend store items without training interactions (via the mapping).")
+    unknown_users: Literal["popularity", "error"] = opt(
+        "popularity", "A user the run has no vector for: the most popular items, or a 404 naming the user.")
+    max_k: int = opt(1000, "Largest k a request may ask for (larger: 400).")
+    max_batch: int = opt(1000, "Most users in one POST /recommend (more: 413).")
+    log_level: str = opt("warning", "uvicorn's log level (info logs every request).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.port < 65536 or self.max_k < 1 or self.max_batch < 1:
+            raise ConfigError("port must be in 1..65535, max_k and max_batch >= 1")
+        if self.target_recall is not None and not 0 < self.target_recall <= 1:
+            raise ConfigError(f"target_recall must be in (0, 1], got {self.target_recall}")

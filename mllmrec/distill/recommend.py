@@ -1,8 +1,11 @@
 """Serving a distill run: `Recommender` (Python) and `mllmrec recommend` (CLI).
 
 The student's score is an inner product, s(u, i) = user[u] · item[i], so top-k retrieval is a
-maximum-inner-product search: a faiss IndexFlatIP over the raw item vectors (exact; GPU faiss when
-it is installed and sees a GPU). Items = the run's table rows, then (unless new_items=False) every
+maximum-inner-product search (mllmrec.index.mips): exact (faiss IndexFlatIP; GPU faiss when it is
+installed and sees a GPU) or approximate (hnsw, ivf, ivfpq), chosen by `index` ("auto": exact up to
+EXACT_MAX_ITEMS items, ivf above). An approximate index is built once, saved in the run directory
+with its recall@k against exact search on a sample of the run's users, and refused once the tables
+or the new items it was built from change (mllmrec.index.mips_store). Items = the run's table rows, then (unless new_items=False) every
 item of the store without a row, mapped from its MLLM vectors by the run's new-item mapping; each
 recommendation says which way its item came (`via`: "table" or "new-item mapping").
 
@@ -13,17 +16,20 @@ UnknownUserError, by choice; a batch never crashes on one of them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from mllmrec.artifacts import MANIFEST
 from mllmrec.distill.artifact import DistillRun
-from mllmrec.distill.config import RecommendConfig
+from mllmrec.distill.config import RecommendConfig, ServeConfig
 from mllmrec.distill.errors import DistillError, UnknownUserError
-from mllmrec.index.search import inner_product_index
+from mllmrec.index.mips import IndexParams, MipsIndex, choose_kind
+from mllmrec.index.mips_store import fingerprint, load_or_build
 
 log = logging.getLogger(__name__)
 VIA_TABLE, VIA_MAPPING, VIA_POPULARITY = "table", "new-item mapping", "popularity"
@@ -40,20 +46,32 @@ class Recommender:
     """Top-k recommendations from a distill run (see the module docstring)."""
 
     def __init__(self, run: DistillRun, item_ids: list[str], items: np.ndarray, via: np.ndarray,
-                 popularity: np.ndarray, seen: sp.csr_matrix, labels: dict[str, str], use_gpu: bool | None = None):
+                 popularity: np.ndarray, seen: sp.csr_matrix, labels: dict[str, str], use_gpu: bool | None = None,
+                 index: MipsIndex | None = None, index_info: dict | None = None):
         self.run, self.item_ids, self.via, self.labels = run, item_ids, via, labels
         self.users = run.user_table()  # [U, d]
         self.items = items  # [I, d]
         self.popularity, self.seen = popularity, seen
-        self.index, self.on_gpu = inner_product_index(items, use_gpu)
+        if index is None:
+            from mllmrec.index.mips import build
+
+            index = build(items, IndexParams("exact"), use_gpu=use_gpu)
+        self.index, self.on_gpu = index, index.on_gpu
+        self.index_info = index_info or {"kind": index.kind}
         self._popular = np.argsort(-popularity, kind="stable")
 
     @classmethod
     def load(cls, path: str | Path, *, store: str | Path | None = None, new_items: bool = True,
-             use_gpu: bool | None = None) -> Recommender:
+             use_gpu: bool | None = None, index: str = "auto", target_recall: float | None = None,
+             rebuild_index: bool = False, recall_k: int = 100, index_params: IndexParams | None = None) -> Recommender:
         """Open a run; with new_items, add the store's items that have no table row (via the mapping).
         The run's own store is used unless `store` names another (checked to fit the mapping); if the
-        run's store is gone, new items are skipped with a warning."""
+        run's store is gone, new items are skipped with a warning.
+
+        index: auto, exact, hnsw, ivf or ivfpq (module docstring). An approximate index is loaded from
+        the run directory (memory-mapped) or built and saved there; `target_recall` tunes its search
+        knob to the cheapest value whose recall@recall_k on a sample of users meets it; a saved index
+        built from other vectors raises StaleIndexError unless rebuild_index."""
         run = DistillRun.open(path)
         item_ids = list(run.item_ids)
         items = run.item_table()  # [n, d]
@@ -83,7 +101,16 @@ class Recommender:
         keep = cols >= 0
         seen = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (s_users[keep], cols[keep])),
                              shape=(len(run.user_ids), len(pos)))
-        return cls(run, item_ids + extra, items.astype(np.float32), via, popularity, seen, labels, use_gpu)
+        all_ids = item_ids + extra
+        items = np.ascontiguousarray(items, np.float32)
+        kind = choose_kind(len(all_ids), index)
+        params = replace(index_params or IndexParams(), kind=kind)
+        source = {"run_manifest_sha256": hashlib.sha256((run.path / MANIFEST).read_bytes()).hexdigest(),
+                  "new_items": len(extra)}
+        fp = fingerprint(_ids_sha256(all_ids), items, source) if kind != "exact" else {}
+        built, info = load_or_build(run.path, items, fp, params, queries=run.user_table(), k=recall_k,
+                                    target_recall=target_recall, rebuild=rebuild_index, use_gpu=use_gpu)
+        return cls(run, all_ids, items, via, popularity, seen, labels, use_gpu, built, info)
 
     def recommend(self, user_ids: list[str | int], k: int = 20, *, exclude_seen: bool = True,
                   unknown_users: str = "popularity") -> list[list[Recommendation]]:
@@ -133,6 +160,13 @@ def _labels_of(store: Path | None) -> dict[str, str]:
         return {}
 
 
+def _ids_sha256(ids: list[str]) -> str:
+    h = hashlib.sha256()
+    for start in range(0, len(ids), 100_000):
+        h.update("\n".join(ids[start : start + 100_000]).encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
 def _read_users(path: str, field: str) -> list[str]:
     p = Path(path)
     if not p.is_file():
@@ -158,9 +192,34 @@ def _read_users(path: str, field: str) -> list[str]:
     return [str(v) for v in values]
 
 
+def load_for(cfg: RecommendConfig | ServeConfig) -> Recommender:
+    """The Recommender a RecommendConfig (CLI, serve) asks for. Under torchrun, process 0 loads (and
+    if need be builds and saves the index) first; the others then load what it saved."""
+    from mllmrec.dist import barrier, dist_info
+
+    rank, world = dist_info()
+    if rank != 0:
+        barrier(world)
+    rec = Recommender.load(cfg.run, store=cfg.store, new_items=cfg.new_items, index=cfg.index,
+                           target_recall=cfg.target_recall, rebuild_index=cfg.rebuild_index and rank == 0)
+    if rank == 0:
+        barrier(world)
+    info = rec.index_info
+    if info.get("kind") != "exact":
+        r = info.get("recall", {})
+        log.info("serving with a %s index (recall@%s %s on %s sample users)", info["kind"], r.get("k"),
+                 r.get("recall"), r.get("queries"))
+    return rec
+
+
 def run_recommend(cfg: RecommendConfig, command: list[str] | None = None) -> int:
     """`mllmrec recommend`: print one user's top-k, or write a file of top-k for many users."""
-    rec = Recommender.load(cfg.run, store=cfg.store, new_items=cfg.new_items)
+    rec = load_for(cfg)
+    if cfg.all_users:
+        from mllmrec.distill.batch import recommend_all
+
+        recommend_all(rec, cfg, command)
+        return 0
     users = [cfg.user] if cfg.user is not None else _read_users(cfg.users_file, cfg.user_field)
     results = rec.recommend(users, cfg.k, exclude_seen=cfg.exclude_seen, unknown_users=cfg.unknown_users)
     if cfg.user is not None:
@@ -171,33 +230,12 @@ def run_recommend(cfg: RecommendConfig, command: list[str] | None = None) -> int
             tag = "" if r.via == VIA_TABLE else f"  [{r.via}]"
             print(f"{n:3d}. {r.item_id}  {r.score:.4f}  {rec.labels.get(r.item_id, '')[:60]}{tag}")
         return 0
-    _write_results(Path(cfg.out), users, results)
+    from mllmrec.distill.batch import write_part
+
+    write_part(Path(cfg.out), users, results)
     vias: dict[str, int] = {}
     for recs in results:
         for r in recs:
             vias[r.via] = vias.get(r.via, 0) + 1
     print(f"wrote top-{cfg.k} for {len(users)} users to {cfg.out} ({', '.join(f'{v}: {n}' for v, n in vias.items())})")
     return 0
-
-
-def _write_results(out: Path, users: list[str], results: list[list[Recommendation]]) -> None:
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    from mllmrec.fsutil import atomic_path
-
-    cols: dict[str, list] = {"user_id": [], "rank": [], "item_id": [], "score": [], "via": []}
-    for u, recs in zip(users, results, strict=True):
-        for n, r in enumerate(recs, 1):
-            for key, v in zip(cols, (u, n, r.item_id, r.score, r.via), strict=True):
-                cols[key].append(v)
-    table = pa.table({"user_id": pa.array(cols["user_id"], pa.string()), "rank": pa.array(cols["rank"], pa.int32()),
-                      "item_id": pa.array(cols["item_id"], pa.string()), "score": pa.array(cols["score"], pa.float32()),
-                      "via": pa.array(cols["via"], pa.string())})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        if out.suffix == ".parquet":
-            pq.write_table(table, str(tmp))
-        else:
-            pcsv.write_csv(table, str(tmp))

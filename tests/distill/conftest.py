@@ -73,3 +73,33 @@ def recall20(model, data: Data, positives: list[np.ndarray]) -> float:
 
 FAST = dict(progress=False, epochs=40, teacher_epochs=40, patience=5, batch_size=512, lr=0.01, dim=32,
             teacher_dim=32, student="mf")
+
+
+QUICK = ["--epochs", "3", "--teacher-epochs", "3", "--dim", "16", "--teacher-dim", "16", "--batch-size", "512",
+         "--no-progress"]
+
+
+@pytest.fixture(scope="package")
+def setup(tmp_path_factory):
+    """A synthetic catalogue whose store lacks 3 logged items (missing) and whose log never mentions
+    5 store items (new items)."""
+    import csv
+    import json
+
+    from mllmrec.cli import main
+    from mllmrec.datasets.config import SyntheticConfig
+    from mllmrec.datasets.synthetic import make_synthetic
+    from mllmrec.testing.synthetic_vectors import write_attribute_store
+
+    root = tmp_path_factory.mktemp("distill-run")
+    syn = make_synthetic(SyntheticConfig(out=str(root / "syn"), n_items=120, n_users=80, image_size=16, seed=3))
+    ids = [json.loads(line)["id"] for line in syn.items.read_text().splitlines()]
+    missing, new = set(ids[:3]), ids[-5:]
+    store = write_attribute_store(syn.out, root / "store", skip=missing)
+    rows = list(csv.reader(syn.interactions.read_text().splitlines()))
+    log = root / "log.csv"
+    log.write_text("\n".join(",".join(r) for r in rows if r[1] not in new) + "\n")
+    run = root / "run"
+    assert main(["distill", str(store), "--interactions", str(log), "--out", str(run), *QUICK]) == 0
+    return {"root": root, "store": store, "log": log, "run": run, "missing": sorted(missing), "new": new,
+            "rows": [r for r in rows[1:] if r[1] not in new]}

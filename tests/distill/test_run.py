@@ -3,7 +3,6 @@ serving with seen items left out, new items through the mapping, unknown users, 
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -19,31 +18,6 @@ from mllmrec.distill.config import RecommendConfig
 from mllmrec.distill.errors import DistillError, UnknownUserError
 from mllmrec.distill.recommend import VIA_MAPPING, VIA_POPULARITY, VIA_TABLE, Recommender
 from mllmrec.store import EmbeddingStore, UnknownItemError
-
-QUICK = ["--epochs", "3", "--teacher-epochs", "3", "--dim", "16", "--teacher-dim", "16", "--batch-size", "512",
-         "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A synthetic catalogue whose store lacks 3 logged items (missing) and whose log never mentions
-    5 store items (new items)."""
-    from mllmrec.datasets.config import SyntheticConfig
-    from mllmrec.datasets.synthetic import make_synthetic
-    from mllmrec.testing.synthetic_vectors import write_attribute_store
-
-    root = tmp_path_factory.mktemp("distill-run")
-    syn = make_synthetic(SyntheticConfig(out=str(root / "syn"), n_items=120, n_users=80, image_size=16, seed=3))
-    ids = [json.loads(line)["id"] for line in syn.items.read_text().splitlines()]
-    missing, new = set(ids[:3]), ids[-5:]
-    store = write_attribute_store(syn.out, root / "store", skip=missing)
-    rows = list(csv.reader(syn.interactions.read_text().splitlines()))
-    log = root / "log.csv"
-    log.write_text("\n".join(",".join(r) for r in rows if r[1] not in new) + "\n")
-    run = root / "run"
-    assert main(["distill", str(store), "--interactions", str(log), "--out", str(run), *QUICK]) == 0
-    return {"root": root, "store": store, "log": log, "run": run, "missing": sorted(missing), "new": new,
-            "rows": [r for r in rows[1:] if r[1] not in new]}
 
 
 def test_run_directory_contract(setup):
