@@ -1,31 +1,26 @@
-"""Our vectors as a RecBole pretrained item embedding (`<dataset>.itememb`), checked the way RecBole reads it.
+"""Our vectors in real RecBole 1.2.1: `mllmrec export --format recbole`, then RecBole itself (its
+own venv) loads the `.itememb` file through its config and trains PretrainedBPR on the vectors.
 
-`mllmrec export --format recbole` writes the atomic file `iid:token<TAB>item_emb:float_seq` with a
-row for every item of the dataset's .inter, plus `mllmrec-recbole.yaml` with the config lines that
-load it (additional_feat_suffix, load_col, alias_of_item_id, preload_weight). RecBole is not
-installed here (its pins pull ray and more), so this example applies RecBole's own rules instead:
-atomic-file parsing (Dataset._load_feat), one token space for item_id and its alias iid (token ids
-from 1, 0 = [PAD]), and the preload matrix (Dataset._preload_weight_matrix) that a model reads
-with `dataset.get_preload_weight('iid')`; then it checks that each item's row is its vector.
+RecBole runs in a separate venv (`adapters/recbole/venv.sh`: numpy<2, no ray), so this script,
+in mllmrec's venv, writes the dataset and calls `recbole_run.py` with RecBole's python:
 
-    python adapters/recbole/example.py                    # builds a demo store offline (tiny random model)
-    python adapters/recbole/example.py --store my-store --data my-synthetic-folder
+    adapters/recbole/venv.sh                              # once: .venv-recbole (a few minutes)
+    python adapters/recbole/example.py                    # demo store built offline (tiny random model)
+    python adapters/recbole/example.py --store my-store --data my-synthetic-folder --recbole-python PY
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
-
-def read_atomic(path: Path) -> tuple[list[tuple[str, str]], list[list[str]]]:
-    """RecBole atomic file: header cells `name:type` joined by tabs, then tab-separated rows."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = [tuple(cell.split(":")) for cell in lines[0].split("\t")]
-    return header, [line.split("\t") for line in lines[1:]]  # type: ignore[return-value]
+HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
@@ -33,9 +28,12 @@ def main() -> int:
     ap.add_argument("--store", help="Embedding store (default: build a demo store offline).")
     ap.add_argument("--data", help="Synthetic data folder with interactions.csv (default: build one).")
     ap.add_argument("--work", default=None, help="Where the demo data/store and the RecBole dataset are written.")
+    ap.add_argument("--recbole-python", default=os.environ.get("MLLMREC_RECBOLE_PYTHON",
+                                                               str(HERE.parents[1] / ".venv-recbole" / "bin" / "python")))
+    ap.add_argument("--epochs", type=int, default=3)
     args = ap.parse_args()
-
-    import torch
+    if not Path(args.recbole_python).is_file():
+        raise SystemExit(f"no RecBole python at {args.recbole_python}: run `adapters/recbole/venv.sh` first")
 
     from mllmrec import FeatureProvider
     from mllmrec.features.config import ExportConfig
@@ -44,37 +42,35 @@ def main() -> int:
 
     work = Path(args.work or DEFAULT_WORK)
     data, store = demo_inputs(args.store, args.data, work)
-    folder = work / "recbole" / "synthetic"  # RecBole: data_path/<dataset>/<dataset>.<suffix>
+    folder = work / "recbole" / "synthetic"  # RecBole reads data_path/<dataset>/<dataset>.<suffix>
     folder.mkdir(parents=True, exist_ok=True)
     with open(data / "interactions.csv", newline="") as f, open(folder / "synthetic.inter", "w") as out:
         out.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\n")
         out.writelines(f"{r['user_id']}\t{r['item_id']}\t{r['rating']}\t{r['timestamp']}\n" for r in csv.DictReader(f))
     # Same as: mllmrec export STORE --format recbole --out FOLDER --interactions FOLDER/synthetic.inter
     run_export(ExportConfig(source=str(store), format="recbole", out=str(folder), overwrite=True,
-                        interactions=str(folder / "synthetic.inter")))
+                            interactions=str(folder / "synthetic.inter")))
 
-    # --- RecBole's rules: token ids shared by item_id and its alias iid, 0 = [PAD] ---
-    inter_header, inter_rows = read_atomic(folder / "synthetic.inter")
-    item_col = [name for name, _ in inter_header].index("item_id")
-    token_id: dict[str, int] = {"[PAD]": 0}
-    for row in inter_rows:
-        token_id.setdefault(row[item_col], len(token_id))
-    emb_header, emb_rows = read_atomic(folder / "synthetic.itememb")
-    assert emb_header == [("iid", "token"), ("item_emb", "float_seq")], emb_header
-    for row in emb_rows:  # an iid token RecBole has not seen would become a new item
-        assert row[0] in token_id, f"{row[0]} is not an item of the .inter"
-    dim = len(emb_rows[0][1].split(" "))
-    preload = np.zeros((len(token_id), dim))  # dataset.get_preload_weight('iid')
-    for tok, seq in emb_rows:
-        preload[token_id[tok]] = [float(x) for x in filter(None, seq.split(" "))]
-    item_embedding = torch.nn.Embedding.from_pretrained(torch.from_numpy(preload).float())
+    # 1. RecBole's Dataset loads the file through the export's yaml; every item's row = its vector
+    subprocess.run([args.recbole_python, str(HERE / "recbole_run.py"), "load", str(folder.parent), "synthetic",
+                    "--out", str(work / "loaded.npz")], check=True)
+    loaded = np.load(work / "loaded.npz", allow_pickle=False)
+    tokens, preload = [str(t) for t in loaded["item_tokens"]], loaded["preload"]
+    vectors = FeatureProvider.open(store).matrix(tokens[1:])  # row k of RecBole = item token k ([PAD] = 0)
+    assert np.array_equal(preload[1:].astype(np.float32), vectors)
+    print(f"RecBole dataset in {folder}: {len(tokens) - 1} items, get_preload_weight('iid') is "
+          f"{preload.shape[0]} x {preload.shape[1]}; row of each item token = its vector: checked")
 
-    fp = FeatureProvider.open(store)
-    covered = sum(1 for tok in token_id if tok != "[PAD]" and preload[token_id[tok]].any())
-    for tok in list(token_id)[1:4]:
-        assert np.array_equal(item_embedding.weight[token_id[tok]].numpy(), fp.vector(tok)), tok
-    print(f"RecBole dataset in {folder}: {len(token_id) - 1} items in the .inter, {covered} with a pretrained "
-          f"row in synthetic.itememb ({dim}-d); row of each item token = its vector: checked")
+    # 2. PretrainedBPR (pretrained_bpr.py) trains on them in RecBole's Trainer
+    runs = [{"name": name, "seed": 0, "config": {"epochs": args.epochs, "pretrained_field": field}}
+            for name, field in (("with vectors", "iid"), ("without", None))]
+    (work / "runs.json").write_text(json.dumps(runs))
+    subprocess.run([args.recbole_python, str(HERE / "recbole_run.py"), "train", str(folder.parent), "synthetic",
+                    "--runs", str(work / "runs.json"), "--out", str(work / "results.json")], check=True,
+                   stdout=subprocess.DEVNULL)
+    for r in json.loads((work / "results.json").read_text()):
+        print(f"PretrainedBPR {r['name']:<13} valid Recall@20 {r['valid']['recall@20']:.4f}  "
+              f"test Recall@20 {r['test']['recall@20']:.4f}  ({args.epochs} epochs, tiny random model's vectors)")
     print(f"config lines for RecBole ({folder / RECBOLE_YAML}):")
     print((folder / RECBOLE_YAML).read_text().rstrip())
     return 0

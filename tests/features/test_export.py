@@ -1,5 +1,5 @@
 """`mllmrec export` for npy / parquet / cornac / recbole: one alignment path, manifest, verification,
-RecBole's atomic-file rules, refusals."""
+refusals. Real RecBole reading the recbole export: test_recbole_real.py (-m recbole)."""
 
 from __future__ import annotations
 
@@ -83,51 +83,6 @@ def test_missing_ids_follow_the_policy_and_are_recorded(tmp_path, store):
     np.testing.assert_allclose(feats[1], vecs["mm"].mean(axis=0), rtol=1e-5)
     assert m["missing"]["features"]["filled"] == {"mean": 2}
     assert m["missing"]["features"]["missing_examples"] == ["new1", "new2"]
-
-
-def _parse_recbole_atomic(path, seq_separator=" "):
-    """RecBole 1.2.1's atomic-file rules (Dataset._load_feat): the first line holds `field:type`
-    cells joined by the field separator (tab); type is one of token, token_seq, float, float_seq;
-    a *_seq cell is split on seq_separator, empty pieces dropped, float_seq pieces parsed by float()."""
-    lines = path.read_text(encoding="utf-8").split("\n")
-    assert lines[-1] == "" and lines[0], "one header line, rows end with a newline"
-    fields = []
-    for cell in lines[0].split("\t"):
-        name, ftype = cell.split(":")
-        assert ftype in {"token", "token_seq", "float", "float_seq"}, ftype
-        fields.append((name, ftype))
-    rows = []
-    for line in lines[1:-1]:
-        cells = line.split("\t")
-        assert len(cells) == len(fields)
-        row = {}
-        for (name, ftype), cell in zip(fields, cells, strict=True):
-            if ftype == "float_seq":
-                row[name] = np.array([float(x) for x in filter(None, cell.split(seq_separator))])
-            elif ftype == "float":
-                row[name] = float(cell)
-            else:
-                row[name] = cell
-        rows.append(row)
-    return fields, rows
-
-
-def test_recbole_atomic_file_parses_and_covers_every_item_of_the_inter(tmp_path, store):
-    src, vecs = store
-    inter = tmp_path / "ml.inter"  # a RecBole atomic .inter: typed header, tab-separated
-    inter.write_text("user_id:token\titem_id:token\trating:float\n1\ti3\t4\n2\ti7\t5\n2\ti0\t3\n")
-    out = tmp_path / "ml"
-    assert main(["export", str(src), "--format", "recbole", "--out", str(out), "--interactions", str(inter)]) == 0
-    fields, rows = _parse_recbole_atomic(out / "ml.itememb")
-    assert fields == [("iid", "token"), ("item_emb", "float_seq")]
-    assert [r["iid"] for r in rows] == ["i3", "i7", "i0"]
-    for r in rows:
-        np.testing.assert_array_equal(r["item_emb"].astype(np.float32), vecs["mm"][int(r["iid"][1:])])
-    import yaml
-
-    conf = yaml.safe_load((out / E.RECBOLE_YAML).read_text())
-    assert conf["additional_feat_suffix"] == ["itememb"] and conf["alias_of_item_id"] == ["iid"]
-    assert conf["load_col"]["itememb"] == ["iid", "item_emb"] and conf["preload_weight"] == {"iid": "item_emb"}
 
 
 def test_recbole_refuses_ids_with_tabs(tmp_path):
