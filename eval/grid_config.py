@@ -2,7 +2,8 @@
 `mllmrec.config`, so an unknown or misspelled key is an error with a suggestion, never a silent
 default. `GridConfig` is the user-to-item grid (`protocol.split`: random / temporal / cold / labels);
 its methods are recsys registry models (`mllmrec.recsys.registry`) or the distillation `teacher` /
-`student`.
+`student`. `I2IConfig` (`protocol.split: i2i`) is the item-to-item check of the train stage: mine
+pairs, tune on them, compare zero-shot and tuned vectors on held-out pairs (NoteLLM's protocol).
 
 A block that configures a library stage (`embed:` options, `pairs:`, the i2i `train:`) is checked
 against that stage's own config class, so the grid accepts exactly the library's option names.
@@ -40,6 +41,8 @@ class DatasetConfig(Checked):
     image_size: int | None = opt(None, "synthetic: image side in pixels.")
     seed: int | None = opt(None, "synthetic: generator seed.")
     search: tuple[str, ...] = opt(("eval/data",), "ml100k: folders holding the recbole 1.2.1 wheel or its files.")
+    text: Literal["description", "genres"] = opt("description", "ml100k: catalogue text, title + description "
+                                                 "(year, genres) or title with year + genres.")
     catalog: str | None = opt(None, "files: the catalogue (.jsonl/.csv/.parquet).")
     interactions: str | None = opt(None, "files: the interaction log.")
 
@@ -56,7 +59,9 @@ class DatasetConfig(Checked):
 
 @dataclass(frozen=True, kw_only=True)
 class ProtocolConfig(Checked):
-    split: Literal[SPLIT_NAMES] = opt("random", "Split protocol: a name of mllmrec.catalog.splits.PROTOCOLS.")
+    split: Literal[SPLIT_NAMES] = opt(
+        "random", "Split protocol: a name of mllmrec.catalog.splits.PROTOCOLS; i2i makes the file an "
+        "item-to-item check (I2IConfig).")
     kcore: int = opt(0, "Keep the k-core of the log before splitting (0: all).")
     cold_share: float = opt(0.2, "split cold: share of items held out with all their interactions.")
 
@@ -163,6 +168,107 @@ class GridConfig(Checked):
     train: BprTrain = opt(BprTrain(), "Training settings shared by every method.")
 
 
-def load(path: str | Path) -> GridConfig:
-    """The grid config of a YAML file; unknown keys anywhere are an error with a suggestion."""
-    return from_dict(GridConfig, load_yaml(path))
+# -- item-to-item ------------------------------------------------------------------------------
+# Options of the library stages that the i2i run sets itself (paths it owns, and how it reuses them).
+PAIRS_SET = {"interactions": "-", "out": "-", "catalog": None, "overwrite": False}
+TRAIN_SET = {"pairs": "-", "out": "-", "resume": False, "overwrite": False}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairsBlock(Checked):
+    """`pairs:` options of `mllmrec pairs` (mllmrec.catalog.config.PairsConfig); the run sets the
+    interaction log, catalogue and output folder. valid_share / test_share / seed split the query items."""
+
+    options: Any = opt(None, "The block's keys, checked against PairsConfig.")
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> PairsBlock:
+        from mllmrec.catalog.config import PairsConfig
+
+        return cls(options=check_partial(PairsConfig, PAIRS_SET, data))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainBlock(Checked):
+    """`train:` options of `mllmrec train` (mllmrec.train.config.TrainConfig). Model, prompt and
+    catalogue reading come from the `embed:` block, so training and embedding read items alike."""
+
+    options: Any = opt(None, "The block's keys, checked against TrainConfig.")
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> TrainBlock:
+        from mllmrec.train.config import TrainConfig
+
+        shared = sorted(set(data) & shared_with_embed())
+        if shared:
+            raise ConfigError(f"{', '.join(shared)}: set in the embed: block (training reads items as embedding does)")
+        return cls(options=check_partial(TrainConfig, TRAIN_SET | {"model": "-", "catalog": "-"}, data))
+
+
+def shared_with_embed() -> set[str]:
+    """TrainConfig options that say how to load the model and read the catalogue (+ the prompt)."""
+    from mllmrec.backbone.config import ModelSpec
+    from mllmrec.catalog.config import CatalogSpec
+
+    return {f.name for c in (ModelSpec, CatalogSpec) for f in dataclasses.fields(c)} | {"prompt"}
+
+
+I2I_METHODS = ("random", "popularity", "zero-shot", "tuned", "store")
+
+
+@dataclass(frozen=True, kw_only=True)
+class I2IMethod(Checked):
+    """One row of the item-to-item table: the `embed:` model before (zero-shot) or after (tuned)
+    training, an existing store, or a floor (random vectors; popularity: candidates ranked by their
+    interaction count, the same ranking for every query)."""
+
+    name: Literal["random", "popularity", "zero-shot", "tuned", "store"] = opt(REQUIRED, "What ranks the candidates.")
+    label: str | None = opt(None, "Name in the results (default: name).")
+    store: str | None = opt(None, "store: an existing embedding store (channel mm).")
+    dim: int = opt(64, "random: vector dimension.")
+    seed: int = opt(0, "random: seed of the Gaussian vectors.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.name == "store") != (self.store is not None):
+            raise ConfigError("store: a store method needs store: PATH, and only it takes one")
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True, kw_only=True)
+class I2IProtocolConfig(Checked):
+    split: Literal["i2i"] = opt(REQUIRED, "i2i: NoteLLM item-to-item recall on the held-out parts of mined pairs.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class I2IConfig(Checked):
+    """Item-to-item check of the train stage: mine pairs from the log, train on them without the test
+    part, then Recall@k on the valid and test parts (one ground-truth partner per query; candidates:
+    the part's items except its queries) for each method."""
+
+    name: str = opt(REQUIRED, "Name of the run (default results folder eval/results/<name>).")
+    dataset: DatasetConfig = opt(REQUIRED, "Items and interactions.")
+    protocol: I2IProtocolConfig = opt(REQUIRED, "{split: i2i}.")
+    ks: tuple[int, ...] = opt((10, 50, 100), "Recall cut-offs.")
+    embed: EmbedEntry | None = opt(None, "The model, prompt and catalogue options, shared by embed and train.")
+    pairs: PairsBlock = opt(PairsBlock(options={}), "Pair mining.")
+    train: TrainBlock = opt(TrainBlock(options={}), "Training (tuned rows only).")
+    methods: tuple[I2IMethod, ...] = opt(REQUIRED, "The rows to compare.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.embed is None and any(m.name in ("zero-shot", "tuned") for m in self.methods):
+            raise ConfigError("zero-shot and tuned methods need an embed: block (the model)")
+
+
+def load(path: str | Path) -> GridConfig | I2IConfig:
+    """The config of a YAML file (I2IConfig when `protocol.split` is i2i); unknown keys anywhere are
+    an error with a suggestion."""
+    data = load_yaml(path)
+    protocol = data.get("protocol")
+    if isinstance(protocol, dict) and protocol.get("split") == "i2i":
+        return from_dict(I2IConfig, data)
+    return from_dict(GridConfig, data)

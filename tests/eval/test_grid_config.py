@@ -61,3 +61,35 @@ def test_a_misspelled_key_is_an_error_with_a_suggestion(tmp_path: Path, typo: st
     with pytest.raises(ConfigError) as e:
         grid_config.load(tmp_path / "g.yaml")
     assert message in str(e.value)
+
+
+I2I = """
+name: i
+dataset: {kind: synthetic, n_items: 40}
+protocol: {split: i2i}
+embed: {model: "tiny:qwen2-vl", prompt: notellm2, image_field: image}
+pairs: {top_t: 5, valid_share: 0.2}
+train: {batch_pairs: 4, steps: 2}
+methods: [{name: popularity}, {name: tuned}]
+"""
+
+
+def test_an_i2i_config_checks_its_pairs_and_train_blocks_against_the_stage_configs(tmp_path: Path) -> None:
+    (tmp_path / "i.yaml").write_text(I2I)
+    cfg = grid_config.load(tmp_path / "i.yaml")
+    assert isinstance(cfg, grid_config.I2IConfig) and cfg.train.options == {"batch_pairs": 4, "steps": 2}
+    assert cfg.pairs.options == {"top_t": 5, "valid_share": 0.2} and cfg.ks == (10, 50, 100)
+    for wrong, message in [
+        ("top_t: 5", "pairs: unknown option(s): top_tt (did you mean top_t?)"),
+        ("steps: 2", "train: unknown option(s): stepz (did you mean steps?)"),
+        ("steps: 2", "train: image_field: set in the embed: block"),
+        ("valid_share: 0.2", "pairs: interactions: set by eval/run.py itself"),
+        ("{name: tuned}", "methods[1]: name: 'tunned' is not one of"),
+    ]:
+        bad = {"top_tt": "top_tt: 5", "stepz": "stepz: 2", "image_field": "steps: 2, image_field: none",
+               "interactions": "interactions: x.csv", "tunned": "{name: tunned}"}
+        key = next(k for k in bad if k in message)
+        (tmp_path / "bad.yaml").write_text(I2I.replace(wrong, bad[key]))
+        with pytest.raises(ConfigError) as e:
+            grid_config.load(tmp_path / "bad.yaml")
+        assert message in str(e.value)
