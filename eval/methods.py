@@ -91,7 +91,9 @@ def run_distill(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray
     feats = {c: features[c] for c in chans}
     train = split.matrix("train")
     teacher_keys = ("teacher_dim", "teacher_layers", "prompt_tokens", "teacher_item_ids", "teacher_epochs",
-                    "batch_size", "patience", "reg")
+                    "batch_size", "patience", "reg", "teacher_kind", "teacher_knn", "teacher_item_layers",
+                    "teacher_edge_keep", "teacher_content_loss", "teacher_content_in_score", "teacher_prompt",
+                    "teacher_reg")
     key = (split.fingerprint(), seed, json.dumps(chans), json.dumps({k: getattr(s, k) for k in teacher_keys}),
            s.teacher_lr or s.lr)
     if spec["name"] == "teacher" or (s.kd and key not in _TEACHERS):

@@ -26,6 +26,7 @@ from mllmrec.distill.losses import parse_losses
 from mllmrec.distill.mapping import NewItemMapping
 from mllmrec.distill.students import Distillation, TableModel, build_student
 from mllmrec.distill.teacher import Teacher
+from mllmrec.recsys.freedom import Freedom
 from mllmrec.recsys.graph import check_interactions
 from mllmrec.recsys.trainer import TrainResult, train_bpr
 
@@ -48,12 +49,22 @@ def _fit(model, train, valid_positives, s: DistillSettings, epochs: int, lr: flo
                      patience=s.patience, metric="recall@20", progress=s.progress, device=s.device)
 
 
+def build_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, s: DistillSettings) -> Teacher | Freedom:
+    """The untrained teacher `s.teacher_kind` names (seed torch first for a reproducible init)."""
+    if s.teacher_kind == "freedom":
+        return Freedom(features, train, dim=s.teacher_dim, ui_layers=s.teacher_layers, item_layers=s.teacher_item_layers,
+                       knn_k=s.teacher_knn, edge_keep=s.teacher_edge_keep, content_in_score=s.teacher_content_in_score,
+                       content_loss=s.teacher_content_loss, prompt_tokens=s.prompt_tokens if s.teacher_prompt else 0,
+                       reg=0.0 if s.teacher_reg is None else s.teacher_reg, seed=s.seed)
+    return Teacher(features, train, dim=s.teacher_dim, n_layers=s.teacher_layers, prompt_tokens=s.prompt_tokens,
+                   item_ids=s.teacher_item_ids, reg=s.reg if s.teacher_reg is None else s.teacher_reg)
+
+
 def train_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, valid_positives: Sequence[np.ndarray],
                   s: DistillSettings) -> tuple[Teacher, TrainResult]:
     """The teacher, trained with BPR and selected on validation Recall@20."""
     torch.manual_seed(s.seed)
-    teacher = Teacher(features, train, dim=s.teacher_dim, n_layers=s.teacher_layers, prompt_tokens=s.prompt_tokens,
-                      item_ids=s.teacher_item_ids, reg=s.reg)
+    teacher = build_teacher(features, train, s)
     result = _fit(teacher, train, valid_positives, s, s.teacher_epochs, s.teacher_lr or s.lr)
     return teacher, result
 
