@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 ID_METHODS = ("popularity", "mf", "lightgcn")
-CONTENT_METHODS = ("content-knn", "vbpr")
+CONTENT_METHODS = ("content-knn", "vbpr", "freedom")
 # PromptMM distillation (mllmrec.distill): the teacher over the store's channels, and a student
 # (`student: mf | lightgcn`) trained with KD (`kd: true`, default) or with its BPR loss only.
 DISTILL_METHODS = ("teacher", "student")
@@ -36,7 +36,7 @@ class MethodRun:
     seconds: float
 
 
-def build(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | None) -> Any:
+def build(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | None, seed: int = 0) -> Any:
     """A model for one method entry of the config (features: {channel: [n_items, d]})."""
     import torch
 
@@ -60,6 +60,11 @@ def build(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | No
         return ContentKNN(feats, train)
     if name == "vbpr":
         return VBPR(n_users, n_items, dim, feats)
+    if name == "freedom":  # frozen item kNN graph + degree-pruned LightGCN (mllmrec.recsys.freedom)
+        from mllmrec.recsys.freedom import Freedom
+
+        keys = ("ui_layers", "item_layers", "knn_k", "edge_keep", "content_in_score", "content_loss", "reg")
+        return Freedom({channel: feats}, train, dim=dim, seed=seed, **{k: spec[k] for k in keys if k in spec})
     raise ValueError(f"unknown method {name!r}; known: {', '.join(ID_METHODS + CONTENT_METHODS + DISTILL_METHODS)}")
 
 
@@ -125,7 +130,7 @@ def run(spec: dict[str, Any], split: Any, features: dict[str, np.ndarray] | None
     if spec["name"] in DISTILL_METHODS:
         model, result = run_distill(spec, split, features, seed, train_cfg, valid_pos, progress)
     else:
-        model = build(spec, split, features)
+        model = build(spec, split, features, seed)
         result = train_bpr(model, train, valid_pos, seed=seed, progress=progress,
                            **{k: v for k, v in train_cfg.items() if k in ("epochs", "batch_size", "lr", "patience")})
     model.eval()

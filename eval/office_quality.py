@@ -180,10 +180,11 @@ def main() -> int:
     label = args.label or args.method
     print(f"{time.strftime('%Y-%m-%d %H:%M')} {platform.node()} {platform.machine()} {os.cpu_count()} cores; "
           f"python {' '.join(sys.argv)}", flush=True)
-    rows = []
+    rows, reuse = [], {}
     for point in grid:
         t = time.perf_counter()
-        _, res = fit(args.method, {**fixed, **point}, args.tune_seed, train, valid, feats, teacher_cfg)
+        model, res = fit(args.method, {**fixed, **point}, args.tune_seed, train, valid, feats, teacher_cfg)
+        reuse[json.dumps(point, sort_keys=True)] = (model, res, time.perf_counter() - t)
         rows.append({"config": point, "valid": {k: round(v, 5) for k, v in res.best_valid.items()},
                      "best_epoch": res.best_epoch, "seconds": round(time.perf_counter() - t, 1)})
         print(f"  grid {point}: valid recall@20 {res.best_valid['recall@20']:.4f} (epoch {res.best_epoch}, "
@@ -192,9 +193,13 @@ def main() -> int:
     final = []
     for seed in args.final_seeds:
         t = time.perf_counter()
-        model, res = fit(args.method, {**fixed, **chosen}, seed, train, valid, feats, teacher_cfg)
+        if seed == args.tune_seed:  # the tuning run of the chosen config (deterministic): reuse it
+            model, res, secs = reuse[json.dumps(chosen, sort_keys=True)]
+        else:
+            model, res = fit(args.method, {**fixed, **chosen}, seed, train, valid, feats, teacher_cfg)
+            secs = time.perf_counter() - t
         final.append({"seed": seed, "best_epoch": res.best_epoch, "valid": evaluate(model, train, valid),
-                      "test": evaluate(model, train, test), "seconds": round(time.perf_counter() - t, 1)})
+                      "test": evaluate(model, train, test), "seconds": round(secs, 1)})
         print(f"  seed {seed} {chosen}: valid recall@20 {final[-1]['valid']['recall@20']:.4f} test recall@20 "
               f"{final[-1]['test']['recall@20']:.4f} ndcg@20 {final[-1]['test']['ndcg@20']:.4f} "
               f"({final[-1]['seconds']:.0f} s)", flush=True)

@@ -471,8 +471,9 @@ class DistillSettings(_Checked):
     teacher_item_layers: int = opt(1, "Freedom teacher: propagation layers over the item-item graph.")
     teacher_edge_keep: float = opt(0.2, "Freedom teacher: share of user-item edges kept each epoch (degree-sensitive "
                                    "pruning; 0.2 = FREEDOM's dropout 0.8).")
-    teacher_content_loss: float = opt(0.1, "Freedom teacher: weight of the BPR loss of users against projected content.")
-    teacher_content_in_score: bool = opt(True, "Freedom teacher: add the projected content to the item vectors it scores.")
+    teacher_content_loss: float = opt(0.01, "Freedom teacher: weight of the BPR loss of users against projected content.")
+    teacher_content_in_score: bool = opt(False, "Freedom teacher: add the projected content to the item vectors it "
+                                         "scores (lost on Office validation; content then enters via the item graph).")
     teacher_prompt: bool = opt(False, "Freedom teacher: add PromptMM soft prompts (from --prompt-tokens PCA hard tokens).")
     teacher_reg: float | None = opt(None, "L2 weight of the teacher; default: --reg for promptmm, 0 for freedom.")
     student: Literal["mf", "lightgcn"] = opt("lightgcn", "Student ID tower: matrix factorisation or LightGCN.")
