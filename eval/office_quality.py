@@ -151,6 +151,29 @@ def render(out: Path) -> None:
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
 
+def merge(args: argparse.Namespace) -> int:
+    """One record from per-seed records of the same method and config (seeds must not repeat)."""
+    parts = [json.loads(Path(f).read_text()) for f in args.merge]
+    if len({json.dumps([p["method"], p["chosen"], p["teacher"]], sort_keys=True) for p in parts}) != 1:
+        raise SystemExit("--merge: the runs differ in method, chosen config or teacher")
+    seeds = [f["seed"] for p in parts for f in p["final"]]
+    if len(seeds) != len(set(seeds)):
+        raise SystemExit(f"--merge: a seed occurs twice ({seeds})")
+    label = args.label or parts[0]["label"]
+    record = {**parts[0], "label": label, "final": sorted((f for p in parts for f in p["final"]), key=lambda f: f["seed"]),
+              "grid": [g for p in parts for g in p["grid"]], "command": " ; ".join(p["command"] for p in parts),
+              "selection": "no grid (one declared config); each seed's run is its own", "merged_from": args.merge,
+              "seconds": round(sum(p["seconds"] for p in parts), 1)}
+    out = Path(args.out)
+    (out / f"{label}.json").write_text(json.dumps(record, indent=2))
+    for f in args.merge:
+        if Path(f).resolve() != (out / f"{label}.json").resolve():
+            Path(f).unlink()
+    render(out)
+    print(f"merged {len(parts)} runs into {out / (label + '.json')}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", required=True, choices=["mf", "lightgcn", "freedom", "teacher-promptmm",
@@ -164,7 +187,12 @@ def main() -> int:
     ap.add_argument("--tune-seed", type=int, default=0)
     ap.add_argument("--final-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="eval/results/office-quality")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="combine runs of one config over different final seeds (run in parallel with --tune-seed S "
+                         "--final-seeds S) into <out>/<label>.json; trains nothing")
     args = ap.parse_args()
+    if args.merge:
+        return merge(args)
 
     import torch
 

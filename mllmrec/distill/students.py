@@ -39,7 +39,7 @@ def build_student(kind: str, train: sp.spmatrix | sp.sparray, dim: int = 64, n_l
     """A recsys MF or LightGCN (a LightGCN is an MF whose final embeddings are propagated)."""
     n_users, n_items = train.shape
     if kind == "mf":
-        return MF(n_users, n_items, dim, reg=reg)
+        return MF(n_users, n_items, dim, reg=reg, init_std=0.1)  # the student keeps the init its KD tests measured
     if kind == "lightgcn":
         return LightGCN.from_interactions(train, dim, n_layers, reg=reg)
     raise DistillError(f"unknown student {kind!r}; choose one of {', '.join(STUDENTS)}")
