@@ -24,6 +24,7 @@ from mllmrec.config import DistillSettings
 from mllmrec.distill.errors import DistillError
 from mllmrec.distill.losses import parse_losses
 from mllmrec.distill.mapping import NewItemMapping
+from mllmrec.distill.prompt import PromptModule, pca_hard_tokens, prepare_features
 from mllmrec.distill.students import Distillation, TableModel, build_student
 from mllmrec.distill.teacher import Teacher
 from mllmrec.recsys.freedom import Freedom
@@ -52,9 +53,14 @@ def _fit(model, train, valid_positives, s: DistillSettings, epochs: int, lr: flo
 def build_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, s: DistillSettings) -> Teacher | Freedom:
     """The untrained teacher `s.teacher_kind` names (seed torch first for a reproducible init)."""
     if s.teacher_kind == "freedom":
+        prompt = None
+        if s.teacher_prompt:
+            hard = torch.cat([pca_hard_tokens(prepare_features(f)[0], s.prompt_tokens) for f in features.values()],
+                             dim=1)  # [I, k·C]
+            prompt = PromptModule(hard, s.teacher_dim)
         return Freedom(features, train, dim=s.teacher_dim, ui_layers=s.teacher_layers, item_layers=s.teacher_item_layers,
                        knn_k=s.teacher_knn, edge_keep=s.teacher_edge_keep, content_in_score=s.teacher_content_in_score,
-                       content_loss=s.teacher_content_loss, prompt_tokens=s.prompt_tokens if s.teacher_prompt else 0,
+                       content_loss=s.teacher_content_loss, prompt=prompt,
                        reg=0.0 if s.teacher_reg is None else s.teacher_reg, seed=s.seed)
     return Teacher(features, train, dim=s.teacher_dim, n_layers=s.teacher_layers, prompt_tokens=s.prompt_tokens,
                    item_ids=s.teacher_item_ids, reg=s.reg if s.teacher_reg is None else s.teacher_reg)

@@ -21,7 +21,8 @@ adds the projected content to the score (`content_in_score`), β = 0 is FREEDOM'
 and the default: on Amazon Office with MiniLM vectors, β = 1 lost on validation Recall@20 (0.119
 vs 0.144 at lr 1e-3), so content reaches the scores through the item graph (and, for the loss,
 the auxiliary term below; λ_c = 0.01 beat 0 on validation, 0.1505 vs 0.1494 at lr 5e-3).
-p is an optional PromptMM soft prompt (`prompt_tokens` > 0; parameters under `prompt.`).
+p is an optional PromptMM soft prompt: any module called with no argument that returns [I, d]
+(distill builds `PromptModule` from PCA hard tokens; its parameters are then under `prompt.`).
 
 Loss (recsys contract; trained by recsys.train_bpr):
 
@@ -67,7 +68,7 @@ class Freedom(RecModel):
         edge_keep: float = 0.2,
         content_in_score: bool = False,
         content_loss: float = 0.01,
-        prompt_tokens: int = 0,
+        prompt: nn.Module | None = None,
         reg: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -75,8 +76,8 @@ class Freedom(RecModel):
         super().__init__(*r.shape)
         if not features:
             raise RecsysError("Freedom needs at least one feature channel")
-        if dim < 1 or ui_layers < 0 or item_layers < 0 or prompt_tokens < 0 or reg < 0 or content_loss < 0:
-            raise RecsysError("dim >= 1; ui_layers, item_layers, prompt_tokens, reg, content_loss >= 0")
+        if dim < 1 or ui_layers < 0 or item_layers < 0 or reg < 0 or content_loss < 0:
+            raise RecsysError("dim >= 1; ui_layers, item_layers, reg, content_loss >= 0")
         self.channels = tuple(features)
         self.dim, self.n_layers, self.item_layers = int(dim), int(ui_layers), int(item_layers)
         self.reg, self.content_loss, self.seed = float(reg), float(content_loss), int(seed)
@@ -99,12 +100,7 @@ class Freedom(RecModel):
         nn.init.xavier_uniform_(self.user.weight)
         nn.init.xavier_uniform_(self.item.weight)
         self.proj = nn.ModuleDict({c: nn.Linear(x.shape[1], dim) for c, x in feats.items()})
-        self.prompt = None
-        if prompt_tokens:
-            from mllmrec.distill.prompt import PromptModule, pca_hard_tokens  # lazy: distill sits above recsys
-
-            hard = torch.cat([pca_hard_tokens(x, prompt_tokens) for x in feats.values()], dim=1)  # [I, k·C]
-            self.prompt = PromptModule(hard, dim)
+        self.prompt = prompt  # () -> [I, d], e.g. distill.prompt.PromptModule (built by the distill stage)
         self._cache: tuple[tuple, dict[str, tuple[Tensor, Tensor]]] | None = None
 
     # -- graphs ---------------------------------------------------------------------------------
