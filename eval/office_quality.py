@@ -161,7 +161,7 @@ def merge(args: argparse.Namespace) -> int:
         raise SystemExit(f"--merge: a seed occurs twice ({seeds})")
     label = args.label or parts[0]["label"]
     record = {**parts[0], "label": label, "final": sorted((f for p in parts for f in p["final"]), key=lambda f: f["seed"]),
-              "grid": [g for p in parts for g in p["grid"]], "command": " ; ".join(p["command"] for p in parts),
+              "grid": parts[0]["grid"], "per_seed_runs": [g for p in parts for g in p["grid"]], "command": " ; ".join(p["command"] for p in parts),
               "selection": "no grid (one declared config); each seed's run is its own", "merged_from": args.merge,
               "seconds": round(sum(p["seconds"] for p in parts), 1)}
     out = Path(args.out)
