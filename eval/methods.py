@@ -4,6 +4,7 @@ model selection, and scored on the test part (all items, warm items, cold items,
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ class MethodRun:
     seconds: float
 
 
-def build(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] | None) -> Any:
+def build(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] | None, seed: int = 0) -> Any:
     """A recsys registry model for one method entry (features: {channel: [n_items, d]})."""
     import torch
 
@@ -40,7 +41,10 @@ def build(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] | None
             raise ValueError(f"method {spec.name!r} needs item features (an `embed:` or `store:` entry)")
         channel = spec.embed.channel if spec.embed else "mm"
         feats = torch.from_numpy(np.ascontiguousarray(features[channel], dtype=np.float32))
-    return build_model(spec.name, split.matrix("train"), feats, **spec.params)
+    params = dict(spec.params)
+    if "seed" in {f.name for f in dataclasses.fields(model_spec(spec.name).params)}:
+        params.setdefault("seed", seed)  # models with their own sampling follow the grid's seed
+    return build_model(spec.name, split.matrix("train"), feats, **params)
 
 
 def distill_settings(spec: MethodConfig, seed: int, train_cfg: BprTrain, progress: bool) -> Any:
@@ -71,7 +75,9 @@ def run_distill(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] 
     feats = {c: features[c] for c in chans}
     train = split.matrix("train")
     teacher_keys = ("teacher_dim", "teacher_layers", "prompt_tokens", "teacher_item_ids", "teacher_epochs",
-                    "batch_size", "patience", "reg")
+                    "batch_size", "patience", "reg", "teacher_kind", "teacher_knn", "teacher_item_layers",
+                    "teacher_edge_keep", "teacher_content_loss", "teacher_content_in_score", "teacher_prompt",
+                    "teacher_reg")
     key = (split.fingerprint(), seed, json.dumps(chans), json.dumps({k: getattr(s, k) for k in teacher_keys}),
            s.teacher_lr or s.lr)
     if spec.name == "teacher" or (s.kd and key not in _TEACHERS):
@@ -103,7 +109,7 @@ def run(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] | None, 
     if spec.name in DISTILL_METHODS:
         model, result = run_distill(spec, split, features, seed, train_cfg, valid_pos, progress)
     else:
-        model = build(spec, split, features)
+        model = build(spec, split, features, seed)
         result = train_bpr(model, train, valid_pos, seed=seed, progress=progress, **train_cfg.given())
     model.eval()
 

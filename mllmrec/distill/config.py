@@ -19,6 +19,19 @@ class DistillSettings(Checked):
     teacher_layers: int = opt(2, "Teacher: graph propagation layers over the user-item graph.")
     prompt_tokens: int = opt(16, "Teacher: PCA hard tokens per channel that the soft prompts are built from.")
     teacher_item_ids: bool = opt(False, "Teacher: add item ID embeddings to the item features (zeroed for untrained items).")
+    teacher_kind: Literal["promptmm", "freedom"] = opt(
+        "promptmm", "Teacher model: promptmm (features + soft prompts over the user-item graph) or freedom "
+        "(frozen item kNN graphs + degree-pruned LightGCN + projected content; mllmrec.recsys.freedom)."
+    )
+    teacher_knn: int = opt(10, "Freedom teacher: neighbours per item in each channel's frozen item-item graph.")
+    teacher_item_layers: int = opt(1, "Freedom teacher: propagation layers over the item-item graph.")
+    teacher_edge_keep: float = opt(0.2, "Freedom teacher: share of user-item edges kept each epoch (degree-sensitive "
+                                   "pruning; 0.2 = FREEDOM's dropout 0.8).")
+    teacher_content_loss: float = opt(0.01, "Freedom teacher: weight of the BPR loss of users against projected content.")
+    teacher_content_in_score: bool = opt(False, "Freedom teacher: add the projected content to the item vectors it "
+                                         "scores (lost on Office validation; content then enters via the item graph).")
+    teacher_prompt: bool = opt(False, "Freedom teacher: add PromptMM soft prompts (from --prompt-tokens PCA hard tokens).")
+    teacher_reg: float | None = opt(None, "L2 weight of the teacher; default: --reg for promptmm, 0 for freedom.")
     student: str = opt("lightgcn", "Student ID tower: a recsys registry model with ID tables (mf: matrix "
                        "factorisation, lightgcn; see mllmrec.recsys.registry).")
     dim: int = opt(64, "Student embedding dimension (e.g. 32 or 64).")
@@ -67,6 +80,10 @@ class DistillSettings(Checked):
             raise ConfigError("teacher_layers and student_layers must be >= 0")
         if not (self.tau > 0 and self.alpha > 0 and self.lr > 0 and self.reg >= 0 and self.teacher_bpr >= 0):
             raise ConfigError("tau, alpha and lr must be > 0; reg and teacher_bpr >= 0")
+        if self.teacher_knn < 1 or self.teacher_item_layers < 0 or not 0 < self.teacher_edge_keep <= 1:
+            raise ConfigError("teacher_knn >= 1, teacher_item_layers >= 0, 0 < teacher_edge_keep <= 1")
+        if self.teacher_content_loss < 0 or (self.teacher_reg is not None and self.teacher_reg < 0):
+            raise ConfigError("teacher_content_loss and teacher_reg must be >= 0")
         if self.teacher_lr is not None and not self.teacher_lr > 0:
             raise ConfigError(f"teacher_lr must be > 0, got {self.teacher_lr}")
         if self.mapping_l2 is not None and not self.mapping_l2 > 0:

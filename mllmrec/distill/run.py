@@ -148,7 +148,7 @@ def _distill(cfg: DistillConfig, command: list[str] | None, losses: Sequence[Los
         "interactions": {"path": str(Path(cfg.interactions).resolve()), "sha256": file_sha256(cfg.interactions)},
         "split": {"protocol": split.meta.get("protocol"), "fingerprint": split.fingerprint(), "stats": split.stats()},
         "teacher": None if teacher is None else {
-            "kind": "promptmm", "channels": list(teacher.channels), "dim": teacher.dim, "layers": teacher.n_layers,
+            "kind": cfg.teacher_kind, "channels": list(teacher.channels), "dim": teacher.dim, "layers": teacher.n_layers,
             "prompt_tokens": cfg.prompt_tokens, "item_ids": cfg.teacher_item_ids,
             "parameters": sum(p.numel() for p in teacher.parameters()),
             "best_epoch": result.teacher_result.best_epoch, "valid": result.teacher_result.best_valid},

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from mllmrec.distill.errors import DistillError
 from mllmrec.distill.teacher import Teacher
+from mllmrec.recsys.freedom import Freedom
 from mllmrec.recsys.graph import check_interactions
 from mllmrec.recsys.models import MF, RecModel, bpr_loss, l2_reg
 from mllmrec.recsys.trainer import NegativeSampler
@@ -38,7 +39,7 @@ class Distillation(RecModel):
     def __init__(
         self,
         student: MF,
-        teacher: Teacher | None,
+        teacher: Teacher | Freedom | None,
         losses: dict[str, tuple[nn.Module, float]],
         train: sp.spmatrix | sp.sparray,
         *,
@@ -57,7 +58,8 @@ class Distillation(RecModel):
         if teacher is not None and (teacher.n_users, teacher.n_items) != (self.n_users, self.n_items):
             raise DistillError(f"teacher is {teacher.n_users}x{teacher.n_items}, student {self.n_users}x{self.n_items}")
         self.teacher = teacher
-        self.tune_prompt = bool(tune_prompt and teacher is not None)
+        has_prompt = teacher is not None and any(n.startswith("prompt.") for n, _ in teacher.named_parameters())
+        self.tune_prompt = bool(tune_prompt and has_prompt)
         self.teacher_bpr = float(teacher_bpr) if self.tune_prompt else 0.0
         if teacher is not None:
             for name, p in teacher.named_parameters():
@@ -69,6 +71,14 @@ class Distillation(RecModel):
         self.n_negatives = int(n_negatives)
         self.sampler = (NegativeSampler(check_interactions(train), np.random.default_rng([seed, 1]))
                         if "student_list" in self.needs else None)
+
+    def train(self, mode: bool = True) -> Distillation:
+        """Train the student; the teacher always runs in eval mode (e.g. Freedom then propagates over
+        its full user-item graph, not a pruned sample)."""
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
 
     def _teacher_embeddings(self) -> dict[str, tuple[Tensor, Tensor]] | None:
         if self.teacher is None:

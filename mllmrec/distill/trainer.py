@@ -24,8 +24,10 @@ from mllmrec.distill.config import DistillSettings
 from mllmrec.distill.errors import DistillError
 from mllmrec.distill.losses import LossSpec, parse_losses
 from mllmrec.distill.mapping import NewItemMapping
+from mllmrec.distill.prompt import PromptModule, pca_hard_tokens, prepare_features
 from mllmrec.distill.students import Distillation, TableModel
 from mllmrec.distill.teacher import Teacher
+from mllmrec.recsys.freedom import Freedom
 from mllmrec.recsys.graph import check_interactions
 from mllmrec.recsys.registry import build_model
 from mllmrec.recsys.trainer import TrainResult, train_bpr
@@ -50,7 +52,9 @@ def student_params(s: DistillSettings) -> dict[str, object]:
 
     from mllmrec.recsys.registry import spec
 
-    given = {"dim": s.dim, "layers": s.student_layers, "reg": s.reg}
+    # Students keep init 0.1 (what their KD and new-item tests were measured with), not MF-BPR's
+    # baseline default.
+    given = {"dim": s.dim, "layers": s.student_layers, "reg": s.reg, "init_std": 0.1}
     return {f.name: given[f.name] for f in fields(spec(s.student).params) if f.name in given}
 
 
@@ -66,12 +70,27 @@ def loss_specs(s: DistillSettings, losses: Sequence[LossSpec] | None = None) -> 
     return s.losses if s.kd else ("bpr",)
 
 
+def build_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, s: DistillSettings) -> Teacher | Freedom:
+    """The untrained teacher `s.teacher_kind` names (seed torch first for a reproducible init)."""
+    if s.teacher_kind == "freedom":
+        prompt = None
+        if s.teacher_prompt:
+            hard = torch.cat([pca_hard_tokens(prepare_features(f)[0], s.prompt_tokens) for f in features.values()],
+                             dim=1)  # [I, k·C]
+            prompt = PromptModule(hard, s.teacher_dim)
+        return Freedom(features, train, dim=s.teacher_dim, ui_layers=s.teacher_layers, item_layers=s.teacher_item_layers,
+                       knn_k=s.teacher_knn, edge_keep=s.teacher_edge_keep, content_in_score=s.teacher_content_in_score,
+                       content_loss=s.teacher_content_loss, prompt=prompt,
+                       reg=0.0 if s.teacher_reg is None else s.teacher_reg, seed=s.seed)
+    return Teacher(features, train, dim=s.teacher_dim, n_layers=s.teacher_layers, prompt_tokens=s.prompt_tokens,
+                   item_ids=s.teacher_item_ids, reg=s.reg if s.teacher_reg is None else s.teacher_reg)
+
+
 def train_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, valid_positives: Sequence[np.ndarray],
                   s: DistillSettings) -> tuple[Teacher, TrainResult]:
     """The teacher, trained with BPR and selected on validation Recall@20."""
     torch.manual_seed(s.seed)
-    teacher = Teacher(features, train, dim=s.teacher_dim, n_layers=s.teacher_layers, prompt_tokens=s.prompt_tokens,
-                      item_ids=s.teacher_item_ids, reg=s.reg)
+    teacher = build_teacher(features, train, s)
     result = _fit(teacher, train, valid_positives, s, s.teacher_epochs, s.teacher_lr or s.lr)
     return teacher, result
 

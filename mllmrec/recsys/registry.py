@@ -35,6 +35,7 @@ MODELS: dict[str, str] = {
     "lightgcn": "mllmrec.recsys.builtin:LIGHTGCN",
     "content-knn": "mllmrec.recsys.builtin:CONTENT_KNN",
     "vbpr": "mllmrec.recsys.builtin:VBPR",
+    "freedom": "mllmrec.recsys.freedom:FREEDOM",
 }
 
 

@@ -11,6 +11,9 @@ items masked) and `metric` is read from `mllmrec.metrics.ranking.full_ranking_me
 stops once `patience` evaluations in a row failed to beat the best value, and the state_dict of
 the best evaluation is loaded back before returning.
 
+A model with a `start_epoch(epoch)` method has it called before each epoch (Freedom resamples
+its degree-pruned user–item graph there).
+
 Determinism: all sampling comes from `numpy.random.default_rng(seed)` and training itself draws
 no torch randomness, so the same seed, the same initial weights and the same device give the same
 result. Initialising the model is the caller's business (seed it with `torch.manual_seed`).
@@ -224,6 +227,8 @@ def train_bpr(
     best_epoch, best_valid, best_state, since_best = 0, {}, None, 0
     bar = tqdm(range(1, epochs + 1), desc=type(model).__name__, unit="epoch", disable=not progress)
     for epoch in bar:
+        if hasattr(model, "start_epoch"):  # per-epoch resampling, e.g. Freedom's pruned user–item graph
+            model.start_epoch(epoch)
         entry: dict[str, float] = {
             "epoch": epoch,
             **_train_epoch(model, optimizer, pairs, sampler, batch_size, dev),

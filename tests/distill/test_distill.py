@@ -177,3 +177,19 @@ def test_distillation_parts_and_bad_setups(data):
     assert not any(n.startswith("teacher.") and not n.startswith("teacher.prompt.") for n in trainable)
     with pytest.raises(DistillError, match="2 rows"):
         T.distill({"mm": data.features["mm"][:2]}, data.train, data.valid, DistillSettings(**FAST))
+
+
+def test_freedom_teacher_distils_and_stays_in_eval_mode(data):
+    """The Freedom teacher plugs into distillation: per-channel scores for list-wise KD, no prompt to
+    tune (so no teacher parameter trains), and it always scores over its full user-item graph."""
+    from mllmrec.recsys.freedom import Freedom
+
+    s = DistillSettings(**{**FAST, "teacher_kind": "freedom", "teacher_knn": 5, "epochs": 3, "teacher_epochs": 3})
+    teacher, res = T.train_teacher(data.features, data.train, data.valid, s)
+    assert isinstance(teacher, Freedom) and set(teacher.channels) == set(data.features)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    out = T.distill(data.features, data.train, data.valid, s, teacher=teacher, teacher_result=res)
+    assert not teacher.training
+    for k, v in teacher.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    assert out.student_result.best_valid["recall@20"] > 0
