@@ -229,7 +229,9 @@ class FreedomParams(Checked):
 
 def _build(p: FreedomParams, train: sp.csr_matrix, features: Tensor | None) -> RecModel:
     assert features is not None  # the registry checks `features=True` rows
-    return Freedom({"mm": features}, train, **dataclasses.asdict(p))
+    kw = dataclasses.asdict(p)
+    kw["knn_k"] = max(1, min(p.knn_k, train.shape[1] - 1))  # a catalogue smaller than k: every other item
+    return Freedom({"mm": features}, train, **kw)
 
 
 FREEDOM = ModelSpec(FreedomParams, _build, "FREEDOM-style: frozen item kNN graph + degree-pruned LightGCN over "

@@ -28,7 +28,7 @@ def test_every_flag_has_help(command, capsys):
     ({"student_layers": -1}, "student_layers"),
     ({"mapping_l2": -1.0}, "mapping_l2"),
     ({"teacher_lr": 0.0}, "teacher_lr"),
-    ({"student": "transformer"}, "not one of"),
+    ({"student": "transformer"}, "unknown student .transformer.; known: mf, lightgcn"),
 ])
 def test_bad_settings_are_refused(kw, match):
     with pytest.raises(ConfigError, match=match):
