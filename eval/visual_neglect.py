@@ -68,10 +68,12 @@ def main() -> int:
     ap.add_argument("--work", default="eval/work/visual_neglect", help="Work folder (data, stores).")
     args = ap.parse_args()
 
-    from run import item_features
+    from grid_config import EmbedEntry
+    from stores import make_store, store_channels
 
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.catalog.splits import random_split
+    from mllmrec.config import from_dict
     from mllmrec.datasets.config import SyntheticConfig
     from mllmrec.datasets.synthetic import make_synthetic
     from mllmrec.metrics.ranking import full_ranking_metrics, i2i_recall
@@ -105,7 +107,8 @@ def main() -> int:
     rows = []
     for label, (kind, what) in feature_sets.items():
         if kind == "mllm":
-            feats, _ = item_features({"model": args.model, "prompt": what}, Path(data.items), work, ids)
+            entry = from_dict(EmbedEntry, {"model": args.model, "prompt": what})
+            feats = store_channels(make_store(entry, Path(data.items), work), ids)[0][entry.channel]
         else:
             feats = oracle_features(attrs, what)
         i2i = [i2i_recall(feats[q], feats[pool], truth, ks=(10, 50)) for q, pool, truth in samples]

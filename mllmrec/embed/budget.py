@@ -12,6 +12,8 @@ An item whose prompt is over the limit even without any text is rejected with th
 
 from __future__ import annotations
 
+import copy
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,10 +48,23 @@ def token_limit(max_tokens: int | None, encoder: Any) -> int | None:
     return min(limits) if limits else None
 
 
+_COUNTERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def counting_tokenizer(encoder: Any) -> Any:
+    """A private copy of the encoder's tokenizer for counting. Counting runs in embed's prefetch
+    thread while the main thread tokenizes a padded batch; a fast tokenizer keeps its padding
+    setting in shared state, so sharing one object races (a batch comes back unpadded)."""
+    tok = _COUNTERS.get(encoder)
+    if tok is None:
+        tok = _COUNTERS[encoder] = copy.deepcopy(encoder.tokenizer)
+    return tok
+
+
 def count_tokens(encoder: Any, rendered: RenderedItem) -> int:
     """Exact prompt length: the text's tokens, each image placeholder's pad token counted as the
     number of tokens the image expands to (what the backbone's `prepare`/`tokenize` will build)."""
-    text = len(encoder.tokenizer(rendered.text, add_special_tokens=False)["input_ids"])
+    text = len(counting_tokenizer(encoder)(rendered.text, add_special_tokens=False)["input_ids"])
     sizes = [im.size for im in rendered.images]
     return text + sum(encoder.estimate_tokens(0, [s]) - 1 for s in sizes)
 
@@ -69,7 +84,7 @@ def fit(item: Item, render: Callable[[Item], RenderedItem], encoder: Any,
     for _ in range(_ROUNDS):
         if n <= limit:
             return rendered, (Cut(n, first - n) if n < first else None)
-        texts = _drop_tokens_from_end(encoder.tokenizer, texts, n - limit)
+        texts = _drop_tokens_from_end(counting_tokenizer(encoder), texts, n - limit)
         if not any(texts.values()):
             break
         rendered = render(Item(item.id, texts, item.image_refs))
