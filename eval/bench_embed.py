@@ -50,7 +50,9 @@ def _naive(kind: str, model_dir: str, catalog: str, n: int) -> dict:
     pad_id = model.config.image_token_id
 
     def chat(user, system):
-        return tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+        return tok.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
 
     t0 = time.perf_counter()
     vecs, tokens, image_tokens = [], [], []
@@ -71,8 +73,13 @@ def _naive(kind: str, model_dir: str, catalog: str, n: int) -> dict:
                 vecs.append(model.model(**enc, **px, mm_token_type_ids=mm).last_hidden_state[0, -1])
     secs = time.perf_counter() - t0
     # Speed is per item, but cost is per token: a figure means little without the tokens per item.
-    return {"items": n, "seconds": secs, "vectors": torch.stack(vecs).tolist(),
-            "tokens_per_item": sum(tokens) / n, "image_tokens_per_item": sum(image_tokens) / n}
+    return {
+        "items": n,
+        "seconds": secs,
+        "vectors": torch.stack(vecs).tolist(),
+        "tokens_per_item": sum(tokens) / n,
+        "image_tokens_per_item": sum(image_tokens) / n,
+    }
 
 
 def _batched(model_dir: str, catalog: str, n: int, batch_size: int) -> dict:
@@ -84,8 +91,14 @@ def _batched(model_dir: str, catalog: str, n: int, batch_size: int) -> dict:
     head = Path(catalog).with_name(f"head-{n}.jsonl")
     head.write_text("".join(Path(catalog).read_text().splitlines(keepends=True)[:n]))
     out = Path(tempfile.mkdtemp()) / "store"
-    cfg = EmbedConfig(catalog=str(head), model=model_dir, out=str(out), batch_size=batch_size,
-                      shard_size=max(256, batch_size), progress=False)
+    cfg = EmbedConfig(
+        catalog=str(head),
+        model=model_dir,
+        out=str(out),
+        batch_size=batch_size,
+        shard_size=max(256, batch_size),
+        progress=False,
+    )
     from mllmrec.backbone.load import open_encoder
 
     enc = open_encoder(cfg)
@@ -119,9 +132,13 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=256, help="Items embedded by each method.")
     ap.add_argument("--size", default="small", choices=["tiny", "small"], help="Random Qwen2-VL size.")
     ap.add_argument("--image-size", type=int, default=224, help="Synthetic image side in pixels.")
-    ap.add_argument("--vocab", type=int, default=151_936,
-                    help="Vocabulary size of the random model (default: Qwen2-VL's, so the LM head costs what it "
-                    "costs in a real model; 0 = the tiny tokenizer's own ~700).")
+    ap.add_argument(
+        "--vocab",
+        type=int,
+        default=151_936,
+        help="Vocabulary size of the random model (default: Qwen2-VL's, so the LM head costs what it "
+        "costs in a real model; 0 = the tiny tokenizer's own ~700).",
+    )
     ap.add_argument("--batch-size", type=int, default=32, help="Batch size of the batched pipeline.")
     ap.add_argument("--out", default=None, help="Write the results as JSON here.")
     args = ap.parse_args()
@@ -131,9 +148,12 @@ def main() -> int:
     from mllmrec.testing.qwen import cached_tiny_qwen
 
     work = Path(tempfile.mkdtemp(prefix="bench-embed-"))
-    data = make_synthetic(SyntheticConfig(out=str(work / "data"), n_items=args.items, n_users=20,
-                                          image_size=args.image_size))
-    model = str(cached_tiny_qwen("qwen2-vl", size=args.size, cache_dir=work / "models", vocab_size=args.vocab or None))
+    data = make_synthetic(
+        SyntheticConfig(out=str(work / "data"), n_items=args.items, n_users=20, image_size=args.image_size)
+    )
+    model = str(
+        cached_tiny_qwen("qwen2-vl", size=args.size, cache_dir=work / "models", vocab_size=args.vocab or None)
+    )
     results = {}
     for name in ("naive-hf", "naive-base", "batched"):
         if name == "batched":
@@ -142,25 +162,34 @@ def main() -> int:
             res = run_in_child(_naive, name, model, str(data.items), args.items)
         res["items_per_s"] = res["items"] / res["seconds"]
         results[name] = res
-        print(f"{name:11s} {res['items_per_s']:8.1f} items/s  {res['seconds']:7.2f} s  peak RSS {res['peak_rss_mb']:7.0f} MB",
-              flush=True)
+        print(
+            f"{name:11s} {res['items_per_s']:8.1f} items/s  {res['seconds']:7.2f} s  peak RSS {res['peak_rss_mb']:7.0f} MB",
+            flush=True,
+        )
     import numpy as np
 
     ref = np.asarray(results["naive-base"]["vectors"])
     for name in ("naive-hf", "batched"):
         diff = float(np.abs(np.asarray(results[name]["vectors"]) - ref).max())
         results[name]["max_abs_diff_vs_naive_base"] = diff
-    speed = {f"batched_vs_{k}": results["batched"]["items_per_s"] / results[k]["items_per_s"]
-             for k in ("naive-hf", "naive-base")}
+    speed = {
+        f"batched_vs_{k}": results["batched"]["items_per_s"] / results[k]["items_per_s"]
+        for k in ("naive-hf", "naive-base")
+    }
     for k, v in speed.items():
         print(f"{k}: {v:.2f}x")
     print(f"max |batched - naive-base| = {results['batched']['max_abs_diff_vs_naive_base']:.2e}")
     tokens = {k: results["naive-base"][k] for k in ("tokens_per_item", "image_tokens_per_item")}
-    print(f"tokens per item: {tokens['tokens_per_item']:.1f} ({tokens['image_tokens_per_item']:.1f} of them image)")
+    print(
+        f"tokens per item: {tokens['tokens_per_item']:.1f} ({tokens['image_tokens_per_item']:.1f} of them image)"
+    )
     summary = {
         **header("CPU"),
-        "items": args.items, "model": f"random Qwen2-VL ({args.size}, vocab {args.vocab or 'tiny'})", "image_size": args.image_size,
-        "batch_size": args.batch_size, **tokens,
+        "items": args.items,
+        "model": f"random Qwen2-VL ({args.size}, vocab {args.vocab or 'tiny'})",
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        **tokens,
         "methods": {k: {kk: vv for kk, vv in v.items() if kk != "vectors"} for k, v in results.items()},
         "ratios": speed,
     }

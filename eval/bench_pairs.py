@@ -48,23 +48,39 @@ def main() -> None:
 
     t0 = time.perf_counter()
     inter = synthetic(args.n, args.users, args.items, args.zipf_a, args.sessions, args.seed)
-    result = {**header(), "numpy": np.__version__,
-              "data": {k: getattr(args, k) for k in ("n", "users", "items", "zipf_a", "sessions", "seed")},
-              "generate_seconds": round(time.perf_counter() - t0, 2),
-              "peak_rss_mb_after_generate": round(peak_rss_mb()), "modes": {}}
+    result = {
+        **header(),
+        "numpy": np.__version__,
+        "data": {k: getattr(args, k) for k in ("n", "users", "items", "zipf_a", "sessions", "seed")},
+        "generate_seconds": round(time.perf_counter() - t0, 2),
+        "peak_rss_mb_after_generate": round(peak_rss_mb()),
+        "modes": {},
+    }
     print(f"generated {args.n} interactions in {result['generate_seconds']} s")
-    for mode, cfg in (("window", PairsConfig(interactions="-", out="-", window_seconds=args.window_seconds)),
-                      ("none", PairsConfig(interactions="-", out="-", order="none"))):
+    for mode, cfg in (
+        ("window", PairsConfig(interactions="-", out="-", window_seconds=args.window_seconds)),
+        ("none", PairsConfig(interactions="-", out="-", order="none")),
+    ):
         t = time.perf_counter()
         pairs, stats = mine_pairs(inter, cfg)
         secs = time.perf_counter() - t
-        result["modes"][mode] = {"seconds": round(secs, 2), "peak_rss_mb": round(peak_rss_mb()),
-                                 "pairs": len(pairs), "candidates": stats["candidates"],
-                                 "reachable_beyond_max_lag": stats["reachable_beyond_max_lag"],
-                                 "config": {"window_seconds": cfg.window_seconds, "order": cfg.order,
-                                            "max_lag": cfg.max_lag, "top_t": cfg.top_t}}
-        print(f"{mode}: {secs:.1f} s, peak RSS {peak_rss_mb():.0f} MB, {len(pairs)} pairs "
-              f"from {stats['candidates']} candidates")
+        result["modes"][mode] = {
+            "seconds": round(secs, 2),
+            "peak_rss_mb": round(peak_rss_mb()),
+            "pairs": len(pairs),
+            "candidates": stats["candidates"],
+            "reachable_beyond_max_lag": stats["reachable_beyond_max_lag"],
+            "config": {
+                "window_seconds": cfg.window_seconds,
+                "order": cfg.order,
+                "max_lag": cfg.max_lag,
+                "top_t": cfg.top_t,
+            },
+        }
+        print(
+            f"{mode}: {secs:.1f} s, peak RSS {peak_rss_mb():.0f} MB, {len(pairs)} pairs "
+            f"from {stats['candidates']} candidates"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

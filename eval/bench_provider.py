@@ -65,9 +65,20 @@ def write_store(out: Path, n: int, d: int, block: int = 1 << 18) -> float:
             f.write(rng.standard_normal((m, d), dtype=np.float32).astype(np.float16).tobytes())
             ids = pa.array([item_id(k) for k in range(start, start + m)], pa.string())
             w.write_table(pa.table({"id": ids, "label": ids}, schema=schema))
-    artifacts.write_manifest(out, {"stage": "embed", "status": "complete", "channels": ["mm"], "dims": {"mm": d},
-                            "dtype": "float16", "config": {"format": "safetensors"}, "completed": "bench",
-                            "counts": {"embedded": n}, "identity": {"bench": True}})
+    artifacts.write_manifest(
+        out,
+        {
+            "stage": "embed",
+            "status": "complete",
+            "channels": ["mm"],
+            "dims": {"mm": d},
+            "dtype": "float16",
+            "config": {"format": "safetensors"},
+            "completed": "bench",
+            "counts": {"embedded": n},
+            "identity": {"bench": True},
+        },
+    )
     return time.perf_counter() - t0
 
 
@@ -111,11 +122,19 @@ def measure(mode: str, store: Path, n_lookup: int, seed: int) -> dict:
     with open(path, "rb") as f:
         hlen = int.from_bytes(f.read(8), "little")
     d = got.shape[1]
-    check = np.stack([np.fromfile(path, dtype=np.float16, count=d, offset=8 + hlen + int(r) * d * 2) for r in rows[:200]])
-    return {"mode": mode, "rss_mb": {k: round(v, 1) for k, v in steps.items()}, "peak_rss_mb": round(rss_mb()[1], 1),
-            "rss_growth_mb": round(steps["after second lookup"] - steps["imports"], 1),
-            "first_lookup_s": round(first, 3), "second_lookup_s": round(again, 3),
-            "rows_match_independent_read": bool(np.array_equal(got[:200], check)), "shape": list(got.shape)}
+    check = np.stack(
+        [np.fromfile(path, dtype=np.float16, count=d, offset=8 + hlen + int(r) * d * 2) for r in rows[:200]]
+    )
+    return {
+        "mode": mode,
+        "rss_mb": {k: round(v, 1) for k, v in steps.items()},
+        "peak_rss_mb": round(rss_mb()[1], 1),
+        "rss_growth_mb": round(steps["after second lookup"] - steps["imports"], 1),
+        "first_lookup_s": round(first, 3),
+        "second_lookup_s": round(again, 3),
+        "rows_match_independent_read": bool(np.array_equal(got[:200], check)),
+        "shape": list(got.shape),
+    }
 
 
 def main() -> int:
@@ -147,23 +166,40 @@ def main() -> int:
             runs[mode] = json.loads(r.stdout.strip().splitlines()[-1])
             m = runs[mode]
             print(f"{mode:8s} RSS by step {m['rss_mb']}", flush=True)
-            print(f"{mode:8s} RSS growth {m['rss_growth_mb']:7.1f} MB (peak {m['peak_rss_mb']:.0f} MB); "
-                  f"first lookup {m['first_lookup_s']:.2f} s, second {m['second_lookup_s']:.3f} s; "
-                  f"rows match: {m['rows_match_independent_read']}", flush=True)
+            print(
+                f"{mode:8s} RSS growth {m['rss_growth_mb']:7.1f} MB (peak {m['peak_rss_mb']:.0f} MB); "
+                f"first lookup {m['first_lookup_s']:.2f} s, second {m['second_lookup_s']:.3f} s; "
+                f"rows match: {m['rows_match_independent_read']}",
+                flush=True,
+            )
     finally:
         if not args.keep:
             shutil.rmtree(store)
     p, nv = runs["provider"], runs["naive"]
-    ratios = {"vectors_bytes_over_provider_rss_growth": round(size / 2**20 / max(p["rss_growth_mb"], 1e-9), 1),
-              "naive_over_provider_rss_growth": round(nv["rss_growth_mb"] / max(p["rss_growth_mb"], 1e-9), 1),
-              "naive_over_provider_first_lookup_time": round(nv["first_lookup_s"] / p["first_lookup_s"], 2)}
-    print(f"ratios: vectors file / provider RSS growth {ratios['vectors_bytes_over_provider_rss_growth']}x; "
-          f"naive / provider RSS growth {ratios['naive_over_provider_rss_growth']}x; "
-          f"naive / provider first-lookup time {ratios['naive_over_provider_first_lookup_time']}x")
-    result = {**header(),
-              "store": {"items": args.items, "dim": args.dim, "dtype": "float16", "vectors_bytes": size,
-                        "write_seconds": round(write_s, 1)},
-              "lookups": args.lookups, "page_cache": "warm (store just written)", "runs": runs, "ratios": ratios}
+    ratios = {
+        "vectors_bytes_over_provider_rss_growth": round(size / 2**20 / max(p["rss_growth_mb"], 1e-9), 1),
+        "naive_over_provider_rss_growth": round(nv["rss_growth_mb"] / max(p["rss_growth_mb"], 1e-9), 1),
+        "naive_over_provider_first_lookup_time": round(nv["first_lookup_s"] / p["first_lookup_s"], 2),
+    }
+    print(
+        f"ratios: vectors file / provider RSS growth {ratios['vectors_bytes_over_provider_rss_growth']}x; "
+        f"naive / provider RSS growth {ratios['naive_over_provider_rss_growth']}x; "
+        f"naive / provider first-lookup time {ratios['naive_over_provider_first_lookup_time']}x"
+    )
+    result = {
+        **header(),
+        "store": {
+            "items": args.items,
+            "dim": args.dim,
+            "dtype": "float16",
+            "vectors_bytes": size,
+            "write_seconds": round(write_s, 1),
+        },
+        "lookups": args.lookups,
+        "page_cache": "warm (store just written)",
+        "runs": runs,
+        "ratios": ratios,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -43,12 +43,18 @@ from common import header, peak_rss_mb
 
 def latency_stats(times: list[float], users: int) -> dict[str, float]:
     t = np.asarray(times)
-    return {"users_per_s": round(users / t.sum(), 1), "p50_ms": round(float(np.percentile(t, 50)) * 1e3, 2),
-            "p99_ms": round(float(np.percentile(t, 99)) * 1e3, 2), "total_s": round(float(t.sum()), 2),
-            "batches": len(t)}
+    return {
+        "users_per_s": round(users / t.sum(), 1),
+        "p50_ms": round(float(np.percentile(t, 50)) * 1e3, 2),
+        "p99_ms": round(float(np.percentile(t, 99)) * 1e3, 2),
+        "total_s": round(float(t.sum()), 2),
+        "batches": len(t),
+    }
 
 
-def matmul_topk_times(users: torch.Tensor, items: torch.Tensor, batches: list[np.ndarray], k: int) -> list[float]:
+def matmul_topk_times(
+    users: torch.Tensor, items: torch.Tensor, batches: list[np.ndarray], k: int
+) -> list[float]:
     """Seconds per batch for exact scoring: top-k of users[batch] @ itemsᵀ (how the teacher serves)."""
     times = []
     with torch.no_grad():
@@ -66,17 +72,27 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--dim", type=int, default=64, help="Student dimension.")
     ap.add_argument("--teacher-dim", type=int, default=64, help="Teacher per-channel dimension.")
-    ap.add_argument("--feature-dim", type=int, default=128, help="Teacher input feature dimension per channel.")
-    ap.add_argument("--per-user", type=int, default=20, help="Random training interactions per user (the graph).")
+    ap.add_argument(
+        "--feature-dim", type=int, default=128, help="Teacher input feature dimension per channel."
+    )
+    ap.add_argument(
+        "--per-user", type=int, default=20, help="Random training interactions per user (the graph)."
+    )
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--batch", type=int, default=64, help="Users per request batch (both sides).")
     ap.add_argument("--threads", type=int, default=2, help="torch and faiss threads.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--indexes", default=None, help="Compare serving indexes, e.g. exact,hnsw,ivf,ivfpq.")
-    ap.add_argument("--teacher", action=argparse.BooleanOptionalAction, default=True, help="Also run the teacher.")
-    ap.add_argument("--target-recall", type=float, default=0.95, help="--indexes: tune each knob to this recall@k.")
+    ap.add_argument(
+        "--teacher", action=argparse.BooleanOptionalAction, default=True, help="Also run the teacher."
+    )
+    ap.add_argument(
+        "--target-recall", type=float, default=0.95, help="--indexes: tune each knob to this recall@k."
+    )
     ap.add_argument("--recall-users", type=int, default=1000, help="--indexes: users recall is measured on.")
-    ap.add_argument("--clusters", type=int, default=1000, help="--indexes: item clusters (0: isotropic noise).")
+    ap.add_argument(
+        "--clusters", type=int, default=1000, help="--indexes: item clusters (0: isotropic noise)."
+    )
     args = ap.parse_args()
     if args.indexes:
         from bench_index import compare_indexes
@@ -113,10 +129,13 @@ def main() -> None:
         index.search(users_s[b], args.k)
         times.append(time.perf_counter() - t)
     student = latency_stats(times, n_u)
-    student.update(build_s=round(student_build, 2), gpu_faiss=on_gpu,
-                   parameters=int(users_s.size + items_s.size),
-                   serving_bytes=int(users_s.nbytes + items_s.nbytes),  # tables (faiss flat holds a copy of items)
-                   peak_rss_mb_after=round(peak_rss_mb(), 1))
+    student.update(
+        build_s=round(student_build, 2),
+        gpu_faiss=on_gpu,
+        parameters=int(users_s.size + items_s.size),
+        serving_bytes=int(users_s.nbytes + items_s.nbytes),  # tables (faiss flat holds a copy of items)
+        peak_rss_mb_after=round(peak_rss_mb(), 1),
+    )
     del index
     # The same student scored the teacher's way (torch matmul + topk): isolates the table size from the
     # search library.
@@ -135,35 +154,68 @@ def main() -> None:
     precompute = time.perf_counter() - t
     teacher_stats = latency_stats(matmul_topk_times(eu, ei, batches, args.k), n_u)
     feature_bytes = sum(teacher.features(c).numel() * 4 for c in teacher.channels)
-    teacher_stats.update(build_s=round(teacher_build, 2), precompute_s=round(precompute, 2),
-                         parameters=int(sum(p.numel() for p in teacher.parameters())),
-                         serving_bytes=int(feature_bytes + sum(p.numel() * 4 for p in teacher.parameters())
-                                           + teacher.adjacency._nnz() * 12 + eu.numel() * 4 + ei.numel() * 4),
-                         item_vector_dim=int(ei.shape[1]), peak_rss_mb_after=round(peak_rss_mb(), 1))
-    ratio = {"qps_student_over_teacher": round(student["users_per_s"] / teacher_stats["users_per_s"], 2),
-             "qps_student_torch_over_teacher": round(student_torch["users_per_s"] / teacher_stats["users_per_s"], 2),
-             "p50_teacher_over_student": round(teacher_stats["p50_ms"] / student["p50_ms"], 2),
-             "p99_teacher_over_student": round(teacher_stats["p99_ms"] / student["p99_ms"], 2),
-             "serving_bytes_teacher_over_student": round(teacher_stats["serving_bytes"] / student["serving_bytes"], 2),
-             "parameters_student_over_teacher": round(student["parameters"] / teacher_stats["parameters"], 2)}
+    teacher_stats.update(
+        build_s=round(teacher_build, 2),
+        precompute_s=round(precompute, 2),
+        parameters=int(sum(p.numel() for p in teacher.parameters())),
+        serving_bytes=int(
+            feature_bytes
+            + sum(p.numel() * 4 for p in teacher.parameters())
+            + teacher.adjacency._nnz() * 12
+            + eu.numel() * 4
+            + ei.numel() * 4
+        ),
+        item_vector_dim=int(ei.shape[1]),
+        peak_rss_mb_after=round(peak_rss_mb(), 1),
+    )
+    ratio = {
+        "qps_student_over_teacher": round(student["users_per_s"] / teacher_stats["users_per_s"], 2),
+        "qps_student_torch_over_teacher": round(
+            student_torch["users_per_s"] / teacher_stats["users_per_s"], 2
+        ),
+        "p50_teacher_over_student": round(teacher_stats["p50_ms"] / student["p50_ms"], 2),
+        "p99_teacher_over_student": round(teacher_stats["p99_ms"] / student["p99_ms"], 2),
+        "serving_bytes_teacher_over_student": round(
+            teacher_stats["serving_bytes"] / student["serving_bytes"], 2
+        ),
+        "parameters_student_over_teacher": round(student["parameters"] / teacher_stats["parameters"], 2),
+    }
     result = {
         **header("GPU faiss" if on_gpu else "no GPU"),
-        "command": "python eval/bench_serve.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                                            if k != "out" and v is not None)
+        "command": "python eval/bench_serve.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None
+        )
         + (f" --out {args.out}" if args.out else ""),
-        "load_average_start_end": None, "settings": vars(args), "generate_s": round(generate_s, 2),
-        "student": student, "student_torch_topk": student_torch, "teacher": teacher_stats, "ratios": ratio,
+        "load_average_start_end": None,
+        "settings": vars(args),
+        "generate_s": round(generate_s, 2),
+        "student": student,
+        "student_torch_topk": student_torch,
+        "teacher": teacher_stats,
+        "ratios": ratio,
         "versions": {"torch": torch.__version__, "faiss": faiss.__version__, "numpy": np.__version__},
         "notes": "random vectors and graph: speed/memory only. Teacher item representations precomputed once "
-                 "(not per request). GPU faiss is used when importable with a visible GPU; not measured here.",
+        "(not per request). GPU faiss is used when importable with a visible GPU; not measured here.",
     }
-    print(json.dumps({"student": student, "student_torch_topk": student_torch, "teacher": teacher_stats,
-                      "ratios": ratio}, indent=2))
-    print(f"student top-{args.k}: {student['users_per_s']:.0f} users/s (p50 {student['p50_ms']} ms, p99 "
-          f"{student['p99_ms']} ms per batch of {args.batch}); teacher: {teacher_stats['users_per_s']:.0f} users/s "
-          f"(p50 {teacher_stats['p50_ms']} ms, p99 {teacher_stats['p99_ms']} ms) -> student {ratio['qps_student_over_teacher']}x "
-          f"the teacher's QPS (same torch scoring: {ratio['qps_student_torch_over_teacher']}x); serving memory teacher/student {ratio['serving_bytes_teacher_over_student']}x; "
-          f"parameters student/teacher {ratio['parameters_student_over_teacher']}x")
+    print(
+        json.dumps(
+            {
+                "student": student,
+                "student_torch_topk": student_torch,
+                "teacher": teacher_stats,
+                "ratios": ratio,
+            },
+            indent=2,
+        )
+    )
+    print(
+        f"student top-{args.k}: {student['users_per_s']:.0f} users/s (p50 {student['p50_ms']} ms, p99 "
+        f"{student['p99_ms']} ms per batch of {args.batch}); teacher: {teacher_stats['users_per_s']:.0f} users/s "
+        f"(p50 {teacher_stats['p50_ms']} ms, p99 {teacher_stats['p99_ms']} ms) -> student {ratio['qps_student_over_teacher']}x "
+        f"the teacher's QPS (same torch scoring: {ratio['qps_student_torch_over_teacher']}x); serving memory teacher/student {ratio['serving_bytes_teacher_over_student']}x; "
+        f"parameters student/teacher {ratio['parameters_student_over_teacher']}x"
+    )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         result["load_average_start_end"] = [LOAD_START, list(os.getloadavg())]

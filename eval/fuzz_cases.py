@@ -23,8 +23,12 @@ def _png_header_only(path: Path, width: int, height: int) -> None:
     """A PNG whose header claims width x height and whose data is absent (a "huge header")."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
-                     + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
+    )
 
 
 def _images(folder: Path) -> dict[str, str]:
@@ -50,7 +54,8 @@ def _images(folder: Path) -> dict[str, str]:
     save("thin-3x3000.png", Image.new("RGB", (3, 3000), (9, 9, 9)))
     good = folder / "mode-P.png"
     (folder / "truncated.png").write_bytes(
-        (folder / "wide-8000x20.png").read_bytes()[: max(60, good.stat().st_size // 2)])
+        (folder / "wide-8000x20.png").read_bytes()[: max(60, good.stat().st_size // 2)]
+    )
     made["img-truncated"] = "fuzz-images/truncated.png"
     (folder / "not-an-image.png").write_text("this is text, not a PNG\n")
     made["img-not-an-image"] = "fuzz-images/not-an-image.png"
@@ -63,9 +68,14 @@ def _images(folder: Path) -> dict[str, str]:
 
 def _bad_paths(root: Path) -> dict[str, str]:
     (root.parent / "outside.png").write_bytes((root / "fuzz-images" / "one-pixel.png").read_bytes())
-    return {"path-missing": "fuzz-images/no-such-file.png", "path-outside": "../outside.png",
-            "path-absolute-outside": str(root.parent / "outside.png"), "path-url": "https://example.com/x.png",
-            "path-directory": "fuzz-images", "path-empty": ""}
+    return {
+        "path-missing": "fuzz-images/no-such-file.png",
+        "path-outside": "../outside.png",
+        "path-absolute-outside": str(root.parent / "outside.png"),
+        "path-url": "https://example.com/x.png",
+        "path-directory": "fuzz-images",
+        "path-empty": "",
+    }
 
 
 def _bad_texts() -> dict[str, dict[str, Any]]:
@@ -90,7 +100,9 @@ def write_fuzz_catalogue(data: Path) -> Path:
     first = good[0]
     rows = list(good)
     for item_id, image in {**_images(data / "fuzz-images"), **_bad_paths(data)}.items():
-        rows.append({"id": item_id, "title": f"{item_id} item", "description": "a plain description", "image": image})
+        rows.append(
+            {"id": item_id, "title": f"{item_id} item", "description": "a plain description", "image": image}
+        )
     for item_id, text in _bad_texts().items():
         rows.append({"id": item_id, **text, "image": first["image"]})
     rows.append({"id": "no-fields"})
@@ -99,8 +111,10 @@ def write_fuzz_catalogue(data: Path) -> Path:
     return _write_jsonl(data / "fuzz.jsonl", rows)
 
 
-ID_CATALOGUES = {"bad-ids.jsonl": [{"id": ""}, {"id": None}],  # whole-file refusals (see write_fuzz_catalogue)
-                 "duplicate-ids.jsonl": [{"title": "same id as the first item"}]}
+ID_CATALOGUES = {
+    "bad-ids.jsonl": [{"id": ""}, {"id": None}],  # whole-file refusals (see write_fuzz_catalogue)
+    "duplicate-ids.jsonl": [{"title": "same id as the first item"}],
+}
 
 
 def _write_jsonl(out: Path, rows: list[dict[str, Any]]) -> Path:
@@ -117,6 +131,7 @@ def _truncate(name: str, keep: float = 0.5) -> Callable[[Path], None]:
     def damage(d: Path) -> None:
         p = d / name
         p.write_bytes(p.read_bytes()[: int(p.stat().st_size * keep)])
+
     return damage
 
 
@@ -125,6 +140,7 @@ def _edit_manifest(edit: Callable[[dict[str, Any]], None]) -> Callable[[Path], N
         m = json.loads((d / "manifest.json").read_text())
         edit(m)
         (d / "manifest.json").write_text(json.dumps(m))
+
     return damage
 
 
@@ -134,6 +150,7 @@ def _short_parquet(name: str) -> Callable[[Path], None]:
 
         t = pq.read_table(d / name)
         pq.write_table(t.slice(0, max(1, t.num_rows - 3)), d / name)
+
     return damage
 
 
@@ -147,6 +164,7 @@ def _set(path: tuple[str, ...], value: Any) -> Callable[[dict[str, Any]], None]:
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
     return edit
 
 

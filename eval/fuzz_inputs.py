@@ -51,11 +51,20 @@ class Case:
 
 
 def run_case(case: Case, timeout: int) -> Case:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
     try:
-        p = subprocess.run([sys.executable, "-m", "mllmrec.cli", *case.args], env=env, capture_output=True,
-                           text=True, timeout=timeout, cwd=ROOT)
+        p = subprocess.run(
+            [sys.executable, "-m", "mllmrec.cli", *case.args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
     except subprocess.TimeoutExpired:
         case.rc, case.message = -1, f"timed out after {timeout} s"
         case.problems.append("timeout")
@@ -86,7 +95,11 @@ def accounting(catalogue: Path, store: Path, case: Case) -> str:
     c = m.get("counts")
     if not c:
         return f"run stopped ({m.get('status')})"
-    ok = c["input"] == rows and c["embedded"] + c["rejected"] == rows and len(m.get("rejected", [])) == c["rejected"]
+    ok = (
+        c["input"] == rows
+        and c["embedded"] + c["rejected"] == rows
+        and len(m.get("rejected", [])) == c["rejected"]
+    )
     if not ok:
         case.problems.append("rows unaccounted")
     return f"{'yes' if ok else 'NO'} ({c['embedded']} + {c['rejected']} = {c['embedded'] + c['rejected']} of {rows})"
@@ -100,23 +113,57 @@ def build(work: Path, n_items: int) -> dict[str, Path]:
 
     data = work / "data"
     if not (data / "meta.json").is_file():
-        make_synthetic(SyntheticConfig(out=str(data), n_items=n_items, n_users=n_items, image_size=16, seed=0))
-    return {"data": data, "catalogue": F.write_fuzz_catalogue(data), "log": data / "interactions.csv",
-            "model": cached_tiny_qwen("qwen2-vl", cache_dir=work / "models")}
+        make_synthetic(
+            SyntheticConfig(out=str(data), n_items=n_items, n_users=n_items, image_size=16, seed=0)
+        )
+    return {
+        "data": data,
+        "catalogue": F.write_fuzz_catalogue(data),
+        "log": data / "interactions.csv",
+        "model": cached_tiny_qwen("qwen2-vl", cache_dir=work / "models"),
+    }
 
 
 def embed_cases(p: dict[str, Path], work: Path) -> list[Case]:
-    base = ["embed", "--catalog", str(p["catalogue"]), "--model", str(p["model"]), "--batch-size", "8",
-            "--no-progress", "--max-tokens", "512"]
+    base = [
+        "embed",
+        "--catalog",
+        str(p["catalogue"]),
+        "--model",
+        str(p["model"]),
+        "--batch-size",
+        "8",
+        "--no-progress",
+        "--max-tokens",
+        "512",
+    ]
     cases = []
     for policy in ("text-only", "reject", "error"):
         store = work / f"store-{policy}"
-        cases.append(Case(f"embed fuzz catalogue --on-bad-image {policy}",
-                          [*base, "--on-bad-image", policy, "--out", str(store), "--overwrite"],
-                          expect_ok=policy != "error", catalogue=p["catalogue"], store=store))
+        cases.append(
+            Case(
+                f"embed fuzz catalogue --on-bad-image {policy}",
+                [*base, "--on-bad-image", policy, "--out", str(store), "--overwrite"],
+                expect_ok=policy != "error",
+                catalogue=p["catalogue"],
+                store=store,
+            )
+        )
     for name in F.ID_CATALOGUES:
-        cases.append(Case(f"embed {name}", [*base, "--catalog", str(p["catalogue"].parent / name), "--out",
-                                            str(work / f"store-{Path(name).stem}"), "--overwrite"], False))
+        cases.append(
+            Case(
+                f"embed {name}",
+                [
+                    *base,
+                    "--catalog",
+                    str(p["catalogue"].parent / name),
+                    "--out",
+                    str(work / f"store-{Path(name).stem}"),
+                    "--overwrite",
+                ],
+                False,
+            )
+        )
     return cases
 
 
@@ -130,10 +177,16 @@ def artefact_cases(p: dict[str, Path], work: Path, good: Path) -> list[Case]:
         Case("neighbors good store", ["neighbors", str(good), first_id, "--k", "3"], True),
         Case("neighbors unknown item", ["neighbors", str(good), "no-such-item"], False),
         Case("export good store (npy)", ["export", str(good), "--format", "npy", "--out", str(export)], True),
-        Case("pairs from the log", ["pairs", str(p["log"]), "--out", str(pairs), "--catalog", str(p["catalogue"])],
-             True),
-        Case("distill good store", ["distill", str(good), "--interactions", str(p["log"]), "--out", str(run),
-                                    *quick], True),
+        Case(
+            "pairs from the log",
+            ["pairs", str(p["log"]), "--out", str(pairs), "--catalog", str(p["catalogue"])],
+            True,
+        ),
+        Case(
+            "distill good store",
+            ["distill", str(good), "--interactions", str(p["log"]), "--out", str(run), *quick],
+            True,
+        ),
         Case("recommend good run", ["recommend", str(run), "--user", "u0", "--k", "3"], True),
     ]
     return cases
@@ -144,42 +197,80 @@ def damaged_cases(work: Path, good: Path, p: dict[str, Path]) -> list[Case]:
     bad = work / "damaged"
     cases = []
     for name, d in F.damaged_copies("store", good, bad).items():
-        cases += [Case(f"index store:{name}", ["index", str(d)], False),
-                  Case(f"neighbors store:{name}", ["neighbors", str(d), first_id], False),
-                  Case(f"export store:{name}", ["export", str(d), "--format", "npy", "--out", str(bad / f"x-{name}")],
-                       False)]
+        cases += [
+            Case(f"index store:{name}", ["index", str(d)], False),
+            Case(f"neighbors store:{name}", ["neighbors", str(d), first_id], False),
+            Case(
+                f"export store:{name}",
+                ["export", str(d), "--format", "npy", "--out", str(bad / f"x-{name}")],
+                False,
+            ),
+        ]
     if (work / "pairs" / "manifest.json").is_file():
         for name, d in F.damaged_copies("pairs", work / "pairs", bad).items():
-            cases.append(Case(f"train pairs:{name}", ["train", str(d), "--catalog", str(p["catalogue"]), "--model",
-                                                      str(p["model"]), "--out", str(bad / f"t-{name}")], False))
+            cases.append(
+                Case(
+                    f"train pairs:{name}",
+                    [
+                        "train",
+                        str(d),
+                        "--catalog",
+                        str(p["catalogue"]),
+                        "--model",
+                        str(p["model"]),
+                        "--out",
+                        str(bad / f"t-{name}"),
+                    ],
+                    False,
+                )
+            )
     if (work / "distill" / "manifest.json").is_file():
         for name, d in F.damaged_copies("distill", work / "distill", bad).items():
-            cases += [Case(f"recommend distill:{name}", ["recommend", str(d), "--user", "u0"], False),
-                      Case(f"export distill:{name}", ["export", str(d), "--format", "npy", "--out",
-                                                      str(bad / f"xd-{name}")], False)]
+            cases += [
+                Case(f"recommend distill:{name}", ["recommend", str(d), "--user", "u0"], False),
+                Case(
+                    f"export distill:{name}",
+                    ["export", str(d), "--format", "npy", "--out", str(bad / f"xd-{name}")],
+                    False,
+                ),
+            ]
     if (work / "export" / "manifest.json").is_file():
         for name, d in F.damaged_copies("export", work / "export", bad).items():
-            cases.append(Case(f"export export:{name}", ["export", str(d), "--format", "npy", "--out",
-                                                        str(bad / f"xe-{name}")], False))
+            cases.append(
+                Case(
+                    f"export export:{name}",
+                    ["export", str(d), "--format", "npy", "--out", str(bad / f"xe-{name}")],
+                    False,
+                )
+            )
     return cases
 
 
 def table(cases: list[Case]) -> str:
-    lines = ["| case | exit | expected | message (first line) | rows accounted | problem |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| case | exit | expected | message (first line) | rows accounted | problem |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in cases:
         msg = c.message.replace("|", "\\|")[:160]
-        lines.append(f"| {c.name} | {c.rc} | {'ok' if c.expect_ok else 'refuse'} | {msg} | {c.accounted} | "
-                     f"{', '.join(c.problems) or '–'} |")
+        lines.append(
+            f"| {c.name} | {c.rc} | {'ok' if c.expect_ok else 'refuse'} | {msg} | {c.accounted} | "
+            f"{', '.join(c.problems) or '–'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", default="eval/work/fuzz", help="Work folder (data, model, stores, damaged copies).")
+    ap.add_argument(
+        "--work", default="eval/work/fuzz", help="Work folder (data, model, stores, damaged copies)."
+    )
     ap.add_argument("--n-items", type=int, default=24, help="Good synthetic items beside the bad ones.")
     ap.add_argument("--timeout", type=int, default=300, help="Seconds per command.")
     ap.add_argument("--only", choices=("embed", "artefacts"), default=None, help="Run one half only.")
-    ap.add_argument("--record", default=None, help="Also write the table with date/machine/command to this .md.")
+    ap.add_argument(
+        "--record", default=None, help="Also write the table with date/machine/command to this .md."
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     work = Path(args.work).resolve()
@@ -198,15 +289,19 @@ def main() -> int:
             cases += more
     text = table(cases)
     bad = [c for c in cases if c.problems]
-    summary = (f"{len(cases)} cases, {len(bad)} with a problem "
-               f"({', '.join(sorted({x for c in bad for x in c.problems})) or 'none'}); "
-               f"{F.catalogue_rows(p['catalogue'])} catalogue rows; {time.perf_counter() - t0:.0f} s")
+    summary = (
+        f"{len(cases)} cases, {len(bad)} with a problem "
+        f"({', '.join(sorted({x for c in bad for x in c.problems})) or 'none'}); "
+        f"{F.catalogue_rows(p['catalogue'])} catalogue rows; {time.perf_counter() - t0:.0f} s"
+    )
     print(text + "\n" + summary)
     if args.record:
         head = common.header()
         Path(args.record).write_text(
             f"# Fuzz: bad inputs and damaged artefacts through every command\n\nDate {head['date']}, machine "
-            f"{head['machine']}. Command: `{head['command']}`\n\n{text}\n{summary}\n", encoding="utf-8")
+            f"{head['machine']}. Command: `{head['command']}`\n\n{text}\n{summary}\n",
+            encoding="utf-8",
+        )
     return 1 if bad else 0
 
 

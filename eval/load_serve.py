@@ -34,13 +34,26 @@ def write_synthetic_run(out: Path, n_items: int, n_users: int, d: int, seed: int
     rng = np.random.default_rng(seed)
     seen_users = np.repeat(np.arange(n_users), 20)
     seen_items = [f"i{j}" for j in rng.integers(0, n_items, seen_users.size)]
-    manifest = {"dims": {"student": d}, "counts": {"users": n_users, "items": n_items},
-                "store": {"path": None}, "new_items": {"channels": ["mm"], "l2": 1.0}}
+    manifest = {
+        "dims": {"student": d},
+        "counts": {"users": n_users, "items": n_items},
+        "store": {"path": None},
+        "new_items": {"channels": ["mm"], "l2": 1.0},
+    }
     with WriterLock(out, stage="distill"):
         prepare_dir(out, stage="distill", mode="overwrite")
-        write_run(out, manifest, user_ids=[f"u{i}" for i in range(n_users)],
-                  item_ids=[f"i{j}" for j in range(n_items)], user_table=users, item_table=items, mapping_tensors={},
-                  popularity=rng.integers(0, 100, n_items), seen_users=seen_users, seen_items=seen_items)
+        write_run(
+            out,
+            manifest,
+            user_ids=[f"u{i}" for i in range(n_users)],
+            item_ids=[f"i{j}" for j in range(n_items)],
+            user_table=users,
+            item_table=items,
+            mapping_tensors={},
+            popularity=rng.integers(0, 100, n_items),
+            seen_users=seen_users,
+            seen_items=seen_items,
+        )
 
 
 async def hammer(url: str, users: int, clients: int, seconds: float, k: int) -> dict:
@@ -69,9 +82,14 @@ async def hammer(url: str, users: int, clients: int, seconds: float, k: int) -> 
     await asyncio.gather(*(client(c) for c in range(clients)))
     wall = time.perf_counter() - t0
     a = np.asarray(lat)
-    return {"requests": len(lat), "requests_per_s": round(len(lat) / wall, 1), "errors": errors,
-            "p50_ms": round(float(np.percentile(a, 50)) * 1e3, 1) if len(a) else None,
-            "p99_ms": round(float(np.percentile(a, 99)) * 1e3, 1) if len(a) else None, "wall_s": round(wall, 1)}
+    return {
+        "requests": len(lat),
+        "requests_per_s": round(len(lat) / wall, 1),
+        "errors": errors,
+        "p50_ms": round(float(np.percentile(a, 50)) * 1e3, 1) if len(a) else None,
+        "p99_ms": round(float(np.percentile(a, 99)) * 1e3, 1) if len(a) else None,
+        "wall_s": round(wall, 1),
+    }
 
 
 def main() -> None:
@@ -96,8 +114,21 @@ def main() -> None:
         port = s.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "mllmrec.cli", "serve", str(run), "--port", str(port), "--index",
-                             args.index, "--no-new-items"], env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mllmrec.cli",
+            "serve",
+            str(run),
+            "--port",
+            str(port),
+            "--index",
+            args.index,
+            "--no-new-items",
+        ],
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         while True:
@@ -115,9 +146,16 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    result = {**header("no GPU"), "settings": vars(args), "health": health, "startup_s": round(startup, 1),
-              **res, "server_peak_rss_mb": round(hwm, 1), "load_average_end": list(os.getloadavg()),
-              "notes": "server and clients share this machine's cores; one uvicorn worker"}
+    result = {
+        **header("no GPU"),
+        "settings": vars(args),
+        "health": health,
+        "startup_s": round(startup, 1),
+        **res,
+        "server_peak_rss_mb": round(hwm, 1),
+        "load_average_end": list(os.getloadavg()),
+        "notes": "server and clients share this machine's cores; one uvicorn worker",
+    }
     print(json.dumps({k: v for k, v in result.items() if k not in ("settings",)}, indent=2))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -56,12 +56,27 @@ def distill_settings(spec: MethodConfig, seed: int, train_cfg: BprTrain, progres
     if "epochs" in shared:
         shared["teacher_epochs"] = shared["epochs"]
     channels = spec.embed.channels if spec.embed else None
-    return from_dict(DistillSettings, {**shared, **spec.params, "seed": seed, "progress": progress,
-                                       **({"channels": channels} if channels else {})})
+    return from_dict(
+        DistillSettings,
+        {
+            **shared,
+            **spec.params,
+            "seed": seed,
+            "progress": progress,
+            **({"channels": channels} if channels else {}),
+        },
+    )
 
 
-def run_distill(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] | None, seed: int,
-                train_cfg: BprTrain, valid_pos: list[np.ndarray], progress: bool) -> tuple[Any, Any]:
+def run_distill(
+    spec: MethodConfig,
+    split: Any,
+    features: dict[str, np.ndarray] | None,
+    seed: int,
+    train_cfg: BprTrain,
+    valid_pos: list[np.ndarray],
+    progress: bool,
+) -> tuple[Any, Any]:
     """(model to test, its TrainResult) for the teacher or a student; the teacher of a (split, seed,
     teacher settings) is trained once and shared by every student entry."""
     import json
@@ -71,15 +86,38 @@ def run_distill(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] 
     if features is None:
         raise ValueError(f"method {spec.name!r} needs item features (an `embed:` or `store:` entry)")
     s = distill_settings(spec, seed, train_cfg, progress)
-    chans = [c for c in features if c in ("mm", "visual", "text")] if s.channels == ("auto",) else list(s.channels)
+    chans = (
+        [c for c in features if c in ("mm", "visual", "text")]
+        if s.channels == ("auto",)
+        else list(s.channels)
+    )
     feats = {c: features[c] for c in chans}
     train = split.matrix("train")
-    teacher_keys = ("teacher_dim", "teacher_layers", "prompt_tokens", "teacher_item_ids", "teacher_epochs",
-                    "batch_size", "patience", "reg", "teacher_kind", "teacher_knn", "teacher_item_layers",
-                    "teacher_edge_keep", "teacher_content_loss", "teacher_content_in_score", "teacher_prompt",
-                    "teacher_reg")
-    key = (split.fingerprint(), seed, json.dumps(chans), json.dumps({k: getattr(s, k) for k in teacher_keys}),
-           s.teacher_lr or s.lr)
+    teacher_keys = (
+        "teacher_dim",
+        "teacher_layers",
+        "prompt_tokens",
+        "teacher_item_ids",
+        "teacher_epochs",
+        "batch_size",
+        "patience",
+        "reg",
+        "teacher_kind",
+        "teacher_knn",
+        "teacher_item_layers",
+        "teacher_edge_keep",
+        "teacher_content_loss",
+        "teacher_content_in_score",
+        "teacher_prompt",
+        "teacher_reg",
+    )
+    key = (
+        split.fingerprint(),
+        seed,
+        json.dumps(chans),
+        json.dumps({k: getattr(s, k) for k in teacher_keys}),
+        s.teacher_lr or s.lr,
+    )
     if spec.name == "teacher" or (s.kd and key not in _TEACHERS):
         if key not in _TEACHERS:
             _TEACHERS[key] = train_teacher(feats, train, valid_pos, s)
@@ -90,8 +128,15 @@ def run_distill(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] 
     return result.tables, result.student_result
 
 
-def run(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] | None, seed: int, train_cfg: BprTrain,
-        ks: list[int], progress: bool = True) -> MethodRun:
+def run(
+    spec: MethodConfig,
+    split: Any,
+    features: dict[str, np.ndarray] | None,
+    seed: int,
+    train_cfg: BprTrain,
+    ks: list[int],
+    progress: bool = True,
+) -> MethodRun:
     """Train on train, select on valid, then evaluate once on test."""
     import torch
 
@@ -129,12 +174,20 @@ def run(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] | None, 
 
     # Warm and cold follow the training counts, whatever the protocol (labels can leave cold items too).
     cold = counts == 0
-    buckets = {name: evaluate((counts >= lo) & (counts < hi)).get("recall@20", float("nan"))
-               for name, (lo, hi) in _popularity_buckets(counts).items()}
+    buckets = {
+        name: evaluate((counts >= lo) & (counts < hi)).get("recall@20", float("nan"))
+        for name, (lo, hi) in _popularity_buckets(counts).items()
+    }
     return MethodRun(
-        method=spec.title, seed=seed, test=evaluate(np.ones_like(cold)), warm=evaluate(~cold),
-        cold=evaluate(cold), buckets=buckets,
-        valid=result.best_valid, best_epoch=result.best_epoch, seconds=time.perf_counter() - t0,
+        method=spec.title,
+        seed=seed,
+        test=evaluate(np.ones_like(cold)),
+        warm=evaluate(~cold),
+        cold=evaluate(cold),
+        buckets=buckets,
+        valid=result.best_valid,
+        best_epoch=result.best_epoch,
+        seconds=time.perf_counter() - t0,
     )
 
 

@@ -44,21 +44,30 @@ def main() -> int:
     if ids != list(range(len(ids))):
         raise SystemExit("item_text.tsv rows must be itemID 0..n-1 in order")
     texts = [r["text"] or "" for r in rows]
-    max_len = json.loads((Path(args.model) / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
+    max_len = json.loads((Path(args.model) / "sentence_bert_config.json").read_text()).get(
+        "max_seq_length", 256
+    )
     tok = AutoTokenizer.from_pretrained(args.model)
     model = AutoModel.from_pretrained(args.model).eval()
     out = []
     with torch.no_grad():
         for s in range(0, len(texts), args.batch_size):
-            enc = tok(texts[s:s + args.batch_size], padding=True, truncation=True, max_length=max_len,
-                      return_tensors="pt")
+            enc = tok(
+                texts[s : s + args.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=max_len,
+                return_tensors="pt",
+            )
             h = model(**enc).last_hidden_state  # [b, t, 384]
             m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)  # [b, t, 1]
             out.append(F.normalize((h * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=1))  # [b, 384]
     vecs = torch.cat(out).numpy().astype(np.float32)
     np.save(args.out, vecs)
-    print(f"{args.out}: {vecs.shape} in {time.perf_counter() - t0:.0f} s "
-          f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE')}, max_seq_length={max_len})")
+    print(
+        f"{args.out}: {vecs.shape} in {time.perf_counter() - t0:.0f} s "
+        f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE')}, max_seq_length={max_len})"
+    )
     return 0
 
 

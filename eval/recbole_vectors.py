@@ -33,10 +33,16 @@ OFFICE = ROOT.parent / "shared" / "data" / "amazon-office"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minilm", required=True, help="MiniLM sentence-transformers folder (`mllmrec import` source).")
-    ap.add_argument("--office", default=str(OFFICE), help="Amazon Office folder (items.jsonl, interactions.csv).")
+    ap.add_argument(
+        "--minilm", required=True, help="MiniLM sentence-transformers folder (`mllmrec import` source)."
+    )
+    ap.add_argument(
+        "--office", default=str(OFFICE), help="Amazon Office folder (items.jsonl, interactions.csv)."
+    )
     ap.add_argument("--office-store", help="An existing MiniLM store of the Office items (else imported).")
-    ap.add_argument("--recbole-python", help="RecBole venv's python (default: built by adapters/recbole/venv.sh).")
+    ap.add_argument(
+        "--recbole-python", help="RecBole venv's python (default: built by adapters/recbole/venv.sh)."
+    )
     ap.add_argument("--work", default="eval/work/recbole_vectors")
     ap.add_argument("--out", default="eval/results/recbole_vectors")
     ap.add_argument("--lrs", type=float, nargs="+", default=[0.002, 0.01])
@@ -50,8 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def recbole_python(given: str | None) -> Path:
     if given:
         return Path(given)
-    r = subprocess.run([str(RECBOLE / "venv.sh"), str(ROOT / ".venv-recbole")], check=True, capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [str(RECBOLE / "venv.sh"), str(ROOT / ".venv-recbole")], check=True, capture_output=True, text=True
+    )
     return Path(r.stdout.strip().splitlines()[-1])
 
 
@@ -62,14 +69,28 @@ def mllmrec(*args: str) -> None:
 def import_store(minilm: str, catalog: Path, out: Path) -> Path:
     """MiniLM vectors of the catalogue's `text` (reused when already complete)."""
     if not (out / "manifest.json").is_file():
-        mllmrec("import", minilm, "--catalog", str(catalog), "--text-fields", "text", "--out", str(out), "--no-progress")
+        mllmrec(
+            "import",
+            minilm,
+            "--catalog",
+            str(catalog),
+            "--text-fields",
+            "text",
+            "--out",
+            str(out),
+            "--no-progress",
+        )
     return out
 
 
 def prepare_ml100k(py: Path, minilm: str, work: Path) -> tuple[Path, Path]:
     """(.inter, store): the wheel's ml-100k.inter as is; catalogue text "Title (year) genres"."""
-    site = subprocess.run([str(py), "-c", "import recbole, os; print(os.path.dirname(recbole.__file__))"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(py), "-c", "import recbole, os; print(os.path.dirname(recbole.__file__))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     src = Path(site) / "dataset_example" / "ml-100k"
     catalog = work / "ml-100k-items.jsonl"
     lines = (src / "ml-100k.item").read_text(encoding="utf-8").splitlines()[1:]
@@ -88,18 +109,34 @@ def prepare_office(office: Path, store: str | None, minilm: str, work: Path) -> 
     folder = work / "data" / "office"
     folder.mkdir(parents=True, exist_ok=True)
     rows = (office / "interactions.csv").read_text().splitlines()[1:]
-    (folder / "office.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n"
-                                         + "".join(r.replace(",", "\t") + "\n" for r in rows))
-    return folder / "office.inter", Path(store) if store else import_store(minilm, office / "items.jsonl",
-                                                                           work / "office-store")
+    (folder / "office.inter").write_text(
+        "user_id:token\titem_id:token\ttimestamp:float\n" + "".join(r.replace(",", "\t") + "\n" for r in rows)
+    )
+    return folder / "office.inter", Path(store) if store else import_store(
+        minilm, office / "items.jsonl", work / "office-store"
+    )
 
 
-def run_grid(py: Path, data: Path, dataset: str, runs: list[dict[str, Any]], work: Path) -> list[dict[str, Any]]:
+def run_grid(
+    py: Path, data: Path, dataset: str, runs: list[dict[str, Any]], work: Path
+) -> list[dict[str, Any]]:
     """All runs of one dataset in one RecBole process."""
     spec, out = work / f"{dataset}-runs.json", work / f"{dataset}-results-{len(runs)}-{time.time_ns()}.json"
     spec.write_text(json.dumps(runs))
-    subprocess.run([str(py), str(RECBOLE / "recbole_run.py"), "train", str(data), dataset, "--runs", str(spec),
-                    "--out", str(out)], check=True)
+    subprocess.run(
+        [
+            str(py),
+            str(RECBOLE / "recbole_run.py"),
+            "train",
+            str(data),
+            dataset,
+            "--runs",
+            str(spec),
+            "--out",
+            str(out),
+        ],
+        check=True,
+    )
     return json.loads(out.read_text())
 
 
@@ -109,22 +146,36 @@ VARIANTS = {"BPR (no vectors)": None, "PretrainedBPR (MiniLM vectors)": "iid"}
 def evaluate(py: Path, data: Path, dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Choose lr on validation (seed 0) per variant, then all seeds at the chosen lr."""
     base = {"epochs": args.epochs, "embedding_size": args.dim, "train_batch_size": 2048, "stopping_step": 3}
-    grid = [{"name": v, "seed": args.seeds[0], "config": {**base, "pretrained_field": f, "learning_rate": lr}}
-            for v, f in VARIANTS.items() for lr in args.lrs]
+    grid = [
+        {"name": v, "seed": args.seeds[0], "config": {**base, "pretrained_field": f, "learning_rate": lr}}
+        for v, f in VARIANTS.items()
+        for lr in args.lrs
+    ]
     tried = run_grid(py, data, dataset, grid, work)
-    chosen = {v: max((r for r in tried if r["name"] == v), key=lambda r: r["valid"]["recall@20"]) for v in VARIANTS}
+    chosen = {
+        v: max((r for r in tried if r["name"] == v), key=lambda r: r["valid"]["recall@20"]) for v in VARIANTS
+    }
     more = [{**chosen[v], "seed": s} for v in VARIANTS for s in args.seeds[1:]]
     more = [{k: r[k] for k in ("name", "seed", "config")} for r in more]
     final = [chosen[v] for v in VARIANTS] + (run_grid(py, data, dataset, more, work) if more else [])
     summary = {}
     for v in VARIANTS:
         rs = [r for r in final if r["name"] == v]
-        summary[v] = {"learning_rate": chosen[v]["config"]["learning_rate"], "seeds": [r["seed"] for r in rs],
-                      "best_epochs": [r["best_epoch"] + 1 for r in rs],
-                      **{f"{split} {m}": _mean_std([r[split][m] for r in rs])
-                         for split in ("valid", "test") for m in ("recall@20", "ndcg@20")}}
-    return {"grid": [{k: r[k] for k in ("name", "config", "valid", "valid_curve")} for r in tried],
-            "final": final, "summary": summary}
+        summary[v] = {
+            "learning_rate": chosen[v]["config"]["learning_rate"],
+            "seeds": [r["seed"] for r in rs],
+            "best_epochs": [r["best_epoch"] + 1 for r in rs],
+            **{
+                f"{split} {m}": _mean_std([r[split][m] for r in rs])
+                for split in ("valid", "test")
+                for m in ("recall@20", "ndcg@20")
+            },
+        }
+    return {
+        "grid": [{k: r[k] for k in ("name", "config", "valid", "valid_curve")} for r in tried],
+        "final": final,
+        "summary": summary,
+    }
 
 
 def _mean_std(xs: list[float]) -> list[float]:
@@ -135,26 +186,39 @@ def write_report(out: Path, res: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=1))
     a = res["args"]
-    lines = [f"# RecBole with and without mllmrec vectors ({res['header']['date']})", "",
-             f"- Machine: {res['header']['machine']}; command: `{res['header']['command']}`",
-             f"- RecBole {res['recbole_version']} in its own venv (`adapters/recbole/venv.sh`), model "
-             "`adapters/recbole/pretrained_bpr.py`: BPR, item = ID embedding + trainable projection of the frozen "
-             "vector read with `dataset.get_preload_weight('iid')` from `mllmrec export --format recbole`; "
-             "'no vectors' is the same class with `pretrained_field: ~`.",
-             "- Vectors: all-MiniLM-L6-v2 (384-d, `mllmrec import`) of the item text (ML-100K: "
-             "\"title (year) genres\"; Office: items.jsonl `text`).",
-             f"- Split: RecBole RS 8:1:1 per user, random order, split seed 2020 for every run; full ranking. "
-             f"Embedding {a['dim']}, batch 2048, Adam, no weight decay, at most {a['epochs']} epochs (short runs), "
-             f"early stop after 3 epochs without validation gain; test at the best validation epoch.",
-             f"- Selection: learning rate from {a['lrs']} on validation Recall@20 with seed {a['seeds'][0]}; "
-             f"then seeds {a['seeds']} at the chosen rate (mean ± std).", ""]
+    lines = [
+        f"# RecBole with and without mllmrec vectors ({res['header']['date']})",
+        "",
+        f"- Machine: {res['header']['machine']}; command: `{res['header']['command']}`",
+        f"- RecBole {res['recbole_version']} in its own venv (`adapters/recbole/venv.sh`), model "
+        "`adapters/recbole/pretrained_bpr.py`: BPR, item = ID embedding + trainable projection of the frozen "
+        "vector read with `dataset.get_preload_weight('iid')` from `mllmrec export --format recbole`; "
+        "'no vectors' is the same class with `pretrained_field: ~`.",
+        "- Vectors: all-MiniLM-L6-v2 (384-d, `mllmrec import`) of the item text (ML-100K: "
+        '"title (year) genres"; Office: items.jsonl `text`).',
+        f"- Split: RecBole RS 8:1:1 per user, random order, split seed 2020 for every run; full ranking. "
+        f"Embedding {a['dim']}, batch 2048, Adam, no weight decay, at most {a['epochs']} epochs (short runs), "
+        f"early stop after 3 epochs without validation gain; test at the best validation epoch.",
+        f"- Selection: learning rate from {a['lrs']} on validation Recall@20 with seed {a['seeds'][0]}; "
+        f"then seeds {a['seeds']} at the chosen rate (mean ± std).",
+        "",
+    ]
     for ds, r in res["datasets"].items():
-        lines += [f"## {ds} ({r['stats']})", "",
-                  "| model | lr | best epochs | valid Recall@20 | test Recall@20 | test NDCG@20 |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {ds} ({r['stats']})",
+            "",
+            "| model | lr | best epochs | valid Recall@20 | test Recall@20 | test NDCG@20 |",
+            "|---|---|---|---|---|---|",
+        ]
         for v, s in r["summary"].items():
-            ms = {k: f"{s[k][0]:.4f} ± {s[k][1]:.4f}" for k in ("valid recall@20", "test recall@20", "test ndcg@20")}
-            lines.append(f"| {v} | {s['learning_rate']} | {s['best_epochs']} | {ms['valid recall@20']} | "
-                         f"{ms['test recall@20']} | {ms['test ndcg@20']} |")
+            ms = {
+                k: f"{s[k][0]:.4f} ± {s[k][1]:.4f}"
+                for k in ("valid recall@20", "test recall@20", "test ndcg@20")
+            }
+            lines.append(
+                f"| {v} | {s['learning_rate']} | {s['best_epochs']} | {ms['valid recall@20']} | "
+                f"{ms['test recall@20']} | {ms['test ndcg@20']} |"
+            )
         lines.append("")
     lines.append(f"Total time {res['seconds']:.0f} s. Grid and per-run curves: `results.json`.")
     (out / "report.md").write_text("\n".join(lines) + "\n")
@@ -166,20 +230,41 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     py = recbole_python(args.recbole_python)
-    version = subprocess.run([str(py), "-c", "import recbole; print(recbole.__version__)"], check=True,
-                             capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        [str(py), "-c", "import recbole; print(recbole.__version__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     inputs = {}
     if "ml-100k" in args.datasets:
         inputs["ml-100k"] = prepare_ml100k(py, args.minilm, work)
     if "office" in args.datasets:
         inputs["office"] = prepare_office(Path(args.office), args.office_store, args.minilm, work)
-    res: dict[str, Any] = {"header": common.header(), "recbole_version": version, "args": vars(args), "datasets": {}}
+    res: dict[str, Any] = {
+        "header": common.header(),
+        "recbole_version": version,
+        "args": vars(args),
+        "datasets": {},
+    }
     for ds, (inter, store) in inputs.items():
-        mllmrec("export", str(store), "--format", "recbole", "--out", str(inter.parent), "--interactions",
-                str(inter), "--overwrite")
+        mllmrec(
+            "export",
+            str(store),
+            "--format",
+            "recbole",
+            "--out",
+            str(inter.parent),
+            "--interactions",
+            str(inter),
+            "--overwrite",
+        )
         n = len(inter.read_text().splitlines()) - 1
-        res["datasets"][ds] = {"stats": f"{n} interactions", "store": str(store),
-                               **evaluate(py, inter.parent.parent, inter.stem, args, work)}
+        res["datasets"][ds] = {
+            "stats": f"{n} interactions",
+            "store": str(store),
+            **evaluate(py, inter.parent.parent, inter.stem, args, work),
+        }
     res["seconds"] = time.time() - t0
     write_report(Path(args.out), res)
     print((Path(args.out) / "report.md").read_text())

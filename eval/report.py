@@ -17,7 +17,9 @@ def headline(metrics: dict[str, float], ks: tuple[int, ...] | list[int]) -> str:
     """One run's recall and NDCG at 20, or at the grid's largest cut-off when `ks` has no 20 (a
     metric that was never computed is not printed as nan)."""
     k = 20 if 20 in ks else max(ks)
-    return "  ".join(f"{m}@{k} {metrics[f'{m}@{k}']:.4f}" for m in ("recall", "ndcg") if f"{m}@{k}" in metrics)
+    return "  ".join(
+        f"{m}@{k} {metrics[f'{m}@{k}']:.4f}" for m in ("recall", "ndcg") if f"{m}@{k}" in metrics
+    )
 
 
 def table_metrics(runs: list[dict]) -> tuple[str, ...]:
@@ -25,8 +27,12 @@ def table_metrics(runs: list[dict]) -> tuple[str, ...]:
     recall/ndcg the runs have, so no column is all dashes."""
     have = {m for r in runs for m in (r.get("test") or {})}
     shown = tuple(m for m in TABLE_METRICS if m in have)
-    return shown or tuple(sorted((m for m in have if m.startswith(("recall@", "ndcg@"))),
-                                 key=lambda m: (m.split("@")[0], int(m.split("@")[1]))))
+    return shown or tuple(
+        sorted(
+            (m for m in have if m.startswith(("recall@", "ndcg@"))),
+            key=lambda m: (m.split("@")[0], int(m.split("@")[1])),
+        )
+    )
 
 
 def _by_method(runs: list[dict], part: str) -> dict[str, list[dict[str, float]]]:
@@ -55,7 +61,9 @@ def table(runs: list[dict], part: str, metrics: tuple[str, ...] | None = None) -
         return "(none)\n"
     lines = ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for method, rs in grouped.items():
-        lines.append(f"| {method} | " + " | ".join(_fmt([r.get(m, float("nan")) for r in rs]) for m in metrics) + " |")
+        lines.append(
+            f"| {method} | " + " | ".join(_fmt([r.get(m, float("nan")) for r in rs]) for m in metrics) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -70,41 +78,62 @@ def write(results: dict[str, Any], out: Path) -> None:
         "",
         f"Date {results['date']}, machine {results['machine']}, seeds {seeds}. Command: `{results['command']}`",
         "",
-        "Protocol: " + ", ".join(f"{k}={v}" for k, v in results["config"].get("protocol", {}).items())
+        "Protocol: "
+        + ", ".join(f"{k}={v}" for k, v in results["config"].get("protocol", {}).items())
         + ". Full ranking over all items with only the training items masked (validation items stay "
         "candidates, as in MMRec); cold items are ranked against the whole catalogue. Model selection on "
         "validation Recall@20 over items that have training interactions; test evaluated once per "
         "method and seed. Negatives are drawn only from items with training interactions. "
         "Mean ± sample std over seeds.",
         "",
-        "Item features per method: " + ", ".join(sorted({f"{r['method']}: {r.get('features', 'ids only')}"
-                                                        for r in runs})) + ".",
+        "Item features per method: "
+        + ", ".join(sorted({f"{r['method']}: {r.get('features', 'ids only')}" for r in runs}))
+        + ".",
         "",
         "Items without a vector (scored from zero vectors): " + _missing_line(runs) + ".",
         "",
-        "Interactions not evaluated (per seed): " + "; ".join(
+        "Interactions not evaluated (per seed): "
+        + "; ".join(
             f"seed {s}: " + ", ".join(f"{k}={v}" for k, v in st.get("dropped", {}).items())
-            for s, st in results["splits"].items()) + ".",
+            for s, st in results["splits"].items()
+        )
+        + ".",
         "",
-        "## Test (all held-out items)", "", table(runs, "test"),
-        "## Warm items (seen in training)", "", table(runs, "warm"),
-        "## Cold items (never seen in training; only content can reach them)", "", table(runs, "cold"),
-        "## Recall@20 by item popularity (training-count tertiles)", "",
+        "## Test (all held-out items)",
+        "",
+        table(runs, "test"),
+        "## Warm items (seen in training)",
+        "",
+        table(runs, "warm"),
+        "## Cold items (never seen in training; only content can reach them)",
+        "",
+        table(runs, "cold"),
+        "## Recall@20 by item popularity (training-count tertiles)",
+        "",
         table(runs, "buckets", ("tail", "torso", "head")),
-        "## Time per method (train + evaluate, seconds per seed)", "",
-        "| method | seconds |", "|---|---|",
+        "## Time per method (train + evaluate, seconds per seed)",
+        "",
+        "| method | seconds |",
+        "|---|---|",
         *[f"| {m} | {_fmt(v)} |" for m, v in secs.items()],
         "",
         "Embedding the catalogue (once per model and prompt, shared by the methods that use it; "
         "the time it took when the store was made): "
-        + (", ".join(f"{k} {v:.1f} s" for k, v in results.get("embedding_seconds", {}).items()) or "none") + ".",
+        + (", ".join(f"{k} {v:.1f} s" for k, v in results.get("embedding_seconds", {}).items()) or "none")
+        + ".",
         "",
-        "## Split statistics", "",
-        *[f"- seed {s}: " + ", ".join(f"{k}={v}" for k, v in st.items()) for s, st in results["splits"].items()],
+        "## Split statistics",
+        "",
+        *[
+            f"- seed {s}: " + ", ".join(f"{k}={v}" for k, v in st.items())
+            for s, st in results["splits"].items()
+        ],
         "",
         "What the counts mean: " + "; ".join(f"`{k}` = {v}" for k, v in STATS_MEANING.items()) + ".",
         "",
-        "## Versions", "", ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
+        "## Versions",
+        "",
+        ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
         "",
         f"Total wall time: {results['seconds']:.0f} s.",
         "",
@@ -115,7 +144,10 @@ def write(results: dict[str, Any], out: Path) -> None:
 
 def _missing_line(runs: list[dict]) -> str:
     seen = {(r["method"], r["seed"]): r["missing_vectors"] for r in runs if r.get("missing_vectors")}
-    return ", ".join(f"{m} seed {s}: {c['missing']} of {c['items']}" for (m, s), c in sorted(seen.items())) or "none"
+    return (
+        ", ".join(f"{m} seed {s}: {c['missing']} of {c['items']}" for (m, s), c in sorted(seen.items()))
+        or "none"
+    )
 
 
 def plots(runs: list[dict], out: Path) -> None:
@@ -136,18 +168,29 @@ def plots(runs: list[dict], out: Path) -> None:
     fig.savefig(out / "recall_at_k.png", dpi=110)
     plt.close(fig)
 
-    for name, part, keys in (("popularity.png", "buckets", ("tail", "torso", "head")),
-                             ("cold_warm.png", None, ("warm", "cold"))):
+    for name, part, keys in (
+        ("popularity.png", "buckets", ("tail", "torso", "head")),
+        ("cold_warm.png", None, ("warm", "cold")),
+    ):
         fig, ax = plt.subplots(figsize=(6, 4))
         methods = list(grouped)
         width = 0.8 / len(keys)
         for n, key in enumerate(keys):
             if part == "buckets":
-                vals = [np.nanmean([r["buckets"].get(key, np.nan) for r in runs if r["method"] == m]) for m in methods]
+                vals = [
+                    np.nanmean([r["buckets"].get(key, np.nan) for r in runs if r["method"] == m])
+                    for m in methods
+                ]
             else:
-                vals = [_mean_or_nan([r[key].get("recall@20", np.nan) for r in runs if r["method"] == m and r[key]])
-                        for m in methods]
-            ax.bar(np.arange(len(methods)) + n * width, vals, width, label=key)  # NaN: no bar (nothing to show)
+                vals = [
+                    _mean_or_nan(
+                        [r[key].get("recall@20", np.nan) for r in runs if r["method"] == m and r[key]]
+                    )
+                    for m in methods
+                ]
+            ax.bar(
+                np.arange(len(methods)) + n * width, vals, width, label=key
+            )  # NaN: no bar (nothing to show)
         ax.set_xticks(np.arange(len(methods)) + width * (len(keys) - 1) / 2, methods, rotation=20)
         ax.set(ylabel="Recall@20 (test)", title="By item popularity" if part else "Warm vs cold items")
         ax.legend()

@@ -64,13 +64,17 @@ def make_split(inter: Any, protocol: ProtocolConfig, seed: int, work: Path, data
     from mllmrec.catalog import splits as P
     from mllmrec.catalog.saved_splits import load_split, save_split
 
-    key = hashlib.sha256(json.dumps([data_key, dataclasses.asdict(protocol)], sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        json.dumps([data_key, dataclasses.asdict(protocol)], sort_keys=True).encode()
+    ).hexdigest()[:12]
     where = work / "splits" / f"{protocol.split}-seed{seed}-{key}"
     if (where / "meta.json").is_file():
         return load_split(where)
     if protocol.kcore:
         inter = P.kcore(inter, protocol.kcore)
-    options = {"cold_share": protocol.cold_share} if "cold_share" in P.PROTOCOLS[protocol.split].options else {}
+    options = (
+        {"cold_share": protocol.cold_share} if "cold_share" in P.PROTOCOLS[protocol.split].options else {}
+    )
     split = P.make_split(protocol.split, inter, seed, **options)
     save_split(split, where)
     return split
@@ -78,15 +82,26 @@ def make_split(inter: Any, protocol: ProtocolConfig, seed: int, work: Path, data
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="YAML config: dataset, protocol, seeds, methods (see eval/configs/).")
+    ap.add_argument(
+        "--config", required=True, help="YAML config: dataset, protocol, seeds, methods (see eval/configs/)."
+    )
     ap.add_argument("--out", default=None, help="Results folder (default: eval/results/<config name>).")
-    ap.add_argument("--work", default=None, help="Work folder for data, splits, models, stores (default: eval/work/<name>).")
+    ap.add_argument(
+        "--work",
+        default=None,
+        help="Work folder for data, splits, models, stores (default: eval/work/<name>).",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="Override the config's seeds.")
     ap.add_argument("--methods", nargs="+", default=None, help="Run only these methods (by name).")
     ap.add_argument("--no-progress", action="store_true", help="No progress bars.")
-    ap.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_DIR",
-                    help="Combine the results.json of runs of this config over different seeds (e.g. run in "
-                         "parallel with --seeds N) into one report in --out; runs nothing.")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="RESULTS_DIR",
+        help="Combine the results.json of runs of this config over different seeds (e.g. run in "
+        "parallel with --seeds N) into one report in --out; runs nothing.",
+    )
     args = ap.parse_args()
     if args.merge:
         return merge(args)
@@ -94,7 +109,9 @@ def main() -> int:
     import yaml
 
     cfg = grid_config.load(args.config)
-    raw = yaml.safe_load(Path(args.config).read_text())  # kept as written in results.json (--merge compares it)
+    raw = yaml.safe_load(
+        Path(args.config).read_text()
+    )  # kept as written in results.json (--merge compares it)
     out = Path(args.out or f"eval/results/{cfg.name}")
     work = Path(args.work or f"eval/work/{cfg.name}")
     out.mkdir(parents=True, exist_ok=True)
@@ -104,19 +121,30 @@ def main() -> int:
         catalog, log = prepare_dataset(cfg.dataset, work)
         res = i2i.run(cfg, raw, args.config, not args.no_progress, catalog, log, out, work)
         print(json.dumps({"test": res["test"]}, indent=2))
-        print(f"wrote {out / 'results.json'} and {out / 'report.md'} in {res['runtime_seconds'] / 60:.1f} min")
+        print(
+            f"wrote {out / 'results.json'} and {out / 'report.md'} in {res['runtime_seconds'] / 60:.1f} min"
+        )
         return 0
     return run_grid(cfg, raw, args, out, work)
 
 
-def features_for(spec: MethodConfig, catalog: Path, work: Path, item_ids: list[str], cache: dict[Any, Any],
-                 seconds: dict[str, float]) -> tuple[dict[str, np.ndarray] | None, coverage.Coverage | None]:
+def features_for(
+    spec: MethodConfig,
+    catalog: Path,
+    work: Path,
+    item_ids: list[str],
+    cache: dict[Any, Any],
+    seconds: dict[str, float],
+) -> tuple[dict[str, np.ndarray] | None, coverage.Coverage | None]:
     """({channel: [n_items, d]} for a method's `embed:` or `store:` entry in `item_ids` order, which
     of those items the store lacks: they get zero vectors); (None, None) for ID methods. The store is
     made once, only the row order follows the split."""
     if spec.embed is None and spec.store is None:
         return None, None
-    key = (json.dumps(dataclasses.asdict(spec.embed), sort_keys=True) if spec.embed else spec.store, tuple(item_ids))
+    key = (
+        json.dumps(dataclasses.asdict(spec.embed), sort_keys=True) if spec.embed else spec.store,
+        tuple(item_ids),
+    )
     if key not in cache:
         store = make_store(spec.embed, catalog, work) if spec.embed else Path(spec.store or "")
         feats, seconds[spec.features] = store_channels(store, item_ids)
@@ -137,31 +165,52 @@ def run_grid(cfg: GridConfig, raw: dict[str, Any], args: argparse.Namespace, out
     runs, splits, feature_cache, embed_seconds = [], {}, {}, {}
     for seed in seeds:
         split = make_split(inter, cfg.protocol, seed, work, data_key)
-        splits[seed] = split.stats() | {"fingerprint": split.fingerprint(), "dropped": coverage.dropped(split, len(inter))}
+        splits[seed] = split.stats() | {
+            "fingerprint": split.fingerprint(),
+            "dropped": coverage.dropped(split, len(inter)),
+        }
         # Every method's vectors first, so a store missing too many items stops the grid before any training.
-        feats = {s.title: features_for(s, catalog, work, list(split.item_ids), feature_cache, embed_seconds)
-                 for s in specs}
+        feats = {
+            s.title: features_for(s, catalog, work, list(split.item_ids), feature_cache, embed_seconds)
+            for s in specs
+        }
         for spec in specs:
             if feats[spec.title][1] is not None:
-                coverage.refuse_if_sparse(feats[spec.title][1], cfg.max_missing_share, spec.title, spec.features)
+                coverage.refuse_if_sparse(
+                    feats[spec.title][1], cfg.max_missing_share, spec.title, spec.features
+                )
         for spec in specs:
             vectors, cov = feats[spec.title]
             print(f"[seed {seed}] {spec.title}", flush=True)
             if cov is not None and cov.missing:
-                print(f"    {len(cov.missing)} of {cov.items} items have no vector (scored from zero vectors)")
+                print(
+                    f"    {len(cov.missing)} of {cov.items} items have no vector (scored from zero vectors)"
+                )
             r = M.run(spec, split, vectors, seed, cfg.train, list(cfg.ks), progress=not args.no_progress)
             print(f"    test {report.headline(r.test, cfg.ks)}  ({r.seconds:.1f} s)", flush=True)
-            runs.append(dataclasses.asdict(r) | {"features": spec.features}
-                        | ({"missing_vectors": cov.as_dict()} if cov is not None else {}))
+            runs.append(
+                dataclasses.asdict(r)
+                | {"features": spec.features}
+                | ({"missing_vectors": cov.as_dict()} if cov is not None else {})
+            )
     head = common.header("")
     results = {
-        "config": raw, "config_file": args.config, "command": head["command"], "date": head["date"],
-        "machine": head["machine"], "versions": common.versions(), "splits": {str(k): v for k, v in splits.items()},
-        "runs": runs, "embedding_seconds": embed_seconds, "seconds": time.perf_counter() - t_start,
+        "config": raw,
+        "config_file": args.config,
+        "command": head["command"],
+        "date": head["date"],
+        "machine": head["machine"],
+        "versions": common.versions(),
+        "splits": {str(k): v for k, v in splits.items()},
+        "runs": runs,
+        "embedding_seconds": embed_seconds,
+        "seconds": time.perf_counter() - t_start,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     report.write(results, out)
-    print(f"wrote {out / 'results.json'}, {out / 'report.md'} and plots in {time.perf_counter() - t_start:.0f} s")
+    print(
+        f"wrote {out / 'results.json'}, {out / 'report.md'} and plots in {time.perf_counter() - t_start:.0f} s"
+    )
     return 0
 
 
@@ -178,11 +227,15 @@ def merge(args: argparse.Namespace) -> int:
         raise SystemExit(f"--merge: a seed occurs in two runs ({sorted(seeds)})")
     out = Path(args.out or f"eval/results/{cfg['name']}")
     out.mkdir(parents=True, exist_ok=True)
-    results = {**parts[0], "command": " ; ".join(p["command"] for p in parts) + " ; " + common.command(),
-               "splits": {k: v for p in parts for k, v in p["splits"].items()},
-               "runs": [r for p in parts for r in p["runs"]],
-               "embedding_seconds": {k: v for p in parts for k, v in p["embedding_seconds"].items()},
-               "seconds": sum(p["seconds"] for p in parts), "merged_from": [str(d) for d in args.merge]}
+    results = {
+        **parts[0],
+        "command": " ; ".join(p["command"] for p in parts) + " ; " + common.command(),
+        "splits": {k: v for p in parts for k, v in p["splits"].items()},
+        "runs": [r for p in parts for r in p["runs"]],
+        "embedding_seconds": {k: v for p in parts for k, v in p["embedding_seconds"].items()},
+        "seconds": sum(p["seconds"] for p in parts),
+        "merged_from": [str(d) for d in args.merge],
+    }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     report.write(results, out)
     print(f"merged {len(parts)} runs ({len(results['runs'])} method runs) into {out}")

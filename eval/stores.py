@@ -28,8 +28,9 @@ def resolve_model(embed: EmbedEntry, work: Path) -> str:
     return model
 
 
-def make_store(embed: EmbedEntry, catalog: Path, work: Path, *, out: Path | None = None,
-               adapter: Path | None = None) -> Path:
+def make_store(
+    embed: EmbedEntry, catalog: Path, work: Path, *, out: Path | None = None, adapter: Path | None = None
+) -> Path:
     """The store of `catalog` for an `embed:` entry (reused, resumed or made); `adapter`: a train run
     applied to the model (`mllmrec embed --adapter`)."""
     from mllmrec.config import from_dict
@@ -43,9 +44,18 @@ def make_store(embed: EmbedEntry, catalog: Path, work: Path, *, out: Path | None
         write_attribute_store(catalog.parent, out, dim=embed.dim, noise=embed.noise)
         return out
     out = out or work / "stores" / f"{embed.model.replace('/', '_').replace(':', '-')}-{embed.prompt}"
-    cfg = from_dict(EmbedConfig, {"catalog": str(catalog), "model": resolve_model(embed, work), "out": str(out),
-                                  "prompt": embed.prompt, "resume": (out / "manifest.json").is_file(),
-                                  **({"adapter": str(adapter)} if adapter else {}), **(embed.options or {})})
+    cfg = from_dict(
+        EmbedConfig,
+        {
+            "catalog": str(catalog),
+            "model": resolve_model(embed, work),
+            "out": str(out),
+            "prompt": embed.prompt,
+            "resume": (out / "manifest.json").is_file(),
+            **({"adapter": str(adapter)} if adapter else {}),
+            **(embed.options or {}),
+        },
+    )
     run_embed(cfg, command=["eval/run.py"])
     return out
 

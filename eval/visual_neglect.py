@@ -45,7 +45,9 @@ def neighbour_agreement(vecs: np.ndarray, labels: np.ndarray, k: int = 10) -> fl
     return float((labels[nn] == labels[:, None]).mean())
 
 
-def partners(train, rng: np.random.Generator, share: float = 0.3, min_count: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def partners(
+    train, rng: np.random.Generator, share: float = 0.3, min_count: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """Query items and each one's single most co-interacted other item.
 
     Only items whose top partner is unambiguous (a strict maximum, co-interacted by at least
@@ -62,9 +64,13 @@ def partners(train, rng: np.random.Generator, share: float = 0.3, min_count: int
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tiny:qwen2-vl", help="Backbone (hub id, dir) or tiny:FAMILY for a random one.")
+    ap.add_argument(
+        "--model", default="tiny:qwen2-vl", help="Backbone (hub id, dir) or tiny:FAMILY for a random one."
+    )
     ap.add_argument("--n-items", type=int, default=400, help="Synthetic catalogue size.")
-    ap.add_argument("--out", default="eval/results/visual_neglect", help="Where results.json and report.md go.")
+    ap.add_argument(
+        "--out", default="eval/results/visual_neglect", help="Where results.json and report.md go."
+    )
     ap.add_argument("--work", default="eval/work/visual_neglect", help="Work folder (data, stores).")
     args = ap.parse_args()
 
@@ -81,7 +87,9 @@ def main() -> int:
     t0 = time.perf_counter()
     work, out = Path(args.work), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = make_synthetic(SyntheticConfig(out=str(work / "data"), n_items=args.n_items, n_users=max(50, args.n_items * 3 // 4)))
+    data = make_synthetic(
+        SyntheticConfig(out=str(work / "data"), n_items=args.n_items, n_users=max(50, args.n_items * 3 // 4))
+    )
     split = random_split(read_interactions(data.interactions), seed=0)
     ids = list(split.item_ids)
     by_id = {a["id"]: a for a in map(json.loads, Path(data.attributes).read_text().splitlines())}
@@ -101,9 +109,11 @@ def main() -> int:
         samples.append((queries[keep], pool, np.array([in_pool[t] for t in truth_items[keep]])))
 
     feature_sets = {f"{args.model} {name}": ("mllm", prompt) for name, prompt in INPUTS.items()}
-    feature_sets |= {"oracle image-only (colour, shape)": ("oracle", ["color", "shape"]),
-                     "oracle text-only (category, material)": ("oracle", ["category", "material"]),
-                     "oracle image+text": ("oracle", ["color", "shape", "category", "material"])}
+    feature_sets |= {
+        "oracle image-only (colour, shape)": ("oracle", ["color", "shape"]),
+        "oracle text-only (category, material)": ("oracle", ["category", "material"]),
+        "oracle image+text": ("oracle", ["color", "shape", "category", "material"]),
+    }
     rows = []
     for label, (kind, what) in feature_sets.items():
         if kind == "mllm":
@@ -119,36 +129,54 @@ def main() -> int:
             return profile[users] @ v.T
 
         u2i = full_ranking_metrics(score, np.arange(train.shape[0]), split.positives("test"), train, ks=(20,))
-        rows.append({"features": label, "colour_agreement@10": neighbour_agreement(feats, colour),
-                     "category_agreement@10": neighbour_agreement(feats, category),
-                     "i2i_recall@10": float(np.mean([r["recall@10"] for r in i2i])),
-                     "i2i_recall@10_std": float(np.std([r["recall@10"] for r in i2i], ddof=1)),
-                     "i2i_recall@50": float(np.mean([r["recall@50"] for r in i2i])),
-                     "i2i_recall@50_std": float(np.std([r["recall@50"] for r in i2i], ddof=1)),
-                     "u2i_recall@20": u2i["recall@20"]})
+        rows.append(
+            {
+                "features": label,
+                "colour_agreement@10": neighbour_agreement(feats, colour),
+                "category_agreement@10": neighbour_agreement(feats, category),
+                "i2i_recall@10": float(np.mean([r["recall@10"] for r in i2i])),
+                "i2i_recall@10_std": float(np.std([r["recall@10"] for r in i2i], ddof=1)),
+                "i2i_recall@50": float(np.mean([r["recall@50"] for r in i2i])),
+                "i2i_recall@50_std": float(np.std([r["recall@50"] for r in i2i], ddof=1)),
+                "u2i_recall@20": u2i["recall@20"],
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     n = len(ids)  # chance of a random other item sharing the label: (n_c - 1) / (n - 1)
-    chance = {"colour": float(np.mean([(np.sum(colour == c) - 1) / (n - 1) for c in colour])),
-              "category": float(np.mean([(np.sum(category == c) - 1) / (n - 1) for c in category]))}
-    result = {**header(), "rows": rows,
-              "chance": chance, "queries": [len(q) for q, _, _ in samples], "pool": [len(p) for _, p, _ in samples],
-              "seconds": time.perf_counter() - t0}
+    chance = {
+        "colour": float(np.mean([(np.sum(colour == c) - 1) / (n - 1) for c in colour])),
+        "category": float(np.mean([(np.sum(category == c) - 1) / (n - 1) for c in category])),
+    }
+    result = {
+        **header(),
+        "rows": rows,
+        "chance": chance,
+        "queries": [len(q) for q, _, _ in samples],
+        "pool": [len(p) for _, p, _ in samples],
+        "seconds": time.perf_counter() - t0,
+    }
     (out / "results.json").write_text(json.dumps(result, indent=2))
     cols = ["colour_agreement@10", "category_agreement@10", "i2i_recall@10", "i2i_recall@50", "u2i_recall@20"]
 
     def cell(r: dict, c: str) -> str:
         return f"{r[c]:.3f} ± {r[c + '_std']:.3f}" if c + "_std" in r else f"{r[c]:.3f}"
 
-    lines = ["# Visual-neglect check (synthetic catalogue)", "",
-             f"Date {result['date']}. Command: `{result['command']}`. Agreement = share of an item's 10 "
-             f"nearest neighbours (cosine) with the same colour (image-only attribute) or category "
-             f"(text-only attribute); chance: colour {chance['colour']:.3f}, category {chance['category']:.3f}. "
-             f"i2i (NoteLLM protocol): {result['queries']} queries with an unambiguous most co-interacted "
-             f"partner, pool = all other items, mean ± std over 3 query samples. u2i: content kNN, "
-             "Recall@20 on the seed-0 random split. Rows with a random tiny model show the machinery, "
-             "not a real model's behaviour.", "",
-             "| features | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|",
-             *[f"| {r['features']} | " + " | ".join(cell(r, c) for c in cols) + " |" for r in rows], ""]
+    lines = [
+        "# Visual-neglect check (synthetic catalogue)",
+        "",
+        f"Date {result['date']}. Command: `{result['command']}`. Agreement = share of an item's 10 "
+        f"nearest neighbours (cosine) with the same colour (image-only attribute) or category "
+        f"(text-only attribute); chance: colour {chance['colour']:.3f}, category {chance['category']:.3f}. "
+        f"i2i (NoteLLM protocol): {result['queries']} queries with an unambiguous most co-interacted "
+        f"partner, pool = all other items, mean ± std over 3 query samples. u2i: content kNN, "
+        "Recall@20 on the seed-0 random split. Rows with a random tiny model show the machinery, "
+        "not a real model's behaviour.",
+        "",
+        "| features | " + " | ".join(cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+        *[f"| {r['features']} | " + " | ".join(cell(r, c) for c in cols) + " |" for r in rows],
+        "",
+    ]
     (out / "report.md").write_text("\n".join(lines))
     print(f"wrote {out / 'report.md'} in {result['seconds']:.0f} s")
     return 0

@@ -140,15 +140,30 @@ def prepare_dir(out: str | Path, *, stage: str, mode: Mode, resumable: bool = Tr
             raise ArtifactError(f"--resume: {out} holds {held}, not a {stage} run to continue")
         return read_manifest(out, expect_stage=stage)
     if names and mode == "fresh":
-        held = f"an earlier {stage} run" if found == stage else f"a {found!r} artefact" if found else _describe(names)
-        again = "use --resume to continue it or --overwrite to start again" if resumable else \
-            "pass --overwrite to replace it"
+        held = (
+            f"an earlier {stage} run"
+            if found == stage
+            else f"a {found!r} artefact"
+            if found
+            else _describe(names)
+        )
+        again = (
+            "use --resume to continue it or --overwrite to start again"
+            if resumable
+            else "pass --overwrite to replace it"
+        )
         hint = again if found == stage else "choose a new or empty folder"
         raise ArtifactError(f"{out} already holds {held}; {hint}")
     if names and found != stage:
-        held = f"a {found!r} artefact written by mllmrec" if found else f"files that mllmrec did not write: {_describe(names)}"
-        raise ArtifactError(f"--overwrite refuses to delete {out}: it holds {held}, not a {stage} run; "
-                            "choose a new or empty folder")
+        held = (
+            f"a {found!r} artefact written by mllmrec"
+            if found
+            else f"files that mllmrec did not write: {_describe(names)}"
+        )
+        raise ArtifactError(
+            f"--overwrite refuses to delete {out}: it holds {held}, not a {stage} run; "
+            "choose a new or empty folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     # The manifest goes first and stays: a crash while deleting leaves a folder still marked as ours.
     write_manifest(out, {"status": "preparing"}, stage=stage)
@@ -160,7 +175,9 @@ def prepare_dir(out: str | Path, *, stage: str, mode: Mode, resumable: bool = Tr
     return None
 
 
-def check_identity(stored: dict[str, Any], current: dict[str, Any], *, out: str | Path, what: str = "run") -> None:
+def check_identity(
+    stored: dict[str, Any], current: dict[str, Any], *, out: str | Path, what: str = "run"
+) -> None:
     """Refuse to resume when the settings or inputs that shape the result differ; list each one."""
     from mllmrec.config import diff_values
 
@@ -168,8 +185,10 @@ def check_identity(stored: dict[str, Any], current: dict[str, Any], *, out: str 
     diffs = diff_values({k: stored.get(k) for k in current}, current)
     if diffs:
         lines = "\n".join(f"  {k}: {what} has {a!r}, this run has {b!r}" for k, a, b in diffs)
-        raise ArtifactError(f"cannot resume {out}: the {what} was started with other settings or inputs:\n{lines}\n"
-                            "Use the original settings, or --overwrite to start again.")
+        raise ArtifactError(
+            f"cannot resume {out}: the {what} was started with other settings or inputs:\n{lines}\n"
+            "Use the original settings, or --overwrite to start again."
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,8 +229,12 @@ class WriterLock:
     def acquire(self) -> WriterLock:
         self._created = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "stage": self.stage,
-              "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "stage": self.stage,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         tmp = temp_name(self.path)
         tmp.write_text(json.dumps(me), encoding="utf-8")
         try:
@@ -228,8 +251,11 @@ class WriterLock:
                         raise ArtifactError(
                             f"{self.out} is being written by another mllmrec process (pid {h.get('pid')} on "
                             f"{h.get('host')}, {h.get('stage')} since {h.get('since')}); wait for it to finish. "
-                            f"If that process is gone, delete {self.path}") from None
-                    log.warning("%s: taking over a stale lock of pid %s on %s", self.out, h.get("pid"), h.get("host"))
+                            f"If that process is gone, delete {self.path}"
+                        ) from None
+                    log.warning(
+                        "%s: taking over a stale lock of pid %s on %s", self.out, h.get("pid"), h.get("host")
+                    )
                     self.path.unlink(missing_ok=True)
             raise ArtifactError(f"could not take the writer lock {self.path}")
         finally:

@@ -34,31 +34,69 @@ from mllmrec.train.config import MergeConfig, TrainConfig
 
 # subcommand -> (config class, "module:function", one-line help)
 COMMANDS: dict[str, tuple[type, str, str]] = {
-    "demo": (DemoConfig, "mllmrec.demo:run_demo",
-             "Run the main job offline on a synthetic catalogue with a tiny random model (embed, search, pairs, tuning)."),
+    "demo": (
+        DemoConfig,
+        "mllmrec.demo:run_demo",
+        "Run the main job offline on a synthetic catalogue with a tiny random model (embed, search, pairs, tuning).",
+    ),
     "embed": (EmbedConfig, "mllmrec.embed.run:main", "Embed a catalogue into an embedding store."),
-    "import": (ImportConfig, "mllmrec.embed.external:main",
-               "Turn vectors made elsewhere (npy/parquet/safetensors + ids, or a sentence-transformers model "
-               "folder run over a catalogue) into an embedding store."),
+    "import": (
+        ImportConfig,
+        "mllmrec.embed.external:main",
+        "Turn vectors made elsewhere (npy/parquet/safetensors + ids, or a sentence-transformers model "
+        "folder run over a catalogue) into an embedding store.",
+    ),
     "index": (IndexConfig, "mllmrec.index.search_cli:run_index", "Build a faiss index next to a store."),
-    "neighbors": (NeighborsConfig, "mllmrec.index.search_cli:run_neighbors",
-                  "Print an item's nearest neighbours (with titles) from a store."),
-    "make-synthetic": (SyntheticConfig, "mllmrec.datasets.synthetic:run",
-                       "Write a deterministic synthetic multimodal catalogue with interactions."),
-    "compose": (ComposeConfig, "mllmrec.backbone.composed:run_compose",
-                "Build a composed MLLM (causal LM + vision encoder + connector) directory."),
-    "pairs": (PairsConfig, "mllmrec.catalog.pairs:main", "Mine co-interaction item pairs from an interaction log."),
-    "distill": (DistillConfig, "mllmrec.distill.run:main",
-                "Distil a multimodal teacher into an MF/LightGCN ID tower (PromptMM) for cheap serving."),
-    "recommend": (RecommendConfig, "mllmrec.distill.recommend:run_recommend",
-                  "Top-k items for users from a distill run (faiss search; new items via the mapping)."),
-    "serve": (ServeConfig, "mllmrec.distill.serve:run_serve",
-              "Serve a distill run's recommendations over HTTP (GET/POST /recommend, /health)."),
-    "train": (TrainConfig, "mllmrec.train.trainer:main", "LoRA-tune a backbone contrastively on co-interaction pairs."),
-    "merge": (MergeConfig, "mllmrec.train.merge:run_merge",
-              "Merge a train run's adapter into its base model (loadable without peft)."),
-    "export": (ExportConfig, "mllmrec.features.export:main",
-               "Write item vectors for MMRec, RecBole, Cornac or as npy/parquet, rows aligned to their item ids."),
+    "neighbors": (
+        NeighborsConfig,
+        "mllmrec.index.search_cli:run_neighbors",
+        "Print an item's nearest neighbours (with titles) from a store.",
+    ),
+    "make-synthetic": (
+        SyntheticConfig,
+        "mllmrec.datasets.synthetic:run",
+        "Write a deterministic synthetic multimodal catalogue with interactions.",
+    ),
+    "compose": (
+        ComposeConfig,
+        "mllmrec.backbone.composed:run_compose",
+        "Build a composed MLLM (causal LM + vision encoder + connector) directory.",
+    ),
+    "pairs": (
+        PairsConfig,
+        "mllmrec.catalog.pairs:main",
+        "Mine co-interaction item pairs from an interaction log.",
+    ),
+    "distill": (
+        DistillConfig,
+        "mllmrec.distill.run:main",
+        "Distil a multimodal teacher into an MF/LightGCN ID tower (PromptMM) for cheap serving.",
+    ),
+    "recommend": (
+        RecommendConfig,
+        "mllmrec.distill.recommend:run_recommend",
+        "Top-k items for users from a distill run (faiss search; new items via the mapping).",
+    ),
+    "serve": (
+        ServeConfig,
+        "mllmrec.distill.serve:run_serve",
+        "Serve a distill run's recommendations over HTTP (GET/POST /recommend, /health).",
+    ),
+    "train": (
+        TrainConfig,
+        "mllmrec.train.trainer:main",
+        "LoRA-tune a backbone contrastively on co-interaction pairs.",
+    ),
+    "merge": (
+        MergeConfig,
+        "mllmrec.train.merge:run_merge",
+        "Merge a train run's adapter into its base model (loadable without peft).",
+    ),
+    "export": (
+        ExportConfig,
+        "mllmrec.features.export:main",
+        "Write item vectors for MMRec, RecBole, Cornac or as npy/parquet, rows aligned to their item ids.",
+    ),
 }
 PROMPT_COMMANDS: dict[str, tuple[type | None, str, str]] = {
     "list": (None, "mllmrec.prompts.show:run_list", "List the built-in prompt templates."),
@@ -74,7 +112,9 @@ def _add_fields(p: argparse.ArgumentParser, cls: type) -> None:
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if not required:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            help_text += f" (default: {' '.join(map(str, default)) if isinstance(default, tuple) else default})"
+            help_text += (
+                f" (default: {' '.join(map(str, default)) if isinstance(default, tuple) else default})"
+            )
         elif not meta.get("positional"):
             help_text += " (required)"
         kw: dict[str, Any] = {"help": _literal(help_text), "default": argparse.SUPPRESS}
@@ -122,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (cls, _, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=_literal(help_text), description=(cls.__doc__ or help_text).strip())
-        p.add_argument("--config", metavar="YAML", help="Read options from a YAML file; flags given here win.")
+        p.add_argument(
+            "--config", metavar="YAML", help="Read options from a YAML file; flags given here win."
+        )
         _add_fields(p, cls)
     prompts = sub.add_parser("prompts", help="Inspect prompt templates.")
     psub = prompts.add_subparsers(dest="prompts_command", metavar="ACTION", required=True)
@@ -136,8 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = vars(build_parser().parse_args(argv))
-    logging.basicConfig(level=logging.INFO if args.pop("verbose") else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.pop("verbose") else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     command = args.pop("command")
     if command == "prompts":
         cls, target, _ = PROMPT_COMMANDS[args.pop("prompts_command")]

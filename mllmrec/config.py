@@ -44,8 +44,10 @@ class Checked:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             tp = hints[f.name]
             if typing.get_origin(tp) is Literal and getattr(self, f.name) not in typing.get_args(tp):
-                raise ConfigError(f"{f.name}: {getattr(self, f.name)!r} is not one of "
-                                  f"{', '.join(map(str, typing.get_args(tp)))}")
+                raise ConfigError(
+                    f"{f.name}: {getattr(self, f.name)!r} is not one of "
+                    f"{', '.join(map(str, typing.get_args(tp)))}"
+                )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,13 +125,22 @@ def from_dict(cls: type, data: dict[str, Any]):
     if unknown:
         import difflib
 
-        hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, fields, n=1)) else k
-                 for k in unknown]
+        hints = [
+            f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, fields, n=1)) else k
+            for k in unknown
+        ]
         raise ConfigError(f"unknown option(s): {', '.join(hints)}; known: {', '.join(sorted(fields))}")
-    missing = [n for n, f in fields.items() if n not in data and f.default is REQUIRED and f.default_factory is REQUIRED]
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in data and f.default is REQUIRED and f.default_factory is REQUIRED
+    ]
     if missing:
-        flags = ", ".join(n.upper() if f.metadata.get("positional") else "--" + n.replace("_", "-")
-                          for n, f in fields.items() if n in missing)
+        flags = ", ".join(
+            n.upper() if f.metadata.get("positional") else "--" + n.replace("_", "-")
+            for n, f in fields.items()
+            if n in missing
+        )
         raise ConfigError(f"missing required option(s): {flags} (YAML keys: {', '.join(missing)})")
     return cls(**{k: _coerce(k, hints[k], v) for k, v in data.items()})
 
@@ -144,8 +155,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         where = getattr(e, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{path}: not a plain YAML config{at}: {problem}; only plain values are read "
-                          "(no Python tags)") from None
+        raise ConfigError(
+            f"{path}: not a plain YAML config{at}: {problem}; only plain values are read (no Python tags)"
+        ) from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     if not isinstance(data, dict):

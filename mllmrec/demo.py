@@ -37,18 +37,32 @@ def run_demo(cfg: DemoConfig, command: list[str] | None = None) -> int:
 
     root = Path(cfg.out)
     print(f"[1/6] synthetic catalogue -> {root / 'data'}")
-    data = make_synthetic(SyntheticConfig(out=str(root / "data"), n_items=cfg.n_items,
-                                          n_users=max(20, cfg.n_items // 2), seed=cfg.seed))
+    data = make_synthetic(
+        SyntheticConfig(
+            out=str(root / "data"), n_items=cfg.n_items, n_users=max(20, cfg.n_items // 2), seed=cfg.seed
+        )
+    )
     print(f"[2/6] tiny random {cfg.family} backbone (offline, random weights)")
     model = build_demo_model(cfg.family, root / "models", cfg.seed)
     store = root / "store"
     print(f"[3/6] embed {cfg.n_items} items with the notellm2-micl prompt -> {store}")
-    result = run_embed(EmbedConfig(catalog=str(data.items), model=str(model), out=str(store),
-                                   prompt="notellm2-micl", overwrite=True, batch_size=16, shard_size=64),
-                       command=["mllmrec", "demo", "--out", str(root), "--family", cfg.family])
+    result = run_embed(
+        EmbedConfig(
+            catalog=str(data.items),
+            model=str(model),
+            out=str(store),
+            prompt="notellm2-micl",
+            overwrite=True,
+            batch_size=16,
+            shard_size=64,
+        ),
+        command=["mllmrec", "demo", "--out", str(root), "--family", cfg.family],
+    )
     c = result["counts"]
     dims = ", ".join(f"{ch}[{d}]" for ch, d in result["dims"].items())
-    print(f"      embedded {c['embedded']}/{c['input']} items in {result['seconds_last_run']:.1f} s; channels {dims}")
+    print(
+        f"      embedded {c['embedded']}/{c['input']} items in {result['seconds_last_run']:.1f} s; channels {dims}"
+    )
     print("[4/6] faiss index and nearest neighbours")
     build_index(store, "mm")
     from mllmrec.store import EmbeddingStore
@@ -83,8 +97,18 @@ def demo_train(cfg: DemoConfig, root: Path, data: object, model: Path) -> Path |
 
     pairs, run = root / "pairs", root / "run"
     print(f"[5/6] co-interaction pairs -> {pairs}")
-    mined = run_pairs(PairsConfig(interactions=str(data.interactions), out=str(pairs), catalog=str(data.items),
-                                  valid_share=0.3, test_share=0.1, top_t=5, seed=cfg.seed, overwrite=True))
+    mined = run_pairs(
+        PairsConfig(
+            interactions=str(data.interactions),
+            out=str(pairs),
+            catalog=str(data.items),
+            valid_share=0.3,
+            test_share=0.1,
+            top_t=5,
+            seed=cfg.seed,
+            overwrite=True,
+        )
+    )
     print(f"      {mined['pairs']} pairs from {mined['rows_used']} interactions of {mined['users']} users")
     if cfg.train_steps == 0:
         print("[6/6] contrastive LoRA tuning skipped (--train-steps 0)")
@@ -92,14 +116,28 @@ def demo_train(cfg: DemoConfig, root: Path, data: object, model: Path) -> Path |
     # From item text only: a few dozen steps move the tiny random LM measurably, while its random ViT
     # would need far more (with images, 30 steps did not lift recall in our runs).
     print(f"[6/6] contrastive LoRA tuning on item text, {cfg.train_steps} steps -> {run}")
-    man = run_train(TrainConfig(pairs=str(pairs), out=str(run), catalog=str(data.items), model=str(model),
-                                image_field=None, batch_pairs=32, steps=cfg.train_steps, lr=2e-3,
-                                valid_every=cfg.train_steps,  # before and after only
-                                overwrite=True, seed=cfg.seed, progress=False),
-                    command=["mllmrec", "demo", "--out", str(root)])
+    man = run_train(
+        TrainConfig(
+            pairs=str(pairs),
+            out=str(run),
+            catalog=str(data.items),
+            model=str(model),
+            image_field=None,
+            batch_pairs=32,
+            steps=cfg.train_steps,
+            lr=2e-3,
+            valid_every=cfg.train_steps,  # before and after only
+            overwrite=True,
+            seed=cfg.seed,
+            progress=False,
+        ),
+        command=["mllmrec", "demo", "--out", str(root)],
+    )
     before, after = man["history"]["valid"][0], man["history"]["valid"][-1]
-    print("      valid item-to-item recall (NoteLLM protocol, "
-          f"{man['data']['valid_queries']} queries, {man['data']['valid_candidates']} candidates):")
+    print(
+        "      valid item-to-item recall (NoteLLM protocol, "
+        f"{man['data']['valid_queries']} queries, {man['data']['valid_candidates']} candidates):"
+    )
     for k in ("recall@10", "recall@50"):
         print(f"        {k}: zero-shot {before[k]:.3f} -> tuned {after[k]:.3f}")
     return run
@@ -119,9 +157,22 @@ def demo_distill(root: Path, data: object, store: Path, seed: int) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: one thread is faster, and robust on a busy machine
     try:
-        manifest = run_distill(DistillConfig(store=str(store), interactions=str(data.interactions), out=str(out),
-                                             overwrite=True, epochs=5, teacher_epochs=5, dim=16, teacher_dim=16,
-                                             batch_size=512, seed=seed, progress=False), command=["mllmrec", "demo"])
+        manifest = run_distill(
+            DistillConfig(
+                store=str(store),
+                interactions=str(data.interactions),
+                out=str(out),
+                overwrite=True,
+                epochs=5,
+                teacher_epochs=5,
+                dim=16,
+                teacher_dim=16,
+                batch_size=512,
+                seed=seed,
+                progress=False,
+            ),
+            command=["mllmrec", "demo"],
+        )
     finally:
         torch.set_num_threads(threads)
     print_summary(out, manifest)

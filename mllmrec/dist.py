@@ -35,7 +35,9 @@ def init_group(world: int) -> None:
             if torch.cuda.is_available():
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
             # Long: process 0 validates (minutes on a large model) while the others wait.
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=timedelta(hours=2))
+            dist.init_process_group(
+                "nccl" if torch.cuda.is_available() else "gloo", timeout=timedelta(hours=2)
+            )
 
 
 def barrier(world: int) -> None:

@@ -16,7 +16,18 @@ from typing import Any
 
 from mllmrec.artifacts import ArtifactError
 
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
 _MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
 
 
@@ -62,7 +73,9 @@ def parquet_rows(path: Path, fix: str) -> tuple[int, list[str]]:
         pf = pq.ParquetFile(path)
         meta, names = pf.metadata, list(pf.schema_arrow.names)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a damaged footer
-        raise DamagedFileError(f"{path}: not a readable parquet file ({type(e).__name__}: {e}); {fix}") from None
+        raise DamagedFileError(
+            f"{path}: not a readable parquet file ({type(e).__name__}: {e}); {fix}"
+        ) from None
     return int(meta.num_rows), names
 
 

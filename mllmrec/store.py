@@ -95,7 +95,13 @@ def read_shard(path: Path) -> tuple[list[str], dict[str, np.ndarray], list[dict[
     except Exception as e:  # noqa: BLE001 - safetensors' own error types, bad metadata
         raise DamagedStoreError(f"{path}: damaged shard ({type(e).__name__}: {e}); {REDO_SHARD}") from None
     for ch, v in vectors.items():
-        _check(expect_equal, f"{path}: rows of channel {ch!r} vs ids in its metadata", v.shape[0], len(ids), REDO_SHARD)
+        _check(
+            expect_equal,
+            f"{path}: rows of channel {ch!r} vs ids in its metadata",
+            v.shape[0],
+            len(ids),
+            REDO_SHARD,
+        )
     return ids, vectors, rejected
 
 
@@ -142,7 +148,9 @@ def clean_partial_files(out: Path) -> int:
 # ---------------------------------------------------------------------------------------------
 # Final store
 # ---------------------------------------------------------------------------------------------
-def write_vectors(out: Path, fmt: str, ids: list[str], labels: list[str], vectors: dict[str, np.ndarray]) -> None:
+def write_vectors(
+    out: Path, fmt: str, ids: list[str], labels: list[str], vectors: dict[str, np.ndarray]
+) -> None:
     """Write the consolidated vectors and items table atomically (vectors first, items second)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -150,14 +158,18 @@ def write_vectors(out: Path, fmt: str, ids: list[str], labels: list[str], vector
     if fmt == "safetensors":
         from safetensors.numpy import save
 
-        atomic_write_bytes(out / VECTOR_FILES[fmt], save({c: np.ascontiguousarray(v) for c, v in vectors.items()}))
+        atomic_write_bytes(
+            out / VECTOR_FILES[fmt], save({c: np.ascontiguousarray(v) for c, v in vectors.items()})
+        )
     else:
         cols = {"id": pa.array(ids, pa.string())}
         for ch, v in vectors.items():
             flat = pa.array(v.reshape(-1))
             cols[ch] = pa.FixedSizeListArray.from_arrays(flat, v.shape[1])
         _write_parquet(out / VECTOR_FILES[fmt], pa.table(cols), pq)
-    _write_parquet(out / ITEMS, pa.table({"id": pa.array(ids, pa.string()), "label": pa.array(labels, pa.string())}), pq)
+    _write_parquet(
+        out / ITEMS, pa.table({"id": pa.array(ids, pa.string()), "label": pa.array(labels, pa.string())}), pq
+    )
 
 
 def _write_parquet(path: Path, table: Any, pq: Any) -> None:
@@ -177,8 +189,10 @@ class EmbeddingStore:
         path = Path(path)
         manifest = read_manifest(path)
         if manifest.get("status") != "complete":
-            raise StoreError(f"{path} is an unfinished store (status {manifest.get('status')!r}); "
-                             "finish it with `mllmrec embed ... --resume`")
+            raise StoreError(
+                f"{path} is an unfinished store (status {manifest.get('status')!r}); "
+                "finish it with `mllmrec embed ... --resume`"
+            )
         verify_store(path, manifest)
         return cls(path, manifest)
 
@@ -211,7 +225,9 @@ class EmbeddingStore:
         try:
             return self._pos[str(item_id)]
         except KeyError:
-            why = next((r["reason"] for r in self.manifest.get("rejected", []) if r["id"] == str(item_id)), None)
+            why = next(
+                (r["reason"] for r in self.manifest.get("rejected", []) if r["id"] == str(item_id)), None
+            )
             extra = f": it was rejected at embed time ({why})" if why else ""
             raise UnknownItemError(f"item {item_id!r} is not in the store {self.path}{extra}") from None
 
@@ -233,14 +249,17 @@ def verify_store(path: Path, manifest: dict[str, Any]) -> None:
     """Check a complete store's files against its manifest from headers and footers only: the vectors
     file holds every channel at [embedded, dim], items.parquet has one row per vector."""
     try:
-        n = (manifest.get("counts") or {}).get("embedded")  # absent in hand-made stores: items.parquet decides
+        n = (manifest.get("counts") or {}).get(
+            "embedded"
+        )  # absent in hand-made stores: items.parquet decides
         n = None if n is None else int(n)
         dims = {ch: int(manifest["dims"][ch]) for ch in manifest["channels"]}
         fmt = manifest["config"]["format"]
         vec = path / VECTOR_FILES[fmt]
     except (KeyError, TypeError, ValueError) as e:
-        raise DamagedStoreError(f"{path / artifacts.MANIFEST}: lacks or garbles {e} (counts, dims, channels, "
-                                f"format); {REEMBED}") from None
+        raise DamagedStoreError(
+            f"{path / artifacts.MANIFEST}: lacks or garbles {e} (counts, dims, channels, format); {REEMBED}"
+        ) from None
     rows, _ = _check(parquet_rows, path / ITEMS, REEMBED)
     n = rows if n is None else n
     _check(expect_equal, f"{path / ITEMS}: rows", rows, n, REEMBED)

@@ -57,7 +57,9 @@ def test_overwrite_deletes_only_our_own_same_stage_folder(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     (work / "thesis.tex").write_text("precious")
-    with pytest.raises(A.ArtifactError, match="--overwrite refuses to delete .* files that mllmrec did not write: thesis.tex"):
+    with pytest.raises(
+        A.ArtifactError, match="--overwrite refuses to delete .* files that mllmrec did not write: thesis.tex"
+    ):
         A.prepare_dir(work, stage="train", mode="overwrite")
     assert (work / "thesis.tex").read_text() == "precious"
 
@@ -73,7 +75,9 @@ def test_overwrite_deletes_only_our_own_same_stage_folder(tmp_path):
 def test_resume_needs_a_run_of_the_same_stage_and_lists_what_differs(tmp_path):
     with pytest.raises(A.ArtifactError, match="--resume: .* holds nothing"):
         A.prepare_dir(tmp_path / "none", stage="train", mode="resume")
-    A.write_manifest(tmp_path, {"status": "running", "identity": {"lr": 0.1, "prompt": {"name": "a"}}}, stage="train")
+    A.write_manifest(
+        tmp_path, {"status": "running", "identity": {"lr": 0.1, "prompt": {"name": "a"}}}, stage="train"
+    )
     m = A.prepare_dir(tmp_path, stage="train", mode="resume")
     A.check_identity(m["identity"], {"lr": 0.1, "prompt": {"name": "a"}}, out=tmp_path)
     with pytest.raises(A.ArtifactError) as e:

@@ -49,15 +49,44 @@ def test_missing_required_flag_is_reported(capsys, tmp_path):
 
 def test_journey_prompts_show_embed_index_neighbors(tiny_qwen2_dir, tmp_path, capsys):
     data = tmp_path / "data"
-    assert main(["make-synthetic", str(data), "--n-items", "24", "--n-users", "10", "--image-size", "32"]) == 0
+    assert (
+        main(["make-synthetic", str(data), "--n-items", "24", "--n-users", "10", "--image-size", "32"]) == 0
+    )
     items = data / "items.jsonl"
-    assert main(["prompts", "show", "notellm2-micl", "--catalog", str(items), "--item", "i0003",
-                 "--model", str(tiny_qwen2_dir)]) == 0
+    assert (
+        main(
+            [
+                "prompts",
+                "show",
+                "notellm2-micl",
+                "--catalog",
+                str(items),
+                "--item",
+                "i0003",
+                "--model",
+                str(tiny_qwen2_dir),
+            ]
+        )
+        == 0
+    )
     shown = capsys.readouterr().out
     assert "<|im_start|>user" in shown and "<<slot:visual>>" in shown and "<|image_pad|>" in shown
     store = tmp_path / "store"
-    assert main(["embed", "--catalog", str(items), "--model", str(tiny_qwen2_dir), "--out", str(store),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--catalog",
+                str(items),
+                "--model",
+                str(tiny_qwen2_dir),
+                "--out",
+                str(store),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["index", str(store)]) == 0
     capsys.readouterr()
     assert main(["neighbors", str(store), "i0003", "-k", "4"]) == 0

@@ -90,8 +90,16 @@ def test_int_coercion(raw, value):
 
 @pytest.mark.parametrize(
     ("raw", "value"),
-    [(True, True), (False, False), ("true", True), ("Yes", True), ("1", True), ("no", False), ("FALSE", False),
-     ("0", False)],
+    [
+        (True, True),
+        (False, False),
+        ("true", True),
+        ("Yes", True),
+        ("1", True),
+        ("no", False),
+        ("FALSE", False),
+        ("0", False),
+    ],
 )
 def test_bool_coercion(raw, value):
     assert embed(trust_remote_code=raw).trust_remote_code is value
@@ -225,7 +233,9 @@ def test_parse_text_fields_bad_limit(spec):
     assert repr(spec) in str(e.value)
 
 
-@pytest.mark.parametrize("specs", [("title", "title"), ("title:64", "title:32"), ("title", "body", "title:5")])
+@pytest.mark.parametrize(
+    "specs", [("title", "title"), ("title:64", "title:32"), ("title", "body", "title:5")]
+)
 def test_parse_text_fields_duplicates(specs):
     with pytest.raises(ConfigError, match="listed twice"):
         parse_text_fields(specs)
@@ -281,8 +291,14 @@ def test_load_yaml_refuses_non_mappings(tmp_path, content):
 def test_to_dict_is_json_ready_and_round_trips():
     import json
 
-    cfg = embed(text_fields=["title:64", "description"], image_field="none", batch_size="8", resume="true",
-                dtype="float16", min_pixels=3136)
+    cfg = embed(
+        text_fields=["title:64", "description"],
+        image_field="none",
+        batch_size="8",
+        resume="true",
+        dtype="float16",
+        min_pixels=3136,
+    )
     d = to_dict(cfg)
     assert d["text_fields"] == ["title:64", "description"]
     assert d["image_field"] is None
@@ -305,10 +321,13 @@ def test_to_dict_round_trip_other_configs(cfg):
     assert from_dict(type(cfg), to_dict(cfg)) == cfg
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("model: !!python/object/apply:os.system ['echo hi']\n", "python/object"),
-    ("model: [unclosed\n", "line"),
-])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("model: !!python/object/apply:os.system ['echo hi']\n", "python/object"),
+        ("model: [unclosed\n", "line"),
+    ],
+)
 def test_a_yaml_config_with_a_python_tag_or_bad_syntax_is_one_clear_error(tmp_path, text, words):
     p = tmp_path / "cfg.yaml"
     p.write_text(text)

@@ -10,8 +10,22 @@ from mllmrec.store import EmbeddingStore
 
 @pytest.mark.parametrize("family", ["qwen2-vl", "composed"])
 def test_demo_runs_end_to_end(tmp_path, capsys, family):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--n-items", "40", "--family", family,
-                 "--train-steps", "3"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(tmp_path / "demo"),
+                "--n-items",
+                "40",
+                "--family",
+                family,
+                "--train-steps",
+                "3",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     store = EmbeddingStore.open(tmp_path / "demo" / "store")
     assert store.manifest["counts"]["embedded"] == 40 and store.channels == ["mm", "visual"]

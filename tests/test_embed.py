@@ -93,7 +93,9 @@ def test_resume_after_injected_crash_equals_uninterrupted(encoder, tmp_path, mon
 
     with pytest.raises(ArtifactError, match="--resume"):  # a plain rerun must not clobber the work
         run_embed(cfg, encoder=enc)
-    resumed = run_embed(cfg_for(cat, d, tmp_path / "crashed", shard_size=4, batch_size=3, resume=True), encoder=enc)
+    resumed = run_embed(
+        cfg_for(cat, d, tmp_path / "crashed", shard_size=4, batch_size=3, resume=True), encoder=enc
+    )
     a, b = EmbeddingStore.open(full["config"]["out"]), EmbeddingStore.open(resumed["config"]["out"])
     assert a.ids == b.ids
     assert np.array_equal(np.asarray(a.vectors("mm")), np.asarray(b.vectors("mm")))
@@ -130,8 +132,10 @@ def test_progress_bar_advances_per_batch(encoder, catalog, tmp_path, monkeypatch
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
     d, enc = encoder
-    run_embed(EmbedConfig(catalog=str(catalog), model=str(d), out=str(tmp_path / "s"), shard_size=8, batch_size=3),
-              encoder=enc)
+    run_embed(
+        EmbedConfig(catalog=str(catalog), model=str(d), out=str(tmp_path / "s"), shard_size=8, batch_size=3),
+        encoder=enc,
+    )
     (bar,) = bars
     assert (bar.total, bar.unit, bar.disable) == (12, "item", False)
     assert bar.updates == [3, 3, 2, 3, 1]  # shards of 8 and 4 items, batches of at most 3
@@ -144,7 +148,9 @@ def test_resume_refuses_other_prompt_or_model(encoder, tiny_qwen_dirs, catalog, 
     (out / artifacts.MANIFEST).write_text(json.dumps({**st.read_manifest(out), "status": "running"}))
     with pytest.raises(ArtifactError, match=r"prompt\.name: store has 'notellm2', this run has 'text-only'"):
         run_embed(cfg_for(catalog, d, out, shard_size=4, prompt="text-only", resume=True), encoder=enc)
-    with pytest.raises(ArtifactError, match=r"backbone\.family: store has 'qwen2-vl', this run has 'qwen3-vl'"):
+    with pytest.raises(
+        ArtifactError, match=r"backbone\.family: store has 'qwen2-vl', this run has 'qwen3-vl'"
+    ):
         run_embed(cfg_for(catalog, tiny_qwen_dirs["qwen3-vl"], out, shard_size=4, resume=True))
     with pytest.raises(ArtifactError, match=r"config\.shard_size"):
         run_embed(cfg_for(catalog, d, out, shard_size=5, resume=True), encoder=enc)
@@ -176,11 +182,16 @@ def test_overwrite_refuses_a_folder_that_is_not_a_store(encoder, catalog, tmp_pa
 def test_store_formats(encoder, catalog, tmp_path, fmt, dtype):
     d, enc = encoder
     ref = EmbeddingStore.open(run_embed(cfg_for(catalog, d, tmp_path / "ref"), encoder=enc)["config"]["out"])
-    s = EmbeddingStore.open(run_embed(cfg_for(catalog, d, tmp_path / "s", format=fmt, store_dtype=dtype),
-                                      encoder=enc)["config"]["out"])
+    s = EmbeddingStore.open(
+        run_embed(cfg_for(catalog, d, tmp_path / "s", format=fmt, store_dtype=dtype), encoder=enc)["config"][
+            "out"
+        ]
+    )
     v = np.asarray(s.vectors("mm"))
     assert v.dtype == np.dtype(dtype) and s.ids == ref.ids
-    np.testing.assert_allclose(v.astype(np.float32), np.asarray(ref.vectors("mm")), atol=2e-2 if dtype == "float16" else 0)
+    np.testing.assert_allclose(
+        v.astype(np.float32), np.asarray(ref.vectors("mm")), atol=2e-2 if dtype == "float16" else 0
+    )
 
 
 def test_fusion_gate_adds_fused_channel_following_the_formula(encoder, catalog, tmp_path):
@@ -216,7 +227,10 @@ def test_mixed_text_only_and_image_batches_match_one_at_a_time(tiny_qwen_dirs, t
 
     cat = write_catalog(tmp_path / "cat", n=8)
     rows = cat.read_text().splitlines()
-    rows = [r.replace('"image": "images/', '"image": null, "x": "') if k % 3 == 0 else r for k, r in enumerate(rows)]
+    rows = [
+        r.replace('"image": "images/', '"image": null, "x": "') if k % 3 == 0 else r
+        for k, r in enumerate(rows)
+    ]
     cat.write_text("\n".join(rows) + "\n")
     for family, d in tiny_qwen_dirs.items():
         enc = QwenVLEncoder.load(str(d))
@@ -226,7 +240,9 @@ def test_mixed_text_only_and_image_batches_match_one_at_a_time(tiny_qwen_dirs, t
         np.testing.assert_allclose(va, vb, atol=1e-5, err_msg=family)
 
 
-def test_resume_refused_when_the_catalogue_changed_and_allowed_with_another_batch_size(encoder, catalog, tmp_path):
+def test_resume_refused_when_the_catalogue_changed_and_allowed_with_another_batch_size(
+    encoder, catalog, tmp_path
+):
     d, enc = encoder
     out = tmp_path / "s"
     run_embed(cfg_for(catalog, d, out, shard_size=4, batch_size=4), encoder=enc)
@@ -253,8 +269,11 @@ def test_a_smaller_batch_may_finish_an_interrupted_run(encoder, catalog, tmp_pat
     r = run_embed(cfg_for(catalog, d, tmp_path / "s", shard_size=4, batch_size=2, resume=True), encoder=enc)
     assert [run["batch_size"] for run in r["runs"]] == [8, 2]
     ref = run_embed(cfg_for(catalog, d, tmp_path / "ref", shard_size=4, batch_size=8), encoder=enc)
-    np.testing.assert_allclose(np.asarray(EmbeddingStore.open(r["config"]["out"]).vectors()),
-                               np.asarray(EmbeddingStore.open(ref["config"]["out"]).vectors()), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(EmbeddingStore.open(r["config"]["out"]).vectors()),
+        np.asarray(EmbeddingStore.open(ref["config"]["out"]).vectors()),
+        atol=1e-5,
+    )
 
 
 def test_a_gate_on_an_encoder_without_pooled_vision_is_refused(encoder, catalog, tmp_path, monkeypatch):
@@ -296,8 +315,9 @@ def test_resume_redoes_a_truncated_shard(encoder, tmp_path, monkeypatch):
     assert a.ids == b.ids and np.array_equal(np.asarray(a.vectors("mm")), np.asarray(b.vectors("mm")))
 
 
-def test_resume_of_complete_store_with_another_model_is_refused_not_a_no_op(encoder, tiny_qwen_dirs, catalog,
-                                                                            tmp_path):
+def test_resume_of_complete_store_with_another_model_is_refused_not_a_no_op(
+    encoder, tiny_qwen_dirs, catalog, tmp_path
+):
     """Issue 12 item 7: the model path is free on resume, so a complete store used to answer "nothing
     to do" for any --model; now other weights are refused and the same weights moved elsewhere pass."""
     import shutil
@@ -305,7 +325,9 @@ def test_resume_of_complete_store_with_another_model_is_refused_not_a_no_op(enco
     d, enc = encoder
     out = tmp_path / "s"
     first = run_embed(cfg_for(catalog, d, out), encoder=enc)
-    with pytest.raises(ArtifactError, match=r"backbone\.family: store has 'qwen2-vl', this run has 'qwen3-vl'"):
+    with pytest.raises(
+        ArtifactError, match=r"backbone\.family: store has 'qwen2-vl', this run has 'qwen3-vl'"
+    ):
         run_embed(cfg_for(catalog, tiny_qwen_dirs["qwen3-vl"], out, resume=True))
     moved = shutil.copytree(d, tmp_path / "moved-model")
     again = run_embed(cfg_for(catalog, moved, out, resume=True))

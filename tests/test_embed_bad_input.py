@@ -49,8 +49,9 @@ def messy_catalog(tmp_path: Path) -> Path:
 
 
 def _cfg(catalog: Path, d: Path, out: Path, **kw) -> EmbedConfig:
-    return EmbedConfig(catalog=str(catalog), model=str(d), out=str(out), progress=False,
-                       max_image_pixels=1_000_000, **kw)
+    return EmbedConfig(
+        catalog=str(catalog), model=str(d), out=str(out), progress=False, max_image_pixels=1_000_000, **kw
+    )
 
 
 def _reasons(manifest: dict) -> dict[str, dict]:
@@ -66,8 +67,13 @@ def test_text_only_policy_embeds_degraded_items_and_records_why(encoder, messy_c
     rs = _reasons(m)
     assert m["counts"] == {"input": 12, "embedded": 11, "rejected": 1, "text_only": 5, "truncated": 0}
     assert rs["empty"] == {"id": "empty", "reason": "no text and no image", "action": "rejected"}
-    for item, words in {"missing": "not found|does not exist|missing", "corrupt": "corrupt|not a readable",
-                        "huge": "pixels", "outside": "allow-outside-paths", "remote": "not fetched"}.items():
+    for item, words in {
+        "missing": "not found|does not exist|missing",
+        "corrupt": "corrupt|not a readable",
+        "huge": "pixels",
+        "outside": "allow-outside-paths",
+        "remote": "not fetched",
+    }.items():
         assert rs[item]["action"] == "text-only"
         assert any(w in rs[item]["reason"].lower() for w in words.split("|")), rs[item]
     assert "empty" not in EmbeddingStore.open(tmp_path / "s").ids
@@ -115,8 +121,21 @@ def test_duplicate_ids_are_an_error_naming_them(encoder, tmp_path):
 def test_cli_embed_prints_summary_and_reports_errors_cleanly(encoder, messy_catalog, tmp_path, capsys):
     d, _ = encoder
     out = tmp_path / "s"
-    args = ["embed", "--catalog", str(messy_catalog), "--model", str(d), "--out", str(out), "--no-progress",
-            "--max-image-pixels", "1000000", "--text-fields", "title:20", "description"]
+    args = [
+        "embed",
+        "--catalog",
+        str(messy_catalog),
+        "--model",
+        str(d),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--max-image-pixels",
+        "1000000",
+        "--text-fields",
+        "title:20",
+        "description",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "embedded 11 of 12 items" in printed and "manifest.json" in printed
@@ -141,8 +160,10 @@ def test_a_template_error_stops_the_run_instead_of_rejecting_every_item(encoder,
     d, enc = encoder
     path = write_catalog(tmp_path / "cat", n=3)
     tmpl = tmp_path / "broken.yaml"  # uses images in one branch only: an item with an image cannot render
-    tmpl.write_text("name: broken\nuser:\n  - if: text\n    text: 'no image marker here {{fields}}'\n"
-                    "    else: '{{image}}'\n")
+    tmpl.write_text(
+        "name: broken\nuser:\n  - if: text\n    text: 'no image marker here {{fields}}'\n"
+        "    else: '{{image}}'\n"
+    )
     from mllmrec.prompts import TemplateError
 
     with pytest.raises(TemplateError, match="no \\{\\{image\\}\\} marker"):
@@ -160,15 +181,38 @@ def test_image_only_prompt_on_a_catalogue_without_images_is_refused_up_front(enc
 def test_cli_exits_non_zero_when_nothing_was_embedded(encoder, tmp_path, capsys):
     d, _ = encoder
     path = tmp_path / "cat.jsonl"
-    path.write_text(json.dumps({"id": "a", "title": "no picture", "description": "", "image": "missing.png"}) + "\n")
-    rc = main(["embed", "--catalog", str(path), "--model", str(d), "--out", str(tmp_path / "s"), "--no-progress",
-               "--prompt", "image-only"])
+    path.write_text(
+        json.dumps({"id": "a", "title": "no picture", "description": "", "image": "missing.png"}) + "\n"
+    )
+    rc = main(
+        [
+            "embed",
+            "--catalog",
+            str(path),
+            "--model",
+            str(d),
+            "--out",
+            str(tmp_path / "s"),
+            "--no-progress",
+            "--prompt",
+            "image-only",
+        ]
+    )
     assert rc == 1 and "no item was embedded" in capsys.readouterr().err
 
 
 def test_mistyped_model_path_says_so(tmp_path, catalog, capsys):
-    rc = main(["embed", "--catalog", str(catalog), "--model", str(tmp_path / "models" / "nope"),
-               "--out", str(tmp_path / "s")])
+    rc = main(
+        [
+            "embed",
+            "--catalog",
+            str(catalog),
+            "--model",
+            str(tmp_path / "models" / "nope"),
+            "--out",
+            str(tmp_path / "s"),
+        ]
+    )
     assert rc == 2 and "no such model directory" in capsys.readouterr().err
 
 

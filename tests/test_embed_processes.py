@@ -22,7 +22,12 @@ pytestmark = pytest.mark.slow
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+    }
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
     return env
@@ -37,8 +42,23 @@ def _free_port() -> int:
 
 
 def _embed_args(cat: Path, model: Path, out: Path, *extra: str) -> list[str]:
-    return ["embed", "--catalog", str(cat), "--model", str(model), "--out", str(out), "--shard-size", "3",
-            "--batch-size", "2", "--no-progress", "--device", "cpu", *extra]
+    return [
+        "embed",
+        "--catalog",
+        str(cat),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--shard-size",
+        "3",
+        "--batch-size",
+        "2",
+        "--no-progress",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def _vectors(out: Path) -> tuple[list[str], np.ndarray]:
@@ -48,12 +68,35 @@ def _vectors(out: Path) -> tuple[list[str], np.ndarray]:
 
 def test_accelerate_launch_two_processes_fill_one_store(tiny_qwen2_dir, tmp_path):
     cat = write_catalog(tmp_path / "cat", n=14)
-    single = run_embed(EmbedConfig(catalog=str(cat), model=str(tiny_qwen2_dir), out=str(tmp_path / "one"),
-                                   shard_size=3, batch_size=2, progress=False))
+    single = run_embed(
+        EmbedConfig(
+            catalog=str(cat),
+            model=str(tiny_qwen2_dir),
+            out=str(tmp_path / "one"),
+            shard_size=3,
+            batch_size=2,
+            progress=False,
+        )
+    )
     launcher = Path(sys.executable).with_name("accelerate")
-    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           "-m", "mllmrec.cli", *_embed_args(cat, tiny_qwen2_dir, tmp_path / "two")]
+    cmd = [
+        str(launcher),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "mllmrec.cli",
+        *_embed_args(cat, tiny_qwen2_dir, tmp_path / "two"),
+    ]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = st.read_manifest(tmp_path / "two")
@@ -81,9 +124,17 @@ def test_kill_9_then_resume_finishes_every_item_once(tiny_qwen2_dir, tmp_path):
 
     # Resume and the uninterrupted reference run as the killed run did (same process settings,
     # same thread count), so the vectors must be bit-identical.
-    for args in (_embed_args(cat, tiny_qwen2_dir, out, "--resume"), _embed_args(cat, tiny_qwen2_dir, tmp_path / "ref")):
-        proc = subprocess.run([sys.executable, "-m", "mllmrec.cli", *args], env=_env(), capture_output=True,
-                              text=True, timeout=300)
+    for args in (
+        _embed_args(cat, tiny_qwen2_dir, out, "--resume"),
+        _embed_args(cat, tiny_qwen2_dir, tmp_path / "ref"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "mllmrec.cli", *args],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     ids_k, v_k = _vectors(out)
     ids_r, v_r = _vectors(tmp_path / "ref")

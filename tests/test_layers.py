@@ -64,10 +64,19 @@ def _imports() -> dict[str, set[str]]:
         name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
         deps: set[str] = set()
         for node in _runtime_nodes(ast.parse(f.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("mllmrec"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.level == 0
+                and node.module.startswith("mllmrec")
+            ):
                 deps.add(node.module)
-                deps.update(f"{node.module}.{a.name}" for a in node.names if (ROOT.parent / node.module.replace(".", "/") / a.name).exists()
-                            or (ROOT.parent / f"{node.module.replace('.', '/')}/{a.name}.py").exists())
+                deps.update(
+                    f"{node.module}.{a.name}"
+                    for a in node.names
+                    if (ROOT.parent / node.module.replace(".", "/") / a.name).exists()
+                    or (ROOT.parent / f"{node.module.replace('.', '/')}/{a.name}.py").exists()
+                )
             elif isinstance(node, ast.Import):
                 deps.update(a.name for a in node.names if a.name.startswith("mllmrec"))
         graph[name] = deps - {name}
@@ -99,7 +108,7 @@ def test_no_import_circles():
         seen[m] = 1
         for d in sorted(graph[m]):
             if seen.get(d) == 1:
-                cycles.append([*path[path.index(d):], d] if d in path else [m, d])
+                cycles.append([*path[path.index(d) :], d] if d in path else [m, d])
             elif d not in seen:
                 visit(d, [*path, d])
         seen[m] = 2
@@ -108,7 +117,11 @@ def test_no_import_circles():
         if m not in seen:
             visit(m, [m])
     # A package's __init__ re-exporting its own submodules is not a circle of behaviour.
-    real = [c for c in cycles if not any(a.startswith(b + ".") or b.startswith(a + ".") for a, b in zip(c, c[1:], strict=False))]
+    real = [
+        c
+        for c in cycles
+        if not any(a.startswith(b + ".") or b.startswith(a + ".") for a, b in zip(c, c[1:], strict=False))
+    ]
     assert not real, "import circles:\n" + "\n".join(" -> ".join(c) for c in real)
 
 

@@ -12,8 +12,17 @@ from mllmrec import store as st
 
 
 def _manifest(out, fmt="safetensors", status="complete"):
-    artifacts.write_manifest(out, {"stage": "embed", "status": status, "channels": ["mm", "visual"],
-                            "dims": {"mm": 5, "visual": 5}, "config": {"format": fmt}, "counts": {}})
+    artifacts.write_manifest(
+        out,
+        {
+            "stage": "embed",
+            "status": status,
+            "channels": ["mm", "visual"],
+            "dims": {"mm": 5, "visual": 5},
+            "config": {"format": fmt},
+            "counts": {},
+        },
+    )
 
 
 def test_shards_round_trip_and_concatenate_in_order(tmp_path):
@@ -92,17 +101,26 @@ def test_memmap_reads_a_large_store_without_loading_it(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["safetensors", "parquet"])
 def test_an_empty_store_reads_as_zero_rows(tmp_path, fmt):
-    st.write_vectors(tmp_path, fmt, [], [], {"mm": np.zeros((0, 5), np.float16), "visual": np.zeros((0, 5), np.float16)})
+    st.write_vectors(
+        tmp_path, fmt, [], [], {"mm": np.zeros((0, 5), np.float16), "visual": np.zeros((0, 5), np.float16)}
+    )
     _manifest(tmp_path, fmt)
     assert np.asarray(st.EmbeddingStore.open(tmp_path).vectors("mm")).shape == (0, 5)
 
 
 def test_unknown_id_says_why_when_the_item_was_rejected(tmp_path):
-    st.write_vectors(tmp_path, "safetensors", ["a"], ["A"], {"mm": np.ones((1, 5), np.float32),
-                                                             "visual": np.ones((1, 5), np.float32)})
+    st.write_vectors(
+        tmp_path,
+        "safetensors",
+        ["a"],
+        ["A"],
+        {"mm": np.ones((1, 5), np.float32), "visual": np.ones((1, 5), np.float32)},
+    )
     _manifest(tmp_path)
     m = st.read_manifest(tmp_path)
-    artifacts.write_manifest(tmp_path, {**m, "rejected": [{"id": "b", "reason": "no text and no image", "action": "rejected"}]})
+    artifacts.write_manifest(
+        tmp_path, {**m, "rejected": [{"id": "b", "reason": "no text and no image", "action": "rejected"}]}
+    )
     s = st.EmbeddingStore.open(tmp_path)
     with pytest.raises(st.UnknownItemError, match="rejected at embed time \\(no text and no image\\)"):
         s.index_of("b")
@@ -139,15 +157,29 @@ def _truncate(path, keep):
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda s: _truncate(s / "vectors.safetensors", -10), r"vectors.safetensors: truncated .*--overwrite"),
-        (lambda s: _truncate(s / "vectors.safetensors", 5), r"vectors.safetensors: not a readable safetensors"),
+        (
+            lambda s: _truncate(s / "vectors.safetensors", -10),
+            r"vectors.safetensors: truncated .*--overwrite",
+        ),
+        (
+            lambda s: _truncate(s / "vectors.safetensors", 5),
+            r"vectors.safetensors: not a readable safetensors",
+        ),
         (lambda s: (s / "vectors.safetensors").unlink(), r"vectors.safetensors: missing"),
         (lambda s: _truncate(s / "items.parquet", 40), r"items.parquet: not a readable parquet"),
         (lambda s: _rewrite_items(s, 4), r"items.parquet: rows: found 4, the manifest says 6"),
-        (lambda s: _edit_manifest(s, dims={"mm": 8}), r"shape of channel 'mm': found \[6, 4\], the manifest says \[6, 8\]"),
-        (lambda s: _edit_manifest(s, counts={"embedded": 9}), r"items.parquet: rows: found 6, the manifest says 9"),
-        (lambda s: _edit_manifest(s, channels=["mm", "visual"], dims={"mm": 4, "visual": 4}),
-         r"channel 'visual': found None"),
+        (
+            lambda s: _edit_manifest(s, dims={"mm": 8}),
+            r"shape of channel 'mm': found \[6, 4\], the manifest says \[6, 8\]",
+        ),
+        (
+            lambda s: _edit_manifest(s, counts={"embedded": 9}),
+            r"items.parquet: rows: found 6, the manifest says 9",
+        ),
+        (
+            lambda s: _edit_manifest(s, channels=["mm", "visual"], dims={"mm": 4, "visual": 4}),
+            r"channel 'visual': found None",
+        ),
     ],
 )
 def test_a_damaged_store_is_refused_at_open_naming_the_file(tmp_path, damage, message):

@@ -48,17 +48,29 @@ def main() -> int:
     modality = cornac_modality(store, split.item_ids, channel="mm")
     # (2) from the export files
     (work / "item_ids.json").write_text(json.dumps(split.item_ids))
-    run_export(ExportConfig(source=str(store), format="cornac", out=str(work / "cornac"),
-                        ids=str(work / "item_ids.json"), overwrite=True))
-    from_files = ImageModality(features=np.load(work / "cornac" / "features.npy"),
-                               ids=json.loads((work / "cornac" / "ids.json").read_text()))
+    run_export(
+        ExportConfig(
+            source=str(store),
+            format="cornac",
+            out=str(work / "cornac"),
+            ids=str(work / "item_ids.json"),
+            overwrite=True,
+        )
+    )
+    from_files = ImageModality(
+        features=np.load(work / "cornac" / "features.npy"),
+        ids=json.loads((work / "cornac" / "ids.json").read_text()),
+    )
     assert np.array_equal(from_files.features, modality.features)
 
     method = cornac_eval_method(split, seed=0, item_image=from_files)
     metrics = [Recall(k=20), NDCG(k=20)]
-    for model in (cornac.models.VBPR(k=10, k2=10, n_epochs=args.epochs, batch_size=256, learning_rate=0.01,
-                                     seed=0, verbose=False),
-                  cornac.models.BPR(k=20, max_iter=args.epochs * 10, learning_rate=0.01, seed=0, verbose=False)):
+    for model in (
+        cornac.models.VBPR(
+            k=10, k2=10, n_epochs=args.epochs, batch_size=256, learning_rate=0.01, seed=0, verbose=False
+        ),
+        cornac.models.BPR(k=20, max_iter=args.epochs * 10, learning_rate=0.01, seed=0, verbose=False),
+    ):
         test, _ = method.evaluate(model, metrics, user_based=True)
         r = test.metric_avg_results
         print(f"{model.name:5s} test Recall@20 {r['Recall@20']:.4f}  NDCG@20 {r['NDCG@20']:.4f}")

@@ -34,7 +34,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", help="Embedding store (default: build a demo store offline).")
     ap.add_argument("--data", help="Synthetic data folder with interactions.csv (default: build one).")
-    ap.add_argument("--work", default=None, help="Where the demo data/store and the MMRec dataset are written.")
+    ap.add_argument(
+        "--work", default=None, help="Where the demo data/store and the MMRec dataset are written."
+    )
     args = ap.parse_args()
 
     import torch
@@ -48,22 +50,37 @@ def main() -> int:
     data, store = demo_inputs(args.store, args.data, work)
     folder = work / "mmrec" / "synthetic"  # MMRec/data/<dataset>/
     # Same as: mllmrec export STORE --format mmrec --out FOLDER --interactions data/interactions.csv
-    m = run_export(ExportConfig(source=str(store), format="mmrec", out=str(folder), overwrite=True,
-                            interactions=str(data / "interactions.csv")))
+    m = run_export(
+        ExportConfig(
+            source=str(store),
+            format="mmrec",
+            out=str(folder),
+            overwrite=True,
+            interactions=str(data / "interactions.csv"),
+        )
+    )
     (work / "mmrec" / "synthetic.yaml").write_text(DATASET_YAML.format(name="synthetic"))
     verify_export(folder)  # before training: files unchanged, .inter still the one the rows follow
 
     # --- what MMRec does with the folder (RecDataset + GeneralRecommender) ---
     with open(folder / "synthetic.inter", newline="") as f:
-        rows = [(int(r["userID"]), int(r["itemID"]), int(r["x_label"])) for r in csv.DictReader(f, delimiter="\t")]
+        rows = [
+            (int(r["userID"]), int(r["itemID"]), int(r["x_label"])) for r in csv.DictReader(f, delimiter="\t")
+        ]
     item_num = max(i for _, i, _ in rows) + 1
     # MMRec loads each file that exists (either may be absent, not both): a single-channel store
     # fills only the file its content says unless `--single-channel both` (the export prints which)
-    feats = {name: torch.from_numpy(np.load(folder / name, allow_pickle=False)).float()
-             for name in m["channels"]}
-    embeddings = {name: torch.nn.Embedding.from_pretrained(f, freeze=False)  # as FREEDOM/LATTICE do
-                  for name, f in feats.items()}
-    assert all(f.shape[0] == item_num for f in feats.values()), ({n: f.shape for n, f in feats.items()}, item_num)
+    feats = {
+        name: torch.from_numpy(np.load(folder / name, allow_pickle=False)).float() for name in m["channels"]
+    }
+    embeddings = {
+        name: torch.nn.Embedding.from_pretrained(f, freeze=False)  # as FREEDOM/LATTICE do
+        for name, f in feats.items()
+    }
+    assert all(f.shape[0] == item_num for f in feats.values()), (
+        {n: f.shape for n, f in feats.items()},
+        item_num,
+    )
 
     # --- row i is MMRec item i: compare with the store through the id mapping written beside it ---
     with open(folder / "i_id_mapping.tsv", newline="") as f:
@@ -71,12 +88,18 @@ def main() -> int:
     fp = FeatureProvider.open(store)
     for i in (0, item_num // 2, item_num - 1):
         for name, emb in embeddings.items():
-            assert np.array_equal(emb.weight[i].detach().numpy(), fp.vector(raw[i], channel=m["channels"][name]))
+            assert np.array_equal(
+                emb.weight[i].detach().numpy(), fp.vector(raw[i], channel=m["channels"][name])
+            )
     parts = [sum(1 for *_, lab in rows if lab == k) for k in range(3)]
-    print(f"MMRec dataset in {folder}: {item_num} items, {max(u for u, _, _ in rows) + 1} users, "
-          f"train/valid/test {parts[0]}/{parts[1]}/{parts[2]}")
-    print(", ".join(f"{name} {tuple(f.shape)} <- {m['channels'][name]}" for name, f in feats.items())
-          + "; row i = MMRec item i: checked")
+    print(
+        f"MMRec dataset in {folder}: {item_num} items, {max(u for u, _, _ in rows) + 1} users, "
+        f"train/valid/test {parts[0]}/{parts[1]}/{parts[2]}"
+    )
+    print(
+        ", ".join(f"{name} {tuple(f.shape)} <- {m['channels'][name]}" for name, f in feats.items())
+        + "; row i = MMRec item i: checked"
+    )
     print(f"dataset config: {work / 'mmrec' / 'synthetic.yaml'} (copy to MMRec/src/configs/dataset/)")
     print("stale MMRec graph caches removed:", ", ".join(m["stale_caches"]["files"]) or "none found")
     return 0

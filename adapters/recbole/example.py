@@ -27,9 +27,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", help="Embedding store (default: build a demo store offline).")
     ap.add_argument("--data", help="Synthetic data folder with interactions.csv (default: build one).")
-    ap.add_argument("--work", default=None, help="Where the demo data/store and the RecBole dataset are written.")
-    ap.add_argument("--recbole-python", default=os.environ.get("MLLMREC_RECBOLE_PYTHON",
-                                                               str(HERE.parents[1] / ".venv-recbole" / "bin" / "python")))
+    ap.add_argument(
+        "--work", default=None, help="Where the demo data/store and the RecBole dataset are written."
+    )
+    ap.add_argument(
+        "--recbole-python",
+        default=os.environ.get(
+            "MLLMREC_RECBOLE_PYTHON", str(HERE.parents[1] / ".venv-recbole" / "bin" / "python")
+        ),
+    )
     ap.add_argument("--epochs", type=int, default=3)
     args = ap.parse_args()
     if not Path(args.recbole_python).is_file():
@@ -46,31 +52,68 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     with open(data / "interactions.csv", newline="") as f, open(folder / "synthetic.inter", "w") as out:
         out.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\n")
-        out.writelines(f"{r['user_id']}\t{r['item_id']}\t{r['rating']}\t{r['timestamp']}\n" for r in csv.DictReader(f))
+        out.writelines(
+            f"{r['user_id']}\t{r['item_id']}\t{r['rating']}\t{r['timestamp']}\n" for r in csv.DictReader(f)
+        )
     # Same as: mllmrec export STORE --format recbole --out FOLDER --interactions FOLDER/synthetic.inter
-    run_export(ExportConfig(source=str(store), format="recbole", out=str(folder), overwrite=True,
-                            interactions=str(folder / "synthetic.inter")))
+    run_export(
+        ExportConfig(
+            source=str(store),
+            format="recbole",
+            out=str(folder),
+            overwrite=True,
+            interactions=str(folder / "synthetic.inter"),
+        )
+    )
 
     # 1. RecBole's Dataset loads the file through the export's yaml; every item's row = its vector
-    subprocess.run([args.recbole_python, str(HERE / "recbole_run.py"), "load", str(folder.parent), "synthetic",
-                    "--out", str(work / "loaded.npz")], check=True)
+    subprocess.run(
+        [
+            args.recbole_python,
+            str(HERE / "recbole_run.py"),
+            "load",
+            str(folder.parent),
+            "synthetic",
+            "--out",
+            str(work / "loaded.npz"),
+        ],
+        check=True,
+    )
     loaded = np.load(work / "loaded.npz", allow_pickle=False)
     tokens, preload = [str(t) for t in loaded["item_tokens"]], loaded["preload"]
     vectors = FeatureProvider.open(store).matrix(tokens[1:])  # row k of RecBole = item token k ([PAD] = 0)
     assert np.array_equal(preload[1:].astype(np.float32), vectors)
-    print(f"RecBole dataset in {folder}: {len(tokens) - 1} items, get_preload_weight('iid') is "
-          f"{preload.shape[0]} x {preload.shape[1]}; row of each item token = its vector: checked")
+    print(
+        f"RecBole dataset in {folder}: {len(tokens) - 1} items, get_preload_weight('iid') is "
+        f"{preload.shape[0]} x {preload.shape[1]}; row of each item token = its vector: checked"
+    )
 
     # 2. PretrainedBPR (pretrained_bpr.py) trains on them in RecBole's Trainer
-    runs = [{"name": name, "seed": 0, "config": {"epochs": args.epochs, "pretrained_field": field}}
-            for name, field in (("with vectors", "iid"), ("without", None))]
+    runs = [
+        {"name": name, "seed": 0, "config": {"epochs": args.epochs, "pretrained_field": field}}
+        for name, field in (("with vectors", "iid"), ("without", None))
+    ]
     (work / "runs.json").write_text(json.dumps(runs))
-    subprocess.run([args.recbole_python, str(HERE / "recbole_run.py"), "train", str(folder.parent), "synthetic",
-                    "--runs", str(work / "runs.json"), "--out", str(work / "results.json")], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            args.recbole_python,
+            str(HERE / "recbole_run.py"),
+            "train",
+            str(folder.parent),
+            "synthetic",
+            "--runs",
+            str(work / "runs.json"),
+            "--out",
+            str(work / "results.json"),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     for r in json.loads((work / "results.json").read_text()):
-        print(f"PretrainedBPR {r['name']:<13} valid Recall@20 {r['valid']['recall@20']:.4f}  "
-              f"test Recall@20 {r['test']['recall@20']:.4f}  ({args.epochs} epochs, tiny random model's vectors)")
+        print(
+            f"PretrainedBPR {r['name']:<13} valid Recall@20 {r['valid']['recall@20']:.4f}  "
+            f"test Recall@20 {r['test']['recall@20']:.4f}  ({args.epochs} epochs, tiny random model's vectors)"
+        )
     print(f"config lines for RecBole ({folder / RECBOLE_YAML}):")
     print((folder / RECBOLE_YAML).read_text().rstrip())
     return 0

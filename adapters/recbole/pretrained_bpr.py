@@ -48,7 +48,9 @@ class PretrainedBPR(GeneralRecommender):
         return loss + self.reg_weight * self.reg_loss(user, pos, neg)
 
     def predict(self, interaction) -> torch.Tensor:
-        return (self.user_embedding(interaction[self.USER_ID]) * self.items(interaction[self.ITEM_ID])).sum(-1)
+        return (self.user_embedding(interaction[self.USER_ID]) * self.items(interaction[self.ITEM_ID])).sum(
+            -1
+        )
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         return (self.user_embedding(interaction[self.USER_ID]) @ self.items().T).view(-1)

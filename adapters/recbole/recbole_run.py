@@ -31,10 +31,19 @@ from pretrained_bpr import PretrainedBPR  # noqa: E402  (the folder above is not
 
 YAML = "mllmrec-recbole.yaml"  # mllmrec.features.exporters.recbole.RECBOLE_YAML (not importable here)
 DEFAULTS: dict[str, Any] = {  # CPU, quiet, full ranking; Recall@20 as everywhere in mllmrec
-    "use_gpu": False, "show_progress": False, "state": "WARNING", "reproducibility": True,
-    "metrics": ["Recall", "NDCG"], "topk": [20], "valid_metric": "Recall@20",
+    "use_gpu": False,
+    "show_progress": False,
+    "state": "WARNING",
+    "reproducibility": True,
+    "metrics": ["Recall", "NDCG"],
+    "topk": [20],
+    "valid_metric": "Recall@20",
     "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"},
-    "embedding_size": 64, "reg_weight": 0.0, "pretrained_field": None, "epochs": 10, "stopping_step": 3,
+    "embedding_size": 64,
+    "reg_weight": 0.0,
+    "pretrained_field": None,
+    "epochs": 10,
+    "stopping_step": 3,
 }
 
 
@@ -43,8 +52,12 @@ def recbole_config(data_path: str, dataset: str, overrides: dict[str, Any] | Non
     from recbole.config import Config
 
     yaml = Path(data_path) / dataset / YAML
-    return Config(model=PretrainedBPR, dataset=dataset, config_file_list=[str(yaml)],
-                  config_dict={**DEFAULTS, "data_path": data_path, **(overrides or {})})
+    return Config(
+        model=PretrainedBPR,
+        dataset=dataset,
+        config_file_list=[str(yaml)],
+        config_dict={**DEFAULTS, "data_path": data_path, **(overrides or {})},
+    )
 
 
 def load(data_path: str, dataset: str, out: Path) -> None:
@@ -54,9 +67,13 @@ def load(data_path: str, dataset: str, out: Path) -> None:
 
     field = next(iter(pyyaml.safe_load((Path(data_path) / dataset / YAML).read_text())["preload_weight"]))
     ds = create_dataset(recbole_config(data_path, dataset))
-    np.savez(out, item_tokens=np.asarray(ds.field2id_token[ds.iid_field], dtype=str),
-             alias_tokens=np.asarray(ds.field2id_token[field], dtype=str),
-             preload=ds.get_preload_weight(field), n_items=ds.item_num)
+    np.savez(
+        out,
+        item_tokens=np.asarray(ds.field2id_token[ds.iid_field], dtype=str),
+        alias_tokens=np.asarray(ds.field2id_token[field], dtype=str),
+        preload=ds.get_preload_weight(field),
+        n_items=ds.item_num,
+    )
 
 
 def fit_best(config: Any, train_data: Any, valid_data: Any, test_data: Any) -> dict[str, Any]:
@@ -77,7 +94,12 @@ def fit_best(config: Any, train_data: Any, valid_data: Any, test_data: Any) -> d
     _, valid = trainer.fit(train_data, valid_data, saved=False, show_progress=False, callback_fn=keep_best)
     model.load_state_dict(best)
     test = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
-    return {"best_epoch": int(np.argmax(curve)), "valid_curve": curve, "valid": dict(valid), "test": dict(test)}
+    return {
+        "best_epoch": int(np.argmax(curve)),
+        "valid_curve": curve,
+        "valid": dict(valid),
+        "test": dict(test),
+    }
 
 
 def train(data_path: str, dataset: str, runs: list[dict[str, Any]], split_seed: int) -> list[dict[str, Any]]:
@@ -89,12 +111,16 @@ def train(data_path: str, dataset: str, runs: list[dict[str, Any]], split_seed: 
     with tempfile.TemporaryDirectory() as work:
         os.chdir(work)  # RecBole's Trainer writes log_tensorboard/ into the working directory
         for run in runs:
-            config = recbole_config(data_path, dataset, {**run["config"], "seed": split_seed, "checkpoint_dir": work})
+            config = recbole_config(
+                data_path, dataset, {**run["config"], "seed": split_seed, "checkpoint_dir": work}
+            )
             init_seed(split_seed, True)
             splits = data_preparation(config, create_dataset(config))
             init_seed(run["seed"], True)
             out.append({**run, **fit_best(config, *splits)})
-            print(json.dumps({"name": run["name"], "seed": run["seed"], "valid": out[-1]["valid"]}), flush=True)
+            print(
+                json.dumps({"name": run["name"], "seed": run["seed"], "valid": out[-1]["valid"]}), flush=True
+            )
     return out
 
 

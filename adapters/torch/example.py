@@ -61,8 +61,13 @@ def main() -> int:
     def recall() -> float:
         model.eval()
         with torch.no_grad():
-            m = full_ranking_metrics(lambda u: model.full_sort(torch.as_tensor(u)).numpy(), np.arange(split.n_users),
-                                     split.positives("test"), train, ks=(20,))
+            m = full_ranking_metrics(
+                lambda u: model.full_sort(torch.as_tensor(u)).numpy(),
+                np.arange(split.n_users),
+                split.positives("test"),
+                train,
+                ks=(20,),
+            )
         model.train()
         return m["recall@20"]
 
@@ -78,10 +83,14 @@ def main() -> int:
             opt.zero_grad()
             loss.backward()
             opt.step()
-    print(f"test Recall@20 after {args.epochs} epochs: {recall():.4f}  (random ranking ~ {20 / split.n_items:.3f})")
+    print(
+        f"test Recall@20 after {args.epochs} epochs: {recall():.4f}  (random ranking ~ {20 / split.n_items:.3f})"
+    )
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    print(f"trainable parameters: {sum(p.numel() for p in model.parameters() if p.requires_grad)}, "
-          f"frozen item features: {frozen}")
+    print(
+        f"trainable parameters: {sum(p.numel() for p in model.parameters() if p.requires_grad)}, "
+        f"frozen item features: {frozen}"
+    )
     return 0
 
 

@@ -64,8 +64,16 @@ class ComposedEncoder(EncoderBase):
     family = FAMILY
     image_placeholder = FAMILY.image_placeholder
 
-    def __init__(self, name: str, lm: Any, tokenizer: Any, vision: nn.Module | None, image_processor: Any,
-                 connector: nn.Module | None, meta: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        lm: Any,
+        tokenizer: Any,
+        vision: nn.Module | None,
+        image_processor: Any,
+        connector: nn.Module | None,
+        meta: dict[str, Any],
+    ) -> None:
         self.name, self.lm, self.tokenizer, self.meta = name, lm.eval(), tokenizer, meta
         self.vision, self.image_processor = (vision.eval() if vision is not None else None), image_processor
         self.connector = connector.eval() if connector is not None else None
@@ -87,8 +95,11 @@ class ComposedEncoder(EncoderBase):
         return self.lm
 
     def networks(self) -> dict[str, nn.Module]:
-        return {k: m for k, m in (("lm", self.lm), ("vision", self.vision), ("connector", self.connector))
-                if m is not None}
+        return {
+            k: m
+            for k, m in (("lm", self.lm), ("vision", self.vision), ("connector", self.connector))
+            if m is not None
+        }
 
     def _hashed_weights(self) -> nn.Module:
         return nn.ModuleDict(self.networks())
@@ -96,8 +107,13 @@ class ComposedEncoder(EncoderBase):
     @classmethod
     def open(cls, spec: ModelSpec, device: str | None, *, load_in_4bit: bool = False) -> ComposedEncoder:
         """Load the composed directory a ModelSpec names (the family table's entry point)."""
-        return cls.load(spec.model, device=device, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code,
-                        load_in_4bit=load_in_4bit)
+        return cls.load(
+            spec.model,
+            device=device,
+            dtype=spec.dtype,
+            trust_remote_code=spec.trust_remote_code,
+            load_in_4bit=load_in_4bit,
+        )
 
     @classmethod
     def from_sources(cls, cfg: ComposeConfig) -> ComposedEncoder:
@@ -109,8 +125,9 @@ class ComposedEncoder(EncoderBase):
         remote = cfg.trust_remote_code
         tokenizer = AutoTokenizer.from_pretrained(cfg.lm, gguf_file=cfg.gguf_file, trust_remote_code=remote)
         if IMAGE_TOKEN not in tokenizer.get_vocab():
-            tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]},
-                                         replace_extra_special_tokens=False)
+            tokenizer.add_special_tokens(
+                {"additional_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False
+            )
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
@@ -122,17 +139,29 @@ class ComposedEncoder(EncoderBase):
             processor = AutoImageProcessor.from_pretrained(cfg.vision, trust_remote_code=remote)
             with torch.no_grad():
                 probe = _vision_patches(vision, processor, [Image.new("RGB", (224, 224))])  # [1, P, dv]
-            options = ({"n_query": cfg.query_tokens, "n_layers": cfg.qformer_layers}
-                       if cfg.connector == "qformer" else {})
+            options = (
+                {"n_query": cfg.query_tokens, "n_layers": cfg.qformer_layers}
+                if cfg.connector == "qformer"
+                else {}
+            )
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
-                connector = build_connector(cfg.connector, probe.shape[-1],
-                                            lm.get_input_embeddings().embedding_dim, **options)
-            meta.update(connector=connector.config(), patches_per_image=probe.shape[1],
-                        tokens_per_image=connector.tokens_per_image(probe.shape[1]))
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "mllmrec_version": __version__,
-                "image_token": IMAGE_TOKEN, **meta,
-                "sources": {"lm": cfg.lm, "gguf_file": cfg.gguf_file, "vision": cfg.vision, "seed": cfg.seed}}
+                connector = build_connector(
+                    cfg.connector, probe.shape[-1], lm.get_input_embeddings().embedding_dim, **options
+                )
+            meta.update(
+                connector=connector.config(),
+                patches_per_image=probe.shape[1],
+                tokens_per_image=connector.tokens_per_image(probe.shape[1]),
+            )
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "mllmrec_version": __version__,
+            "image_token": IMAGE_TOKEN,
+            **meta,
+            "sources": {"lm": cfg.lm, "gguf_file": cfg.gguf_file, "vision": cfg.vision, "seed": cfg.seed},
+        }
         return cls(cfg.out, lm, tokenizer, vision, processor, connector, meta)
 
     def save(self, out: str | os.PathLike[str]) -> Path:
@@ -162,8 +191,14 @@ class ComposedEncoder(EncoderBase):
         return out
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], device: str | None = "auto", dtype: str | None = "auto",
-             trust_remote_code: bool = False, load_in_4bit: bool = False) -> ComposedEncoder:
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        device: str | None = "auto",
+        dtype: str | None = "auto",
+        trust_remote_code: bool = False,
+        load_in_4bit: bool = False,
+    ) -> ComposedEncoder:
         """Read a directory written by `compose`, on `device` in `dtype` (auto: bf16 on GPU, fp32 on CPU)."""
         from safetensors.torch import load_file
         from transformers import AutoImageProcessor, AutoModel, AutoModelForCausalLM, AutoTokenizer
@@ -173,24 +208,34 @@ class ComposedEncoder(EncoderBase):
             raise FileNotFoundError(f"{root} is not a composed model directory (no {META_FILE})")
         meta = json.loads((root / META_FILE).read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise BackboneError(f"{root}: composed format {meta.get('format')} v{meta.get('format_version')} is "
-                             f"not the {FORMAT} v{FORMAT_VERSION} this mllmrec reads")
+            raise BackboneError(
+                f"{root}: composed format {meta.get('format')} v{meta.get('format_version')} is "
+                f"not the {FORMAT} v{FORMAT_VERSION} this mllmrec reads"
+            )
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
         tokenizer = AutoTokenizer.from_pretrained(root / LM_SUBDIR, trust_remote_code=trust_remote_code)
         tokenizer.padding_side = "left"
         if load_in_4bit:  # QLoRA: the LM in NF4, vision tower and connector in full precision
             lm = AutoModelForCausalLM.from_pretrained(
-                root / LM_SUBDIR, dtype=torch_dtype, trust_remote_code=trust_remote_code,
-                quantization_config=four_bit_config(torch_dtype, list(FAMILY.quant_skip)), device_map={"": device})
+                root / LM_SUBDIR,
+                dtype=torch_dtype,
+                trust_remote_code=trust_remote_code,
+                quantization_config=four_bit_config(torch_dtype, list(FAMILY.quant_skip)),
+                device_map={"": device},
+            )
         else:
-            lm = AutoModelForCausalLM.from_pretrained(root / LM_SUBDIR, dtype=torch_dtype,
-                                                      trust_remote_code=trust_remote_code).to(device)
+            lm = AutoModelForCausalLM.from_pretrained(
+                root / LM_SUBDIR, dtype=torch_dtype, trust_remote_code=trust_remote_code
+            ).to(device)
         vision = processor = connector = None
         if meta.get("connector"):
-            vision = AutoModel.from_pretrained(root / "vision", dtype=torch_dtype,
-                                               trust_remote_code=trust_remote_code).to(device)
-            processor = AutoImageProcessor.from_pretrained(root / "vision", trust_remote_code=trust_remote_code)
+            vision = AutoModel.from_pretrained(
+                root / "vision", dtype=torch_dtype, trust_remote_code=trust_remote_code
+            ).to(device)
+            processor = AutoImageProcessor.from_pretrained(
+                root / "vision", trust_remote_code=trust_remote_code
+            )
             connector = build_connector(**meta["connector"])
             connector.load_state_dict(load_file(str(root / CONNECTOR_FILE)))
             connector.to(device=device, dtype=torch_dtype)
@@ -198,30 +243,47 @@ class ComposedEncoder(EncoderBase):
 
     def fingerprint(self) -> dict[str, Any]:
         """Backbone id, the composition's sources and connector, and a hash over all three parts."""
-        return {"backbone": self.name, "revision": None, "kind": "composed",
-                "dtype": str(self.dtype).removeprefix("torch."), "weights_fingerprint": self.weights_hash(),
-                "sources": self.meta["sources"], "connector": self.meta["connector"]}
+        return {
+            "backbone": self.name,
+            "revision": None,
+            "kind": "composed",
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "weights_fingerprint": self.weights_hash(),
+            "sources": self.meta["sources"],
+            "connector": self.meta["connector"],
+        }
 
     def estimate_tokens(self, text_chars: int, image_sizes: Sequence[tuple[int, int]]) -> int:
         """~3 characters per text token; every image is spliced as `tokens_per_image` tokens."""
         return text_chars // 3 + len(image_sizes) * self.tokens_per_image
 
-    def tokenize(self, batch: Sequence[RenderedItem]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def tokenize(
+        self, batch: Sequence[RenderedItem]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Expand each `<image>` to `tokens_per_image` copies and tokenize left-padded (with slots)."""
         if not self.accepts_images and any(it.images for it in batch):
             bad = next(it.item_id for it in batch if it.images)
-            raise BackboneError(f"item {bad!r} has images, but this composed model is text-only (no vision "
-                             "encoder); render such items without images")
-        texts, slots = zip(*(expand_placeholders(it.text, IMAGE_TOKEN, [self.tokens_per_image] * len(it.images),
-                                                 it.slots) for it in batch), strict=True)
+            raise BackboneError(
+                f"item {bad!r} has images, but this composed model is text-only (no vision "
+                "encoder); render such items without images"
+            )
+        texts, slots = zip(
+            *(
+                expand_placeholders(it.text, IMAGE_TOKEN, [self.tokens_per_image] * len(it.images), it.slots)
+                for it in batch
+            ),
+            strict=True,
+        )
         return tokenize_with_slots(self.tokenizer, texts, slots)
 
     def image_tokens(self, images: Sequence[Any]) -> torch.Tensor:
         """PIL images -> connector outputs [n_img, T, dl] in the LM's dtype."""
         patches = _vision_patches(self.vision, self.image_processor, images)  # [n_img, P, dv]
         if patches.shape[1] != self.meta["patches_per_image"]:
-            raise ValueError(f"vision encoder gave {patches.shape[1]} patches per image, expected "
-                             f"{self.meta['patches_per_image']} (fixed when the model was composed)")
+            raise ValueError(
+                f"vision encoder gave {patches.shape[1]} patches per image, expected "
+                f"{self.meta['patches_per_image']} (fixed when the model was composed)"
+            )
         conn_dtype = next(self.connector.parameters()).dtype  # fp32 while the train stage tunes it
         return self.connector(patches.to(conn_dtype)).to(self.dtype)  # [n_img, T, dl]
 
@@ -242,15 +304,18 @@ class ComposedEncoder(EncoderBase):
         if images:
             tokens = self.image_tokens(images)  # [n_img, T, dl]
             if int(is_image.sum()) != tokens.shape[0] * tokens.shape[1]:
-                raise ValueError(f"prompt holds {int(is_image.sum())} {IMAGE_TOKEN} tokens for "
-                                 f"{tokens.shape[0]} images of {tokens.shape[1]} tokens each")
+                raise ValueError(
+                    f"prompt holds {int(is_image.sum())} {IMAGE_TOKEN} tokens for "
+                    f"{tokens.shape[0]} images of {tokens.shape[1]} tokens each"
+                )
             embeds = embeds.masked_scatter(is_image.unsqueeze(-1), tokens.to(embeds.dtype))  # [n, L, dl]
         elif bool(is_image.any()):
             raise ValueError(f"prompt holds {IMAGE_TOKEN} tokens but the item has no images")
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [n, L]
         # The decoder without the LM head (no [n, L, vocab] logits); also sees through peft.
-        out = self.lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                                    use_cache=False)
+        out = self.lm.get_decoder()(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False
+        )
         return out.last_hidden_state, slot_idx  # [n, L, d]
 
     def prepare(self, batch: Sequence[RenderedItem]) -> list[RenderedItem]:
@@ -263,7 +328,6 @@ class ComposedEncoder(EncoderBase):
         return apply_heads(gather_channels(hidden, slot_idx), None, self.projection, None)
 
 
-
 def compose(cfg: ComposeConfig) -> Path:
     """Build a composed MLLM from `cfg`'s sources and save it as one directory (`cfg.out`)."""
     return ComposedEncoder.from_sources(cfg).save(cfg.out)
@@ -274,8 +338,11 @@ def run_compose(cfg: ComposeConfig, command: list[str] | None = None) -> int:
     enc = ComposedEncoder.from_sources(cfg)
     out, conn = enc.save(cfg.out), enc.meta["connector"]
     lm = cfg.lm + (f" ({cfg.gguf_file}, dequantized)" if cfg.gguf_file else "")
-    what = (f"vision {cfg.vision} -> {conn['kind']} connector, {enc.tokens_per_image} tokens per image"
-            if conn else "text-only (no vision encoder)")
+    what = (
+        f"vision {cfg.vision} -> {conn['kind']} connector, {enc.tokens_per_image} tokens per image"
+        if conn
+        else "text-only (no vision encoder)"
+    )
     print(f"composed: {out}  LM {lm}, hidden {enc.hidden_size}; {what}")
     return 0
 
@@ -295,8 +362,9 @@ def _load_lm(cfg: ComposeConfig) -> Any:
 
     if cfg.gguf_file is None:
         return AutoModelForCausalLM.from_pretrained(cfg.lm, trust_remote_code=cfg.trust_remote_code)
-    packed = AutoModelForCausalLM.from_pretrained(cfg.lm, gguf_file=cfg.gguf_file,
-                                                  quantization_config=GgufConfig(dequantize=True))
+    packed = AutoModelForCausalLM.from_pretrained(
+        cfg.lm, gguf_file=cfg.gguf_file, quantization_config=GgufConfig(dequantize=True)
+    )
     config = copy.deepcopy(packed.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config

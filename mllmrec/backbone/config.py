@@ -33,15 +33,22 @@ class ModelSpec(Checked):
 class ComposeConfig(Checked):
     """NoteLLM-2's own construction: causal LM + vision encoder + connector, saved as one directory."""
 
-    lm: str = opt(REQUIRED, "Causal language model: hub id or local directory (with --gguf-file: where the GGUF file is).")
-    gguf_file: str | None = opt(None, "Load the LM from this GGUF file inside --lm (transformers' gguf_file=; needs the gguf extra).")
+    lm: str = opt(
+        REQUIRED,
+        "Causal language model: hub id or local directory (with --gguf-file: where the GGUF file is).",
+    )
+    gguf_file: str | None = opt(
+        None, "Load the LM from this GGUF file inside --lm (transformers' gguf_file=; needs the gguf extra)."
+    )
     vision: str | None = opt(
-        None, "Vision encoder: hub id or local directory of any transformers vision model (CLIP, SigLIP ...); "
-        "omit for a text-only composed model."
+        None,
+        "Vision encoder: hub id or local directory of any transformers vision model (CLIP, SigLIP ...); "
+        "omit for a text-only composed model.",
     )
     connector: Literal["mlp", "qformer"] = opt(
-        "mlp", "Connector from vision features to LM embeddings: a 2-layer MLP per patch, or a Q-Former "
-        "with --query-tokens learned queries."
+        "mlp",
+        "Connector from vision features to LM embeddings: a 2-layer MLP per patch, or a Q-Former "
+        "with --query-tokens learned queries.",
     )
     query_tokens: int = opt(32, "Q-Former: number of query tokens spliced into the prompt per image.")
     qformer_layers: int = opt(2, "Q-Former: cross-attention layers.")

@@ -117,8 +117,12 @@ class QFormerConnector(nn.Module):
 
     def config(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "vision_dim": self.vision_dim, "lm_dim": self.lm_dim,
-            "n_query": self.n_query, "n_layers": self.n_layers, "n_heads": self.n_heads,
+            "kind": self.kind,
+            "vision_dim": self.vision_dim,
+            "lm_dim": self.lm_dim,
+            "n_query": self.n_query,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
         }
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:

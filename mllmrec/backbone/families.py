@@ -68,13 +68,18 @@ class Family:
 
 
 _QWEN_LORA = ("q_proj", "k_proj", "v_proj", "o_proj")
-_QWEN = {"encoder": "mllmrec.backbone.hf:QwenVLEncoder",
-         "image_placeholder": "<|vision_start|><|image_pad|><|vision_end|>", "image_pad": "<|image_pad|>",
-         "lora_targets": _QWEN_LORA, "vision_lora_targets": ("qkv", "proj"),
-         "lm_scope": r".*language_model\..*", "vision_scope": r".*visual\.blocks\..*",
-         "full_train_modules": ("merger",),  # visual.merger, the vision->LM connector
-         "quant_skip": ("model.visual", "lm_head"),  # the ViT is small and often narrower than bnb's blocks
-         "fusion_gate": True}
+_QWEN = {
+    "encoder": "mllmrec.backbone.hf:QwenVLEncoder",
+    "image_placeholder": "<|vision_start|><|image_pad|><|vision_end|>",
+    "image_pad": "<|image_pad|>",
+    "lora_targets": _QWEN_LORA,
+    "vision_lora_targets": ("qkv", "proj"),
+    "lm_scope": r".*language_model\..*",
+    "vision_scope": r".*visual\.blocks\..*",
+    "full_train_modules": ("merger",),  # visual.merger, the vision->LM connector
+    "quant_skip": ("model.visual", "lm_head"),  # the ViT is small and often narrower than bnb's blocks
+    "fusion_gate": True,
+}
 
 FAMILIES: dict[str, Family] = {
     f.model_type: f
@@ -84,10 +89,16 @@ FAMILIES: dict[str, Family] = {
         Family("qwen3-vl", "qwen3_vl", **_QWEN),
         # Any causal LM + vision encoder + connector (`mllmrec compose`): LoRA on the LM and, with
         # --vision-lora, on the CLIP/SigLIP tower; the late-fusion gate is not wired for it yet.
-        Family("composed", COMPOSED_FORMAT, "mllmrec.backbone.composed:ComposedEncoder",
-               image_placeholder=COMPOSED_IMAGE_TOKEN, image_pad=COMPOSED_IMAGE_TOKEN,
-               lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
-               vision_lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"), tokenizer_subdir="lm"),
+        Family(
+            "composed",
+            COMPOSED_FORMAT,
+            "mllmrec.backbone.composed:ComposedEncoder",
+            image_placeholder=COMPOSED_IMAGE_TOKEN,
+            image_pad=COMPOSED_IMAGE_TOKEN,
+            lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
+            vision_lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
+            tokenizer_subdir="lm",
+        ),
     )
 }
 
@@ -114,7 +125,9 @@ def declared_type(model: str, revision: str | None = None, trust_remote_code: bo
         return str(json.loads(meta.read_text(encoding="utf-8")).get("format"))
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code).model_type
+    return AutoConfig.from_pretrained(
+        model, revision=revision, trust_remote_code=trust_remote_code
+    ).model_type
 
 
 def family_of(model: str, revision: str | None = None, trust_remote_code: bool = False) -> Family:

@@ -40,8 +40,16 @@ class QwenVLEncoder(EncoderBase):
     vision = None
     connector = None
 
-    def __init__(self, model: Any, tokenizer: Any, image_processor: Any, *, name: str, family: Family,
-                 revision: str | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        image_processor: Any,
+        *,
+        name: str,
+        family: Family,
+        revision: str | None = None,
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.special_tokens = special_strings(tokenizer)
@@ -62,14 +70,30 @@ class QwenVLEncoder(EncoderBase):
     @classmethod
     def open(cls, spec: ModelSpec, device: str | None, *, load_in_4bit: bool = False) -> QwenVLEncoder:
         """Load the model a ModelSpec names (the family table's entry point)."""
-        return cls.load(spec.model, revision=spec.revision, device=device, dtype=spec.dtype,
-                        min_pixels=spec.min_pixels, max_pixels=spec.max_pixels,
-                        trust_remote_code=spec.trust_remote_code, load_in_4bit=load_in_4bit)
+        return cls.load(
+            spec.model,
+            revision=spec.revision,
+            device=device,
+            dtype=spec.dtype,
+            min_pixels=spec.min_pixels,
+            max_pixels=spec.max_pixels,
+            trust_remote_code=spec.trust_remote_code,
+            load_in_4bit=load_in_4bit,
+        )
 
     @classmethod
-    def load(cls, model: str, *, revision: str | None = None, device: str | None = "auto",
-             dtype: str | None = "auto", min_pixels: int | None = None, max_pixels: int | None = None,
-             trust_remote_code: bool = False, load_in_4bit: bool = False) -> QwenVLEncoder:
+    def load(
+        cls,
+        model: str,
+        *,
+        revision: str | None = None,
+        device: str | None = "auto",
+        dtype: str | None = "auto",
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        trust_remote_code: bool = False,
+        load_in_4bit: bool = False,
+    ) -> QwenVLEncoder:
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         kw = {"revision": revision, "trust_remote_code": trust_remote_code}
@@ -82,12 +106,19 @@ class QwenVLEncoder(EncoderBase):
         torch_dtype = resolve_dtype(dtype, dev)
         if load_in_4bit:  # QLoRA: LM weights in NF4; the family's skip list stays in full precision
             quant = four_bit_config(torch_dtype, list(family.quant_skip))
-            net = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype, quantization_config=quant,
-                                                              device_map={"": dev}, **kw)
+            net = AutoModelForImageTextToText.from_pretrained(
+                model, dtype=torch_dtype, quantization_config=quant, device_map={"": dev}, **kw
+            )
         else:
             net = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype, **kw).to(dev)
-        return cls(net, tokenizer, image_processor, name=model, family=family,
-                   revision=getattr(config, "_commit_hash", None) or revision)
+        return cls(
+            net,
+            tokenizer,
+            image_processor,
+            name=model,
+            family=family,
+            revision=getattr(config, "_commit_hash", None) or revision,
+        )
 
     @property
     def network(self) -> Any:
@@ -102,8 +133,13 @@ class QwenVLEncoder(EncoderBase):
 
     # -- Encoder protocol -------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
-        return {"backbone": self.name, "family": self.family.name, "revision": self.revision,
-                "dtype": str(self.model.dtype).removeprefix("torch."), "weights_fingerprint": self.weights_hash()}
+        return {
+            "backbone": self.name,
+            "family": self.family.name,
+            "revision": self.revision,
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "weights_fingerprint": self.weights_hash(),
+        }
 
     def save(self, out: str | os.PathLike[str]) -> Path:
         """A plain transformers model directory (model, tokenizer, image processor)."""
@@ -123,8 +159,13 @@ class QwenVLEncoder(EncoderBase):
 
         ip = self.image_processor
         factor = int(ip.patch_size) * self.merge
-        h, w = smart_resize(height, width, factor=factor, min_pixels=ip.size["shortest_edge"],
-                            max_pixels=ip.size["longest_edge"])
+        h, w = smart_resize(
+            height,
+            width,
+            factor=factor,
+            min_pixels=ip.size["shortest_edge"],
+            max_pixels=ip.size["longest_edge"],
+        )
         return (h // factor) * (w // factor)
 
     def prepare(self, batch: Sequence[RenderedItem]) -> dict[str, Any]:
@@ -156,8 +197,10 @@ class QwenVLEncoder(EncoderBase):
     def features(self, prepared: dict[str, Any]) -> dict[str, torch.Tensor]:
         """{channel: [n, d]} on the model's device, with autograd (the train stage's forward)."""
         dev = self.model.device
-        inputs = {k: (v.to(dev, self.model.dtype) if k == "pixel_values" else v.to(dev))
-                  for k, v in prepared["inputs"].items()}
+        inputs = {
+            k: (v.to(dev, self.model.dtype) if k == "pixel_values" else v.to(dev))
+            for k, v in prepared["inputs"].items()
+        }
         hidden = self.model.model(**inputs, use_cache=False).last_hidden_state  # [n, L, d]
         out = gather_channels(hidden, prepared["slots"])
         pooled = self._vision_pooled(inputs, prepared["n_images"]) if self.fusion_gate is not None else None

@@ -48,7 +48,9 @@ def check_model_reference(model: str) -> None:
     repository-id syntax that says nothing about the missing directory.
     """
     p = Path(model).expanduser()
-    looks_local = model.startswith((".", "/", "~")) or model.count("/") >= 2 or p.suffix in (".gguf", ".safetensors")
+    looks_local = (
+        model.startswith((".", "/", "~")) or model.count("/") >= 2 or p.suffix in (".gguf", ".safetensors")
+    )
     if looks_local and not p.is_dir():
         near = sorted(q.name for q in p.parent.iterdir() if q.is_dir())[:8] if p.parent.is_dir() else []
         hint = f"; folders in {p.parent}: {', '.join(near)}" if near else ""
@@ -82,7 +84,10 @@ def opening(model: str) -> Iterator[None]:
             raise  # a local folder with a real I/O problem: keep the traceback
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        todo = (f"HF_HUB_OFFLINE is set and it is not in the local cache: download it first "
-                f"(`hf download {model}` with network) or pass a model directory" if offline else
-                "check the id (org/name), your network and access rights, or pass a model directory")
+        todo = (
+            f"HF_HUB_OFFLINE is set and it is not in the local cache: download it first "
+            f"(`hf download {model}` with network) or pass a model directory"
+            if offline
+            else "check the id (org/name), your network and access rights, or pass a model directory"
+        )
         raise BackboneError(f"cannot open model {model!r}: {todo} ({first})") from None

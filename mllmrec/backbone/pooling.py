@@ -71,7 +71,10 @@ def tokenize_with_slots(
     if any(sorted(s) != channels for s in slots):
         raise ValueError("all items of a batch must have the same slots")
     enc = tokenizer(
-        list(texts), padding=True, return_tensors="pt", return_offsets_mapping=bool(channels),
+        list(texts),
+        padding=True,
+        return_tensors="pt",
+        return_offsets_mapping=bool(channels),
         add_special_tokens=add_special_tokens,
     )
     offsets = enc.pop("offset_mapping", None)

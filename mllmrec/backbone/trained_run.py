@@ -31,8 +31,15 @@ CONNECTOR_FILE = "connector.safetensors"
 MANIFEST = "manifest.json"
 ADAPTER_DIR, VISION_ADAPTER_DIR = "adapter", "vision_adapter"
 # Files that make up the tuned model (hashed into `adapter_sha256`); checkpoints are not part of it.
-_ARTEFACTS = ("adapter", "vision_adapter", CONNECTOR_FILE, "projection.safetensors", "projection.json",
-              "fusion_gate.safetensors", GATE_CONFIG)
+_ARTEFACTS = (
+    "adapter",
+    "vision_adapter",
+    CONNECTOR_FILE,
+    "projection.safetensors",
+    "projection.json",
+    "fusion_gate.safetensors",
+    GATE_CONFIG,
+)
 
 
 class LoraError(MllmrecError, ValueError):
@@ -51,8 +58,10 @@ def read_run_manifest(run_dir: str | Path) -> dict[str, Any]:
     if man.get("stage") != "train":
         raise RunDirError(f"{run_dir}: manifest stage is {man.get('stage')!r}, not 'train'")
     if man.get("status") != "complete":
-        raise RunDirError(f"{run_dir}: the train run is not complete (status {man.get('status')!r}); "
-                          "finish it with `mllmrec train ... --resume`")
+        raise RunDirError(
+            f"{run_dir}: the train run is not complete (status {man.get('status')!r}); "
+            "finish it with `mllmrec train ... --resume`"
+        )
     return man
 
 
@@ -61,8 +70,11 @@ def artefacts_sha256(run_dir: str | Path) -> str:
     root, h = Path(run_dir), hashlib.sha256()
     for name in _ARTEFACTS:
         p = root / name
-        files = sorted(q for q in p.rglob("*") if q.is_file() and q.name != "README.md") if p.is_dir() else \
-            ([p] if p.is_file() else [])
+        files = (
+            sorted(q for q in p.rglob("*") if q.is_file() and q.name != "README.md")
+            if p.is_dir()
+            else ([p] if p.is_file() else [])
+        )
         for f in files:
             h.update(str(f.relative_to(root)).encode())
             h.update(f.read_bytes())
@@ -75,8 +87,10 @@ def save_heads(encoder: Encoder, out: Path) -> None:
 
     connector = encoder.connector
     if connector is not None and any(p.requires_grad for p in connector.parameters()):
-        save_file({k: v.detach().contiguous().cpu() for k, v in connector.state_dict().items()},
-                  str(out / CONNECTOR_FILE))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in connector.state_dict().items()},
+            str(out / CONNECTOR_FILE),
+        )
     if encoder.fusion_gate is not None:
         encoder.fusion_gate.save(out)
     if encoder.projection is not None:
@@ -113,20 +127,28 @@ def apply_run(encoder: Encoder, run_dir: str | Path) -> dict[str, Any]:
     # checked by architecture below, like a 4-bit run.
     exact = base["weights_fingerprint"] is not None and base.get("dtype") == now.get("dtype")
     if exact and base["weights_fingerprint"] != now["weights_fingerprint"]:
-        raise RunDirError(f"{run_dir} was trained on a backbone with weights fingerprint "
-                          f"{base['weights_fingerprint'][:12]}..., but this backbone's is "
-                          f"{now['weights_fingerprint'][:12]}... ({base.get('backbone')} at training)")
+        raise RunDirError(
+            f"{run_dir} was trained on a backbone with weights fingerprint "
+            f"{base['weights_fingerprint'][:12]}..., but this backbone's is "
+            f"{now['weights_fingerprint'][:12]}... ({base.get('backbone')} at training)"
+        )
     # A QLoRA run saw 4-bit weights, whose hash says nothing about the full model: compare the
     # architecture facts instead (family / composition sources).
     arch = [k for k in ("family", "kind", "sources", "connector") if k in base or k in now]
     if not exact and any(base.get(k) != now.get(k) for k in arch):
-        raise RunDirError(f"{run_dir} was trained on {base.get('backbone')} ({base.get('dtype')}), which differs "
-                          f"from this backbone in {', '.join(k for k in arch if base.get(k) != now.get(k))}")
+        raise RunDirError(
+            f"{run_dir} was trained on {base.get('backbone')} ({base.get('dtype')}), which differs "
+            f"from this backbone in {', '.join(k for k in arch if base.get(k) != now.get(k))}"
+        )
     load_adapters(encoder, run_dir, merge=True)
     load_heads(encoder, run_dir)
     encoder.weights_changed()  # hash again on demand
-    return {"run": str(run_dir), "adapter_sha256": man["adapter_sha256"],
-            "base_weights_fingerprint": base["weights_fingerprint"], "prompt": man.get("prompt", {}).get("name")}
+    return {
+        "run": str(run_dir),
+        "adapter_sha256": man["adapter_sha256"],
+        "base_weights_fingerprint": base["weights_fingerprint"],
+        "prompt": man.get("prompt", {}).get("name"),
+    }
 
 
 def load_adapters(encoder: Encoder, run_dir: str | Path, *, merge: bool = True) -> list[str]:

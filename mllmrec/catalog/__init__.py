@@ -17,7 +17,14 @@ from mllmrec.lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(
-        ["BadImage", "BadImageError", "load_image", "load_item_images", "probe_image_sizes", "resolve_image_ref"],
+        [
+            "BadImage",
+            "BadImageError",
+            "load_image",
+            "load_item_images",
+            "probe_image_sizes",
+            "resolve_image_ref",
+        ],
         "images",
     ),
     "Catalog": "load",

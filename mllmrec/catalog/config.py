@@ -29,7 +29,7 @@ class CatalogSpec(Checked):
         "text-only",
         "What to do with an item whose image is missing, unreadable, corrupt, too large or outside "
         "the catalogue folder: embed it from its text, leave it out (both recorded in the "
-        "manifest), or stop with an error."
+        "manifest), or stop with an error.",
     )
     allow_outside_paths: bool = opt(
         False, "Allow image paths that point outside the catalogue file's folder."
@@ -71,14 +71,17 @@ class PairsConfig(Checked):
     then B of 1/N_u, N_u = number of distinct items u engaged with. Keeps the top-t partners per item
     and splits the pairs into train/valid/test by query item."""
 
-    interactions: str = opt(REQUIRED, "Interaction log (.csv, .tsv/.inter, .parquet, .jsonl).", positional=True)
+    interactions: str = opt(
+        REQUIRED, "Interaction log (.csv, .tsv/.inter, .parquet, .jsonl).", positional=True
+    )
     out: str = opt(REQUIRED, "Output directory (pairs.parquet + manifest.json).")
     user_field: str = opt("user_id", "Column holding the user id.")
     item_field: str = opt("item_id", "Column holding the item id.")
     time_field: str = opt("timestamp", "Column holding the event time (numbers or ISO dates).")
     order: Literal["time", "none"] = opt(
-        "time", "'time': A must come before B (needs timestamps; a log without them falls back to "
-        "'none'); 'none': any two items of a user's history, both directions."
+        "time",
+        "'time': A must come before B (needs timestamps; a log without them falls back to "
+        "'none'); 'none': any two items of a user's history, both directions.",
     )
     window_seconds: float | None = opt(None, "Pair A with B when 0 < t_B - t_A <= W seconds.")
     session_gap: float | None = opt(
@@ -91,9 +94,14 @@ class PairsConfig(Checked):
     valid_share: float = opt(0.1, "Share of the query items (with all their pairs) in the valid part.")
     test_share: float = opt(0.1, "Share of the query items in the test part; train gets the rest.")
     seed: int = opt(0, "Seed of the query-item split.")
-    catalog: str | None = opt(None, "Catalogue file; interactions with item ids not in it are reported and dropped.")
+    catalog: str | None = opt(
+        None, "Catalogue file; interactions with item ids not in it are reported and dropped."
+    )
     catalog_id_field: str = opt("id", "Column of --catalog holding the item id.")
-    overwrite: bool = opt(False, "Replace an earlier pairs folder in --out (a folder that holds anything else is never deleted).")
+    overwrite: bool = opt(
+        False,
+        "Replace an earlier pairs folder in --out (a folder that holds anything else is never deleted).",
+    )
     interactions_train_only: str | None = opt(
         None, "Saved split folder: build pairs only from its training interactions."
     )
@@ -109,7 +117,9 @@ class PairsConfig(Checked):
         if self.max_lag < 1 or self.top_t < 1:
             raise ConfigError("max_lag and top_t must be >= 1")
         if min(self.valid_share, self.test_share) < 0 or self.valid_share + self.test_share > 1:
-            raise ConfigError(f"valid_share {self.valid_share} and test_share {self.test_share} must be "
-                              ">= 0 and sum to at most 1")
+            raise ConfigError(
+                f"valid_share {self.valid_share} and test_share {self.test_share} must be "
+                ">= 0 and sum to at most 1"
+            )
         if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
             raise ConfigError(f"min_score {self.min_score} is above max_score {self.max_score}")

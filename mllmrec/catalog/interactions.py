@@ -22,7 +22,14 @@ from mllmrec.errors import MllmrecError
 
 FORMATS = ("auto", "csv", "tsv", "inter", "parquet", "jsonl")  # "inter" = "tsv": MMRec / RecBole files
 LABEL_FIELD = "x_label"  # MMRec's split column (0 train, 1 valid, 2 test), read whenever a file has it
-_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".inter": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".inter": "tsv",
+    ".parquet": "parquet",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+}
 # Other spellings tried only when the caller left a field at its default (MMRec writes userID/itemID).
 _ALIASES = {"user_id": ("userID",), "item_id": ("itemID",)}
 _RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
@@ -56,8 +63,11 @@ class Interactions:
                 set_(self, name, np.asarray(getattr(self, name), dtype=np.float64).reshape(-1))
         if self.labels is not None:
             set_(self, "labels", _as_labels(self.labels, src))
-        sizes = {k: len(v) for k in ("users", "items", "timestamps", "ratings", "labels")
-                 if (v := getattr(self, k)) is not None}
+        sizes = {
+            k: len(v)
+            for k in ("users", "items", "timestamps", "ratings", "labels")
+            if (v := getattr(self, k)) is not None
+        }
         if len(set(sizes.values())) > 1:
             raise InteractionsError(f"{src}: columns differ in length: {sizes}")
 
@@ -98,8 +108,10 @@ def _as_labels(raw: Any, path: str) -> np.ndarray:
     vals = _floats(raw, LABEL_FIELD, path)
     bad = ~np.isin(vals, (0, 1, 2))
     if bad.any():
-        raise InteractionsError(f"{path}: {LABEL_FIELD} must be 0 (train), 1 (valid) or 2 (test); "
-                                f"data row {int(np.argmax(bad)) + 1} has {vals[bad][0]!r}")
+        raise InteractionsError(
+            f"{path}: {LABEL_FIELD} must be 0 (train), 1 (valid) or 2 (test); "
+            f"data row {int(np.argmax(bad)) + 1} has {vals[bad][0]!r}"
+        )
     return vals.astype(np.int8)
 
 
@@ -114,9 +126,13 @@ def _floats(values: Any, name: str, path: str) -> np.ndarray:
             return np.asarray(cells, dtype=np.float64)
         except (ValueError, TypeError):
             try:
-                arr = np.asarray(["NaT" if isinstance(v, float) else v for v in cells], dtype="datetime64[ns]")
+                arr = np.asarray(
+                    ["NaT" if isinstance(v, float) else v for v in cells], dtype="datetime64[ns]"
+                )
             except (ValueError, TypeError) as e:
-                raise InteractionsError(f"{path}: column {name!r} must hold numbers or ISO dates ({e})") from e
+                raise InteractionsError(
+                    f"{path}: column {name!r} must hold numbers or ISO dates ({e})"
+                ) from e
     out = arr.astype("datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
     out[np.isnat(arr)] = np.nan
     return out
@@ -161,8 +177,9 @@ def _read_delimited(path: Path, fmt: str) -> dict[str, Any]:
             path,
             read_options=pcsv.ReadOptions(column_names=names, skip_rows=1),
             parse_options=pcsv.ParseOptions(delimiter="\t" if tab else ",", quote_char=False if tab else '"'),
-            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                strings_can_be_null=False),
+            convert_options=pcsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False
+            ),
         )
     except (pa.ArrowInvalid, OSError) as e:
         raise InteractionsError(f"{path}: cannot read as {'tab-separated' if tab else 'CSV'}: {e}") from e
@@ -188,7 +205,9 @@ def _read_jsonl(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8-sig")
     as_array = path.suffix.lower() == ".json" and text.lstrip().startswith("[")
     try:
-        rows = json.loads(text) if as_array else [json.loads(line) for line in text.split("\n") if line.strip()]
+        rows = (
+            json.loads(text) if as_array else [json.loads(line) for line in text.split("\n") if line.strip()]
+        )
     except json.JSONDecodeError as e:
         raise InteractionsError(f"{path}: malformed JSON: {e}") from e
     if not all(isinstance(r, dict) for r in rows):
@@ -205,8 +224,10 @@ def _detect(path: Path) -> str:
     with open(path, "rb") as f:
         if b"\t" in f.readline():
             return "tsv"
-    raise InteractionsError(f"{path}: cannot tell the format from {path.suffix or 'no extension'!r}; "
-                            f"use one of {', '.join(sorted(_SUFFIXES))} or pass fmt= ({', '.join(FORMATS[1:])})")
+    raise InteractionsError(
+        f"{path}: cannot tell the format from {path.suffix or 'no extension'!r}; "
+        f"use one of {', '.join(sorted(_SUFFIXES))} or pass fmt= ({', '.join(FORMATS[1:])})"
+    )
 
 
 def _pick(names: list[str], wanted: str, default: str, path: Path, role: str, required: bool) -> str | None:
@@ -215,13 +236,22 @@ def _pick(names: list[str], wanted: str, default: str, path: Path, role: str, re
     tries = [wanted, *(_ALIASES.get(default, ()) if wanted == default else ())]
     found = next((t for t in tries if t in names), None)
     if found is None and (required or wanted != default):
-        raise InteractionsError(f"{path}: no {role} column {wanted!r}; the file's columns are: "
-                                f"{', '.join(names) or '(none)'}; name it with --{role}-field (Python: {role}_field=)")
+        raise InteractionsError(
+            f"{path}: no {role} column {wanted!r}; the file's columns are: "
+            f"{', '.join(names) or '(none)'}; name it with --{role}-field (Python: {role}_field=)"
+        )
     return found
 
 
-def read_interactions(path: str | Path, *, user_field: str = "user_id", item_field: str = "item_id",
-                      time_field: str = "timestamp", rating_field: str = "rating", fmt: str = "auto") -> Interactions:
+def read_interactions(
+    path: str | Path,
+    *,
+    user_field: str = "user_id",
+    item_field: str = "item_id",
+    time_field: str = "timestamp",
+    rating_field: str = "rating",
+    fmt: str = "auto",
+) -> Interactions:
     """Read an interaction log (formats: module docstring). `InteractionsError` for a missing or empty
     file, absent columns (listing those there are), missing ids, non-numeric times/ratings."""
     path = Path(path)
@@ -252,8 +282,14 @@ def read_interactions(path: str | Path, *, user_field: str = "user_id", item_fie
     def num(name: str | None) -> np.ndarray | None:
         return None if name is None else _floats(_values(cols[name]), name, str(path))
 
-    return Interactions(_values(cols[u]), _values(cols[i]), num(t), num(r),
-                        num(LABEL_FIELD if LABEL_FIELD in cols else None), source=str(path))
+    return Interactions(
+        _values(cols[u]),
+        _values(cols[i]),
+        num(t),
+        num(r),
+        num(LABEL_FIELD if LABEL_FIELD in cols else None),
+        source=str(path),
+    )
 
 
 def dedupe(inter: Interactions, keep: str = "last") -> Interactions:
@@ -278,8 +314,9 @@ def index_ids(values: Iterable[str]) -> tuple[dict[str, int], np.ndarray]:
     return index, codes
 
 
-def to_matrix(inter: Interactions, user_index: dict[str, int], item_index: dict[str, int], *,
-              missing: str = "error") -> sp.csr_matrix:
+def to_matrix(
+    inter: Interactions, user_index: dict[str, int], item_index: dict[str, int], *, missing: str = "error"
+) -> sp.csr_matrix:
     """Binary [len(user_index), len(item_index)] float32 CSR matrix (duplicates count once).
 
     missing="error" raises on a user/item the indexes lack; "skip" leaves those rows out.
@@ -291,8 +328,10 @@ def to_matrix(inter: Interactions, user_index: dict[str, int], item_index: dict[
     ok = (rows >= 0) & (cols >= 0)
     if missing == "error" and not ok.all():
         b = int(np.argmax(~ok))
-        raise InteractionsError(f"{inter.source}: {int((~ok).sum())} rows name a user or item outside the "
-                                f"index, e.g. row {b + 1} ({inter.users[b]!r}, {inter.items[b]!r})")
+        raise InteractionsError(
+            f"{inter.source}: {int((~ok).sum())} rows name a user or item outside the "
+            f"index, e.g. row {b + 1} ({inter.users[b]!r}, {inter.items[b]!r})"
+        )
     shape = (len(user_index), len(item_index))
     m = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (rows[ok], cols[ok])), shape=shape)
     m.sum_duplicates()

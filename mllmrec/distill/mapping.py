@@ -29,8 +29,15 @@ L2_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 class NewItemMapping:
     """g: {channel: features [n, d_c]} -> student item vectors [n, d] (module docstring)."""
 
-    def __init__(self, channels: tuple[str, ...], means: dict[str, Tensor], x_mean: Tensor, weight: Tensor,
-                 bias: Tensor, l2: float) -> None:
+    def __init__(
+        self,
+        channels: tuple[str, ...],
+        means: dict[str, Tensor],
+        x_mean: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        l2: float,
+    ) -> None:
         self.channels, self.means, self.x_mean = tuple(channels), means, x_mean
         self.weight, self.bias, self.l2 = weight, bias, float(l2)
 
@@ -46,12 +53,16 @@ class NewItemMapping:
         """Concatenated prepared features [n, D] (the means are the fitting items')."""
         missing = [c for c in self.channels if c not in features]
         if missing:
-            raise DistillError(f"the new-item mapping reads channels {list(self.channels)}; missing {missing}")
+            raise DistillError(
+                f"the new-item mapping reads channels {list(self.channels)}; missing {missing}"
+            )
         parts = []
         for c in self.channels:
             f = features[c]
             if f.shape[1] != self.in_dims[c]:
-                raise DistillError(f"channel {c!r} has dimension {f.shape[1]}; the mapping was fitted on {self.in_dims[c]}")
+                raise DistillError(
+                    f"channel {c!r} has dimension {f.shape[1]}; the mapping was fitted on {self.in_dims[c]}"
+                )
             parts.append(prepare_features(f, self.means[c])[0])  # [n, d_c]
         return torch.cat(parts, dim=1).to(torch.float64)  # [n, D]
 
@@ -60,16 +71,30 @@ class NewItemMapping:
         return ((x - self.x_mean) @ self.weight + self.bias).to(torch.float32)  # [n, d]
 
     @classmethod
-    def fit(cls, features: dict[str, np.ndarray | Tensor], targets: Tensor, *, l2: float | None = None,
-            seed: int = 0) -> NewItemMapping:
+    def fit(
+        cls,
+        features: dict[str, np.ndarray | Tensor],
+        targets: Tensor,
+        *,
+        l2: float | None = None,
+        seed: int = 0,
+    ) -> NewItemMapping:
         """Fit on rows where features [n, d_c] per channel and targets [n, d] (student rows) align."""
         channels = tuple(features)
         n = int(targets.shape[0])
         if n < 2:
-            raise DistillError(f"the new-item mapping needs at least 2 items with training interactions, got {n}")
+            raise DistillError(
+                f"the new-item mapping needs at least 2 items with training interactions, got {n}"
+            )
         means = {c: prepare_features(f)[1] for c, f in features.items()}
-        probe = cls(channels, means, torch.zeros(1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64),
-                    torch.zeros(1, dtype=torch.float64), 0.0)
+        probe = cls(
+            channels,
+            means,
+            torch.zeros(1, dtype=torch.float64),
+            torch.zeros(1, 1, dtype=torch.float64),
+            torch.zeros(1, dtype=torch.float64),
+            0.0,
+        )
         x = probe.inputs(features)  # [n, D]
         y = targets.detach().to(torch.float64)  # [n, d]
         if l2 is None:
@@ -95,8 +120,14 @@ class NewItemMapping:
     @classmethod
     def from_tensors(cls, tensors: dict[str, Tensor], channels: list[str], l2: float) -> NewItemMapping:
         try:
-            return cls(tuple(channels), {c: tensors[f"mean.{c}"] for c in channels}, tensors["x_mean"],
-                       tensors["weight"], tensors["bias"], l2)
+            return cls(
+                tuple(channels),
+                {c: tensors[f"mean.{c}"] for c in channels},
+                tensors["x_mean"],
+                tensors["weight"],
+                tensors["bias"],
+                l2,
+            )
         except KeyError as e:
             raise DistillError(f"the new-item mapping file lacks tensor {e}") from None
 
@@ -107,4 +138,3 @@ def _ridge(x: Tensor, y: Tensor, lam: float) -> tuple[Tensor, Tensor, Tensor]:
     xc, yc = x - xm, y - ym
     gram = xc.T @ xc + lam * torch.eye(x.shape[1], dtype=x.dtype)  # [D, D]
     return torch.linalg.solve(gram, xc.T @ yc), xm, ym
-

@@ -28,7 +28,9 @@ def prepare_features(x: np.ndarray | Tensor, mean: Tensor | None = None) -> tupl
     """(f̂ [n, d], mean [d]): features centred by `mean` (their own column mean when None) and
     L2-normalised per row; an all-zero row stays zero. LLM hidden states share a large common
     direction (anisotropy); centring removes it so the differences between items dominate."""
-    t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, Tensor) else x, dtype=torch.float32)
+    t = torch.as_tensor(
+        np.asarray(x, dtype=np.float32) if not isinstance(x, Tensor) else x, dtype=torch.float32
+    )
     if t.ndim != 2:
         raise DistillError(f"item features must be 2-D [n_items, d], got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():
@@ -63,8 +65,9 @@ class PromptModule(nn.Module):
         super().__init__()
         self.register_buffer("hard", hard_tokens.detach().to(torch.float32).clone(), persistent=False)
         hidden = hidden or dim
-        self.net = nn.Sequential(nn.Linear(hard_tokens.shape[1], hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(hidden, dim, bias=False))
+        self.net = nn.Sequential(
+            nn.Linear(hard_tokens.shape[1], hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, dim, bias=False)
+        )
         nn.init.normal_(self.net[2].weight, std=0.01)  # prompts start near zero: features lead at first
 
     def forward(self, hard: Tensor | None = None) -> Tensor:

@@ -45,9 +45,19 @@ class Recommendation:
 class Recommender:
     """Top-k recommendations from a distill run (see the module docstring)."""
 
-    def __init__(self, run: DistillRun, item_ids: list[str], items: np.ndarray, via: np.ndarray,
-                 popularity: np.ndarray, seen: sp.csr_matrix, labels: dict[str, str], use_gpu: bool | None = None,
-                 index: MipsIndex | None = None, index_info: dict | None = None):
+    def __init__(
+        self,
+        run: DistillRun,
+        item_ids: list[str],
+        items: np.ndarray,
+        via: np.ndarray,
+        popularity: np.ndarray,
+        seen: sp.csr_matrix,
+        labels: dict[str, str],
+        use_gpu: bool | None = None,
+        index: MipsIndex | None = None,
+        index_info: dict | None = None,
+    ):
         self.run, self.item_ids, self.via, self.labels = run, item_ids, via, labels
         self.users = run.user_table()  # [U, d]
         self.items = items  # [I, d]
@@ -61,9 +71,19 @@ class Recommender:
         self._popular = np.argsort(-popularity, kind="stable")
 
     @classmethod
-    def load(cls, path: str | Path, *, store: str | Path | None = None, new_items: bool = True,
-             use_gpu: bool | None = None, index: str = "auto", target_recall: float | None = None,
-             rebuild_index: bool = False, recall_k: int = 100, index_params: IndexParams | None = None) -> Recommender:
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        store: str | Path | None = None,
+        new_items: bool = True,
+        use_gpu: bool | None = None,
+        index: str = "auto",
+        target_recall: float | None = None,
+        rebuild_index: bool = False,
+        recall_k: int = 100,
+        index_params: IndexParams | None = None,
+    ) -> Recommender:
         """Open a run; with new_items, add the store's items that have no table row (via the mapping).
         The run's own store is used unless `store` names another (checked to fit the mapping); if the
         run's store is gone, new items are skipped with a warning.
@@ -99,21 +119,40 @@ class Recommender:
         s_users, s_items = run.seen()
         cols = np.fromiter((pos.get(i, -1) for i in s_items), np.int64, len(s_items))
         keep = cols >= 0
-        seen = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (s_users[keep], cols[keep])),
-                             shape=(len(run.user_ids), len(pos)))
+        seen = sp.csr_matrix(
+            (np.ones(int(keep.sum()), np.float32), (s_users[keep], cols[keep])),
+            shape=(len(run.user_ids), len(pos)),
+        )
         all_ids = item_ids + extra
         items = np.ascontiguousarray(items, np.float32)
         kind = choose_kind(len(all_ids), index)
         params = replace(index_params or IndexParams(), kind=kind)
-        source = {"run_manifest_sha256": hashlib.sha256((run.path / MANIFEST).read_bytes()).hexdigest(),
-                  "new_items": len(extra)}
+        source = {
+            "run_manifest_sha256": hashlib.sha256((run.path / MANIFEST).read_bytes()).hexdigest(),
+            "new_items": len(extra),
+        }
         fp = fingerprint(_ids_sha256(all_ids), items, source) if kind != "exact" else {}
-        built, info = load_or_build(run.path, items, fp, params, queries=run.user_table(), k=recall_k,
-                                    target_recall=target_recall, rebuild=rebuild_index, use_gpu=use_gpu)
+        built, info = load_or_build(
+            run.path,
+            items,
+            fp,
+            params,
+            queries=run.user_table(),
+            k=recall_k,
+            target_recall=target_recall,
+            rebuild=rebuild_index,
+            use_gpu=use_gpu,
+        )
         return cls(run, all_ids, items, via, popularity, seen, labels, use_gpu, built, info)
 
-    def recommend(self, user_ids: list[str | int], k: int = 20, *, exclude_seen: bool = True,
-                  unknown_users: str = "popularity") -> list[list[Recommendation]]:
+    def recommend(
+        self,
+        user_ids: list[str | int],
+        k: int = 20,
+        *,
+        exclude_seen: bool = True,
+        unknown_users: str = "popularity",
+    ) -> list[list[Recommendation]]:
         """Top-k per user, best first. unknown_users: 'popularity' or 'error' (UnknownUserError)."""
         if k < 1:
             raise DistillError(f"k must be >= 1, got {k}")
@@ -122,25 +161,42 @@ class Recommender:
         rows = [self.run.user_index_of(u) for u in user_ids]
         unknown = [u for u, r in zip(user_ids, rows, strict=True) if r is None]
         if unknown and unknown_users == "error":
-            raise UnknownUserError(f"{len(unknown)} user(s) unknown to the run, e.g. {[str(u) for u in unknown[:5]]}; "
-                                   "use unknown_users='popularity' (--unknown-users popularity) for a popularity fallback")
+            raise UnknownUserError(
+                f"{len(unknown)} user(s) unknown to the run, e.g. {[str(u) for u in unknown[:5]]}; "
+                "use unknown_users='popularity' (--unknown-users popularity) for a popularity fallback"
+            )
         known = np.asarray([r for r in rows if r is not None], np.int64)
         hits = self._search(known, k, exclude_seen) if known.size else []
         out, it = [], iter(hits)
         for r in rows:
-            out.append(next(it) if r is not None else [
-                Recommendation(self.item_ids[i], float(self.popularity[i]), VIA_POPULARITY) for i in self._popular[:k]])
+            out.append(
+                next(it)
+                if r is not None
+                else [
+                    Recommendation(self.item_ids[i], float(self.popularity[i]), VIA_POPULARITY)
+                    for i in self._popular[:k]
+                ]
+            )
         return out
 
     def _search(self, rows: np.ndarray, k: int, exclude_seen: bool) -> list[list[Recommendation]]:
         n_seen = np.diff(self.seen.indptr)[rows] if exclude_seen else np.zeros(len(rows), np.int64)
         kk = int(min(len(self.item_ids), k + (n_seen.max() if len(rows) else 0)))
-        scores, idx = self.index.search(np.ascontiguousarray(self.users[rows], dtype=np.float32), kk)  # [b, kk] each
+        scores, idx = self.index.search(
+            np.ascontiguousarray(self.users[rows], dtype=np.float32), kk
+        )  # [b, kk] each
         out = []
         for b, r in enumerate(rows):
-            seen = set(self.seen.indices[self.seen.indptr[r]:self.seen.indptr[r + 1]].tolist()) if exclude_seen else set()
-            recs = [Recommendation(self.item_ids[i], float(s), str(self.via[i]))
-                    for i, s in zip(idx[b], scores[b], strict=True) if i >= 0 and i not in seen]
+            seen = (
+                set(self.seen.indices[self.seen.indptr[r] : self.seen.indptr[r + 1]].tolist())
+                if exclude_seen
+                else set()
+            )
+            recs = [
+                Recommendation(self.item_ids[i], float(s), str(self.via[i]))
+                for i, s in zip(idx[b], scores[b], strict=True)
+                if i >= 0 and i not in seen
+            ]
             out.append(recs[:k])
         return out
 
@@ -178,13 +234,18 @@ def _read_users(path: str, field: str) -> list[str]:
         table = pq.read_table(p)
     elif p.suffix in (".csv", ".tsv", ".txt"):
         opts = pcsv.ConvertOptions(column_types={field: "string"})
-        table = pcsv.read_csv(p, parse_options=pcsv.ParseOptions(delimiter="\t" if p.suffix == ".tsv" else ","),
-                              convert_options=opts)
+        table = pcsv.read_csv(
+            p,
+            parse_options=pcsv.ParseOptions(delimiter="\t" if p.suffix == ".tsv" else ","),
+            convert_options=opts,
+        )
     else:
         raise DistillError(f"--users-file must be .csv, .tsv or .parquet, got {p.name}")
     if field not in table.column_names:
-        raise DistillError(f"--users-file {p} has no column {field!r} (columns: {', '.join(table.column_names)}); "
-                           "name it with --user-field")
+        raise DistillError(
+            f"--users-file {p} has no column {field!r} (columns: {', '.join(table.column_names)}); "
+            "name it with --user-field"
+        )
     values = table.column(field).to_pylist()
     bad = [n for n, v in enumerate(values) if v is None or str(v) == ""]
     if bad:
@@ -200,15 +261,26 @@ def load_for(cfg: RecommendConfig | ServeConfig) -> Recommender:
     rank, world = dist_info()
     if rank != 0:
         barrier(world)
-    rec = Recommender.load(cfg.run, store=cfg.store, new_items=cfg.new_items, index=cfg.index,
-                           target_recall=cfg.target_recall, rebuild_index=cfg.rebuild_index and rank == 0)
+    rec = Recommender.load(
+        cfg.run,
+        store=cfg.store,
+        new_items=cfg.new_items,
+        index=cfg.index,
+        target_recall=cfg.target_recall,
+        rebuild_index=cfg.rebuild_index and rank == 0,
+    )
     if rank == 0:
         barrier(world)
     info = rec.index_info
     if info.get("kind") != "exact":
         r = info.get("recall", {})
-        log.info("serving with a %s index (recall@%s %s on %s sample users)", info["kind"], r.get("k"),
-                 r.get("recall"), r.get("queries"))
+        log.info(
+            "serving with a %s index (recall@%s %s on %s sample users)",
+            info["kind"],
+            r.get("k"),
+            r.get("recall"),
+            r.get("queries"),
+        )
     return rec
 
 
@@ -237,5 +309,7 @@ def run_recommend(cfg: RecommendConfig, command: list[str] | None = None) -> int
     for recs in results:
         for r in recs:
             vias[r.via] = vias.get(r.via, 0) + 1
-    print(f"wrote top-{cfg.k} for {len(users)} users to {cfg.out} ({', '.join(f'{v}: {n}' for v, n in vias.items())})")
+    print(
+        f"wrote top-{cfg.k} for {len(users)} users to {cfg.out} ({', '.join(f'{v}: {n}' for v, n in vias.items())})"
+    )
     return 0

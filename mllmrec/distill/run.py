@@ -64,8 +64,9 @@ def make_split(cfg: DistillConfig, inter: Any) -> Any:
     raise DistillError(f"--split {cfg.split!r}: not one of {', '.join(PROTOCOLS)} or a saved split folder")
 
 
-def run_distill(cfg: DistillConfig, command: list[str] | None = None, *,
-                losses: Sequence[LossSpec] | None = None) -> dict[str, Any]:
+def run_distill(
+    cfg: DistillConfig, command: list[str] | None = None, *, losses: Sequence[LossSpec] | None = None
+) -> dict[str, Any]:
     """Library entry point of `mllmrec distill`; returns the manifest it wrote (never prints). `losses`
     (names, loss objects or (object, weight) pairs; see distill.losses) replaces `cfg.losses`. The
     output folder is written under its writer lock (mllmrec.artifacts)."""
@@ -73,7 +74,9 @@ def run_distill(cfg: DistillConfig, command: list[str] | None = None, *,
         return _distill(cfg, command, losses)
 
 
-def _distill(cfg: DistillConfig, command: list[str] | None, losses: Sequence[LossSpec] | None) -> dict[str, Any]:
+def _distill(
+    cfg: DistillConfig, command: list[str] | None, losses: Sequence[LossSpec] | None
+) -> dict[str, Any]:
     import torch
 
     from mllmrec.catalog.interactions import read_interactions
@@ -87,20 +90,27 @@ def _distill(cfg: DistillConfig, command: list[str] | None, losses: Sequence[Los
     out = Path(cfg.out)
     store = EmbeddingStore.open(cfg.store)
     channels = resolve_channels(cfg.channels, store.channels)
-    parsed = parse_losses(loss_specs(cfg, losses), tau=cfg.tau, alpha=cfg.alpha)  # bad specs fail before any work
+    parsed = parse_losses(
+        loss_specs(cfg, losses), tau=cfg.tau, alpha=cfg.alpha
+    )  # bad specs fail before any work
     prepare_dir(out, stage=STAGE, mode="overwrite" if cfg.overwrite else "fresh", resumable=False)
-    inter = read_interactions(cfg.interactions, user_field=cfg.user_field, item_field=cfg.item_field,
-                              time_field=cfg.time_field)
+    inter = read_interactions(
+        cfg.interactions, user_field=cfg.user_field, item_field=cfg.item_field, time_field=cfg.time_field
+    )
     store_ids = store.ids
     known = set(store_ids)
     has_vec = np.fromiter((i in known for i in inter.items), bool, len(inter))
     missing = sorted(set(inter.items[~has_vec].tolist()))
     if missing and cfg.missing_items == "error":
-        raise DistillError(f"{len(missing)} log item(s) have no vector in the store, e.g. {missing[:5]}; embed them "
-                           "or pass --missing-items drop")
+        raise DistillError(
+            f"{len(missing)} log item(s) have no vector in the store, e.g. {missing[:5]}; embed them "
+            "or pass --missing-items drop"
+        )
     inter = inter.take(has_vec)
     if len(inter) == 0:
-        raise DistillError("no interaction of the log names an item of the store; check --item-field and the ids")
+        raise DistillError(
+            "no interaction of the log names an item of the store; check --item-field and the ids"
+        )
     split = make_split(cfg, inter)
     outside = [i for i in split.item_ids if i not in known]
     if outside:
@@ -129,8 +139,11 @@ def _distill(cfg: DistillConfig, command: list[str] | None, losses: Sequence[Los
             return model.full_sort(torch.as_tensor(users, dtype=torch.long)).numpy()
 
     ks = tuple(k for k in (10, 20, 50) if k <= n_items) or (n_items,)
-    test = (full_ranking_metrics(score, np.arange(n_users), test_pos, train, ks=ks)
-            if any(len(p) for p in test_pos) else {})
+    test = (
+        full_ranking_metrics(score, np.arange(n_users), test_pos, train, ks=ks)
+        if any(len(p) for p in test_pos)
+        else {}
+    )
 
     warm = np.flatnonzero(counts > 0)
     users_all = np.concatenate([split.pairs(p)[:, 0] for p in ("train", "valid", "test")])
@@ -142,34 +155,80 @@ def _distill(cfg: DistillConfig, command: list[str] | None, losses: Sequence[Los
     teacher = result.teacher
     manifest = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": command or [], "config": to_dict(cfg),
-        "store": {"path": str(Path(cfg.store).resolve()), "manifest_sha256": store_fingerprint(store),
-                  "channels": channels, "compat": store_compat(store)},
-        "interactions": {"path": str(Path(cfg.interactions).resolve()), "sha256": file_sha256(cfg.interactions)},
-        "split": {"protocol": split.meta.get("protocol"), "fingerprint": split.fingerprint(), "stats": split.stats()},
-        "teacher": None if teacher is None else {
-            "kind": cfg.teacher_kind, "channels": list(teacher.channels), "dim": teacher.dim, "layers": teacher.n_layers,
-            "prompt_tokens": cfg.prompt_tokens, "item_ids": cfg.teacher_item_ids,
+        "command": command or [],
+        "config": to_dict(cfg),
+        "store": {
+            "path": str(Path(cfg.store).resolve()),
+            "manifest_sha256": store_fingerprint(store),
+            "channels": channels,
+            "compat": store_compat(store),
+        },
+        "interactions": {
+            "path": str(Path(cfg.interactions).resolve()),
+            "sha256": file_sha256(cfg.interactions),
+        },
+        "split": {
+            "protocol": split.meta.get("protocol"),
+            "fingerprint": split.fingerprint(),
+            "stats": split.stats(),
+        },
+        "teacher": None
+        if teacher is None
+        else {
+            "kind": cfg.teacher_kind,
+            "channels": list(teacher.channels),
+            "dim": teacher.dim,
+            "layers": teacher.n_layers,
+            "prompt_tokens": cfg.prompt_tokens,
+            "item_ids": cfg.teacher_item_ids,
             "parameters": sum(p.numel() for p in teacher.parameters()),
-            "best_epoch": result.teacher_result.best_epoch, "valid": result.teacher_result.best_valid},
-        "student": {"kind": cfg.student, "dim": cfg.dim, "layers": cfg.student_layers if cfg.student == "lightgcn" else 0,
-                    "losses": _loss_names(cfg, losses, parsed), "kd": cfg.kd,
-                    "best_epoch": result.student_result.best_epoch, "valid": result.student_result.best_valid},
+            "best_epoch": result.teacher_result.best_epoch,
+            "valid": result.teacher_result.best_valid,
+        },
+        "student": {
+            "kind": cfg.student,
+            "dim": cfg.dim,
+            "layers": cfg.student_layers if cfg.student == "lightgcn" else 0,
+            "losses": _loss_names(cfg, losses, parsed),
+            "kd": cfg.kd,
+            "best_epoch": result.student_result.best_epoch,
+            "valid": result.student_result.best_valid,
+        },
         "selection": "validation recall@20 over items with training interactions; test never read for selection",
         "test": {"metrics": test, "note": "evaluated once after selection (reported, never used to choose)"},
         "dims": {"student": cfg.dim},
-        "counts": {"users": n_users, "items": int(warm.size), "new_items": int(n_items - warm.size),
-                   "store_items": len(store_ids), "interactions_used": len(inter),
-                   "missing_items": len(missing), "missing_interactions": int((~has_vec).sum())},
+        "counts": {
+            "users": n_users,
+            "items": int(warm.size),
+            "new_items": int(n_items - warm.size),
+            "store_items": len(store_ids),
+            "interactions_used": len(inter),
+            "missing_items": len(missing),
+            "missing_interactions": int((~has_vec).sum()),
+        },
         "missing_items": missing,
-        "new_items": {"kind": "ridge", "channels": list(result.mapping.channels), "in_dims": result.mapping.in_dims,
-                      "dim": result.mapping.dim, "l2": result.mapping.l2, "file": "new_items.safetensors"},
+        "new_items": {
+            "kind": "ridge",
+            "channels": list(result.mapping.channels),
+            "in_dims": result.mapping.in_dims,
+            "dim": result.mapping.dim,
+            "l2": result.mapping.l2,
+            "file": "new_items.safetensors",
+        },
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    write_run(out, manifest, user_ids=split.user_ids, item_ids=[item_ids[i] for i in warm],
-              user_table=model.user.numpy(), item_table=model.item[torch.from_numpy(warm)].numpy(),
-              mapping_tensors=result.mapping.tensors(), popularity=counts[warm],
-              seen_users=seen_users, seen_items=seen_items)
+    write_run(
+        out,
+        manifest,
+        user_ids=split.user_ids,
+        item_ids=[item_ids[i] for i in warm],
+        user_table=model.user.numpy(),
+        item_table=model.item[torch.from_numpy(warm)].numpy(),
+        mapping_tensors=result.mapping.tensors(),
+        popularity=counts[warm],
+        seen_users=seen_users,
+        seen_items=seen_items,
+    )
     return read_manifest(out, expect_stage=STAGE)
 
 
@@ -183,8 +242,11 @@ def _dropped_pairs(inter: Any, split: Any) -> tuple[np.ndarray, list[str]]:
     """(user rows, item ids) of logged pairs of known users whose item the split left out."""
     users = {u: n for n, u in enumerate(split.user_ids)}
     items = set(split.item_ids)
-    pairs = {(u, i) for u, i in zip(inter.users.tolist(), inter.items.tolist(), strict=True)
-             if i not in items and u in users}
+    pairs = {
+        (u, i)
+        for u, i in zip(inter.users.tolist(), inter.items.tolist(), strict=True)
+        if i not in items and u in users
+    }
     ordered = sorted(pairs)
     return np.asarray([users[u] for u, _ in ordered], np.int64), [i for _, i in ordered]
 
@@ -192,17 +254,25 @@ def _dropped_pairs(inter: Any, split: Any) -> tuple[np.ndarray, list[str]]:
 def print_summary(out: Path, m: dict[str, Any]) -> None:
     c, s = m["counts"], m["student"]
     print(f"distill run: {out}")
-    print(f"  {c['users']} users, {c['items']} items with student rows, {c['new_items']} new items (via the "
-          f"mapping from {', '.join(m['new_items']['channels'])})")
+    print(
+        f"  {c['users']} users, {c['items']} items with student rows, {c['new_items']} new items (via the "
+        f"mapping from {', '.join(m['new_items']['channels'])})"
+    )
     if c["missing_items"]:
-        print(f"  {c['missing_items']} log items had no store vector: {c['missing_interactions']} interactions "
-              "dropped (listed in manifest.json)")
+        print(
+            f"  {c['missing_items']} log items had no store vector: {c['missing_interactions']} interactions "
+            "dropped (listed in manifest.json)"
+        )
     if m["teacher"]:
         t = m["teacher"]
-        print(f"  teacher: valid recall@20 {t['valid']['recall@20']:.4f} (epoch {t['best_epoch']}, "
-              f"{t['parameters']:,} parameters)")
-    print(f"  student {s['kind']} d={s['dim']} ({', '.join(s['losses'])}): valid recall@20 "
-          f"{s['valid']['recall@20']:.4f} (epoch {s['best_epoch']})")
+        print(
+            f"  teacher: valid recall@20 {t['valid']['recall@20']:.4f} (epoch {t['best_epoch']}, "
+            f"{t['parameters']:,} parameters)"
+        )
+    print(
+        f"  student {s['kind']} d={s['dim']} ({', '.join(s['losses'])}): valid recall@20 "
+        f"{s['valid']['recall@20']:.4f} (epoch {s['best_epoch']})"
+    )
     if "recall@20" in m["test"]["metrics"]:
         print(f"  test recall@20 {m['test']['metrics']['recall@20']:.4f} (read once, after selection)")
     print(f"  serve: mllmrec recommend {out} --user USER -k 20")

@@ -57,8 +57,14 @@ def _flag(raw: Any, name: str) -> bool:
     raise BadRequest(f"{name} must be true or false, got {raw!r}")
 
 
-def create_app(rec: Recommender, *, max_k: int = 1000, max_batch: int = 1000,
-               unknown_users: str = "popularity", default_k: int = 20) -> Starlette:
+def create_app(
+    rec: Recommender,
+    *,
+    max_k: int = 1000,
+    max_batch: int = 1000,
+    unknown_users: str = "popularity",
+    default_k: int = 20,
+) -> Starlette:
     """The ASGI app serving `rec` (module docstring)."""
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
@@ -73,20 +79,31 @@ def create_app(rec: Recommender, *, max_k: int = 1000, max_batch: int = 1000,
             results = rec.recommend(users, k, exclude_seen=exclude_seen, unknown_users=unknown_users)
         except UnknownUserError as e:
             raise BadRequest(str(e), 404) from None
-        return [{"user": u, "items": [{"item_id": r.item_id, "score": r.score, "via": r.via} for r in recs]}
-                for u, recs in zip(users, results, strict=True)]
+        return [
+            {"user": u, "items": [{"item_id": r.item_id, "score": r.score, "via": r.via} for r in recs]}
+            for u, recs in zip(users, results, strict=True)
+        ]
 
     def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "run": str(rec.run.path), "index": rec.index_info.get("kind"),
-                             "recall": (rec.index_info.get("recall") or {}).get("recall"),
-                             "items": len(rec.item_ids), "users": len(rec.run.user_ids)})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "run": str(rec.run.path),
+                "index": rec.index_info.get("kind"),
+                "recall": (rec.index_info.get("recall") or {}).get("recall"),
+                "items": len(rec.item_ids),
+                "users": len(rec.run.user_ids),
+            }
+        )
 
     def get_recommend(request: Request) -> JSONResponse:
         q = request.query_params
         user = q.get("user")
         if not user:
             raise BadRequest("missing query parameter: user (e.g. /recommend?user=u007&k=20)")
-        out = answer([user], _k(q.get("k", default_k), max_k), _flag(q.get("exclude_seen", "true"), "exclude_seen"))
+        out = answer(
+            [user], _k(q.get("k", default_k), max_k), _flag(q.get("exclude_seen", "true"), "exclude_seen")
+        )
         return JSONResponse(out[0])
 
     async def post_recommend(request: Request) -> JSONResponse:
@@ -95,7 +112,9 @@ def create_app(rec: Recommender, *, max_k: int = 1000, max_batch: int = 1000,
         except (ValueError, UnicodeDecodeError) as e:
             raise BadRequest(f"the body is not valid JSON ({e})") from None
         if not isinstance(body, dict) or not isinstance(body.get("users"), list):
-            raise BadRequest('the body must be a JSON object with a list "users", e.g. {"users": ["u1"], "k": 20}')
+            raise BadRequest(
+                'the body must be a JSON object with a list "users", e.g. {"users": ["u1"], "k": 20}'
+            )
         users = body["users"]
         if not users or len(users) > max_batch:
             raise BadRequest(f"users must hold 1 to {max_batch} ids, got {len(users)}", 413 if users else 400)
@@ -111,8 +130,11 @@ def create_app(rec: Recommender, *, max_k: int = 1000, max_batch: int = 1000,
         assert isinstance(exc, BadRequest)
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
-    routes = [Route("/health", health), Route("/recommend", get_recommend, methods=["GET"]),
-              Route("/recommend", post_recommend, methods=["POST"])]
+    routes = [
+        Route("/health", health),
+        Route("/recommend", get_recommend, methods=["GET"]),
+        Route("/recommend", post_recommend, methods=["POST"]),
+    ]
     return Starlette(routes=routes, exception_handlers={BadRequest: bad_request})
 
 
@@ -127,7 +149,10 @@ def run_serve(cfg: ServeConfig, command: list[str] | None = None) -> int:
 
     rec = load_for(cfg)
     app = create_app(rec, max_k=cfg.max_k, max_batch=cfg.max_batch, unknown_users=cfg.unknown_users)
-    print(f"serving {cfg.run} ({len(rec.item_ids)} items, {rec.index_info.get('kind')} index) on "
-          f"http://{cfg.host}:{cfg.port}", flush=True)
+    print(
+        f"serving {cfg.run} ({len(rec.item_ids)} items, {rec.index_info.get('kind')} index) on "
+        f"http://{cfg.host}:{cfg.port}",
+        flush=True,
+    )
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level, access_log=False)
     return 0

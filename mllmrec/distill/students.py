@@ -56,21 +56,30 @@ class Distillation(RecModel):
         if any(k.startswith("teacher") for k in self.needs) and teacher is None:
             raise DistillError(f"losses {sorted(self.losses)} need a teacher, none given")
         if teacher is not None and (teacher.n_users, teacher.n_items) != (self.n_users, self.n_items):
-            raise DistillError(f"teacher is {teacher.n_users}x{teacher.n_items}, student {self.n_users}x{self.n_items}")
+            raise DistillError(
+                f"teacher is {teacher.n_users}x{teacher.n_items}, student {self.n_users}x{self.n_items}"
+            )
         self.teacher = teacher
-        has_prompt = teacher is not None and any(n.startswith("prompt.") for n, _ in teacher.named_parameters())
+        has_prompt = teacher is not None and any(
+            n.startswith("prompt.") for n, _ in teacher.named_parameters()
+        )
         self.tune_prompt = bool(tune_prompt and has_prompt)
         self.teacher_bpr = float(teacher_bpr) if self.tune_prompt else 0.0
         if teacher is not None:
             for name, p in teacher.named_parameters():
                 p.requires_grad_(self.tune_prompt and name.startswith("prompt."))
         # Teacher item representations [I, C·d_t] -> student space [I, d] (for embedding KD).
-        self.proj = nn.Linear(teacher.item_dim, student.dim, bias=False) if "teacher_items" in self.needs else None
+        self.proj = (
+            nn.Linear(teacher.item_dim, student.dim, bias=False) if "teacher_items" in self.needs else None
+        )
         if n_negatives < 1:
             raise DistillError(f"n_negatives must be >= 1, got {n_negatives}")
         self.n_negatives = int(n_negatives)
-        self.sampler = (NegativeSampler(check_interactions(train), np.random.default_rng([seed, 1]))
-                        if "student_list" in self.needs else None)
+        self.sampler = (
+            NegativeSampler(check_interactions(train), np.random.default_rng([seed, 1]))
+            if "student_list" in self.needs
+            else None
+        )
 
     def train(self, mode: bool = True) -> Distillation:
         """Train the student; the teacher always runs in eval mode (e.g. Freedom then propagates over
@@ -92,14 +101,23 @@ class Distillation(RecModel):
         users, pos, neg = batch["users"], batch["pos"], batch["neg"]  # [b] each
         eu, ei = self.student.final_embeddings()  # [U, d], [I, d]
         u = eu[users]  # [b, d]
-        t_emb = self._teacher_embeddings() if (self.teacher is not None and (
-            self.tune_prompt or any(k.startswith("teacher") for k in self.needs))) else None
+        t_emb = (
+            self._teacher_embeddings()
+            if (
+                self.teacher is not None
+                and (self.tune_prompt or any(k.startswith("teacher") for k in self.needs))
+            )
+            else None
+        )
         cache: dict[str, object] = {}
 
         def teacher_pair() -> tuple[Tensor, Tensor]:
             if "pair" not in cache:
                 sp_, sn = (self.teacher.channel_scores(users, x, t_emb) for x in (pos, neg))
-                cache["pair"] = (torch.stack(list(sp_.values())).mean(0), torch.stack(list(sn.values())).mean(0))
+                cache["pair"] = (
+                    torch.stack(list(sp_.values())).mean(0),
+                    torch.stack(list(sn.values())).mean(0),
+                )
             return cache["pair"]  # type: ignore[return-value]
 
         def item_list() -> Tensor:
@@ -154,7 +172,9 @@ class TableModel(RecModel):
     def __init__(self, users: Tensor, items: Tensor) -> None:
         super().__init__(users.shape[0], items.shape[0])
         if users.ndim != 2 or items.ndim != 2 or users.shape[1] != items.shape[1]:
-            raise DistillError(f"tables must be [U, d] and [I, d], got {tuple(users.shape)} and {tuple(items.shape)}")
+            raise DistillError(
+                f"tables must be [U, d] and [I, d], got {tuple(users.shape)} and {tuple(items.shape)}"
+            )
         self.register_buffer("user", users.detach().to(torch.float32).clone())
         self.register_buffer("item", items.detach().to(torch.float32).clone())
 

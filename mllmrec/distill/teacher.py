@@ -52,14 +52,18 @@ class Teacher(RecModel):
         if not features:
             raise DistillError("the teacher needs at least one feature channel")
         if dim < 1 or n_layers < 0 or prompt_tokens < 1:
-            raise DistillError(f"dim, prompt_tokens must be >= 1 and n_layers >= 0, got {dim}, {prompt_tokens}, {n_layers}")
+            raise DistillError(
+                f"dim, prompt_tokens must be >= 1 and n_layers >= 0, got {dim}, {prompt_tokens}, {n_layers}"
+            )
         self.channels = tuple(features)
         self.dim, self.n_layers, self.reg = int(dim), int(n_layers), float(reg)
         prepared = {}
         for c, f in features.items():
             x, mean = prepare_features(f)  # [I, d_c]
             if x.shape[0] != self.n_items:
-                raise DistillError(f"channel {c!r} has {x.shape[0]} item rows, the interactions {self.n_items} items")
+                raise DistillError(
+                    f"channel {c!r} has {x.shape[0]} item rows, the interactions {self.n_items} items"
+                )
             prepared[c] = x
             self.register_buffer(f"feat_{c}", x, persistent=False)
             self.register_buffer(f"mean_{c}", mean)
@@ -110,7 +114,9 @@ class Teacher(RecModel):
         if torch.is_grad_enabled():
             self._cache = None
             return self.propagate()
-        key = tuple((t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()) if not t.is_sparse)
+        key = tuple(
+            (t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()) if not t.is_sparse
+        )
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self.propagate())
         return self._cache[1]
@@ -154,6 +160,9 @@ class Teacher(RecModel):
         s_pos, s_neg = self.channel_scores(users, pos, emb), self.channel_scores(users, neg, emb)
         fused = bpr_loss(torch.stack(list(s_pos.values())).mean(0), torch.stack(list(s_neg.values())).mean(0))
         per_channel = torch.stack([bpr_loss(s_pos[c], s_neg[c]) for c in self.channels]).mean()
-        rows = [self.users[c](users) for c in self.channels] + [x[c][pos] for c in self.channels] + \
-               [x[c][neg] for c in self.channels]
+        rows = (
+            [self.users[c](users) for c in self.channels]
+            + [x[c][pos] for c in self.channels]
+            + [x[c][neg] for c in self.channels]
+        )
         return {"bpr": fused, "bpr_channels": per_channel, "reg": self.reg * l2_reg(*rows)}

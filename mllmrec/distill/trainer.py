@@ -59,8 +59,19 @@ def student_params(s: DistillSettings) -> dict[str, object]:
 
 
 def _fit(model, train, valid_positives, s: DistillSettings, epochs: int, lr: float) -> TrainResult:
-    return train_bpr(model, train, valid_positives, epochs=epochs, batch_size=s.batch_size, lr=lr, seed=s.seed,
-                     patience=s.patience, metric="recall@20", progress=s.progress, device=s.device)
+    return train_bpr(
+        model,
+        train,
+        valid_positives,
+        epochs=epochs,
+        batch_size=s.batch_size,
+        lr=lr,
+        seed=s.seed,
+        patience=s.patience,
+        metric="recall@20",
+        progress=s.progress,
+        device=s.device,
+    )
 
 
 def loss_specs(s: DistillSettings, losses: Sequence[LossSpec] | None = None) -> Sequence[LossSpec]:
@@ -70,24 +81,48 @@ def loss_specs(s: DistillSettings, losses: Sequence[LossSpec] | None = None) -> 
     return s.losses if s.kd else ("bpr",)
 
 
-def build_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, s: DistillSettings) -> Teacher | Freedom:
+def build_teacher(
+    features: dict[str, np.ndarray], train: sp.spmatrix, s: DistillSettings
+) -> Teacher | Freedom:
     """The untrained teacher `s.teacher_kind` names (seed torch first for a reproducible init)."""
     if s.teacher_kind == "freedom":
         prompt = None
         if s.teacher_prompt:
-            hard = torch.cat([pca_hard_tokens(prepare_features(f)[0], s.prompt_tokens) for f in features.values()],
-                             dim=1)  # [I, k·C]
+            hard = torch.cat(
+                [pca_hard_tokens(prepare_features(f)[0], s.prompt_tokens) for f in features.values()], dim=1
+            )  # [I, k·C]
             prompt = PromptModule(hard, s.teacher_dim)
-        return Freedom(features, train, dim=s.teacher_dim, ui_layers=s.teacher_layers, item_layers=s.teacher_item_layers,
-                       knn_k=s.teacher_knn, edge_keep=s.teacher_edge_keep, content_in_score=s.teacher_content_in_score,
-                       content_loss=s.teacher_content_loss, prompt=prompt,
-                       reg=0.0 if s.teacher_reg is None else s.teacher_reg, seed=s.seed)
-    return Teacher(features, train, dim=s.teacher_dim, n_layers=s.teacher_layers, prompt_tokens=s.prompt_tokens,
-                   item_ids=s.teacher_item_ids, reg=s.reg if s.teacher_reg is None else s.teacher_reg)
+        return Freedom(
+            features,
+            train,
+            dim=s.teacher_dim,
+            ui_layers=s.teacher_layers,
+            item_layers=s.teacher_item_layers,
+            knn_k=s.teacher_knn,
+            edge_keep=s.teacher_edge_keep,
+            content_in_score=s.teacher_content_in_score,
+            content_loss=s.teacher_content_loss,
+            prompt=prompt,
+            reg=0.0 if s.teacher_reg is None else s.teacher_reg,
+            seed=s.seed,
+        )
+    return Teacher(
+        features,
+        train,
+        dim=s.teacher_dim,
+        n_layers=s.teacher_layers,
+        prompt_tokens=s.prompt_tokens,
+        item_ids=s.teacher_item_ids,
+        reg=s.reg if s.teacher_reg is None else s.teacher_reg,
+    )
 
 
-def train_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, valid_positives: Sequence[np.ndarray],
-                  s: DistillSettings) -> tuple[Teacher, TrainResult]:
+def train_teacher(
+    features: dict[str, np.ndarray],
+    train: sp.spmatrix,
+    valid_positives: Sequence[np.ndarray],
+    s: DistillSettings,
+) -> tuple[Teacher, TrainResult]:
     """The teacher, trained with BPR and selected on validation Recall@20."""
     torch.manual_seed(s.seed)
     teacher = build_teacher(features, train, s)
@@ -95,9 +130,16 @@ def train_teacher(features: dict[str, np.ndarray], train: sp.spmatrix, valid_pos
     return teacher, result
 
 
-def distill(features: dict[str, np.ndarray], train: sp.spmatrix | sp.sparray, valid_positives: Sequence[np.ndarray],
-            s: DistillSettings, *, teacher: Teacher | None = None,
-            teacher_result: TrainResult | None = None, losses: Sequence[LossSpec] | None = None) -> DistillResult:
+def distill(
+    features: dict[str, np.ndarray],
+    train: sp.spmatrix | sp.sparray,
+    valid_positives: Sequence[np.ndarray],
+    s: DistillSettings,
+    *,
+    teacher: Teacher | None = None,
+    teacher_result: TrainResult | None = None,
+    losses: Sequence[LossSpec] | None = None,
+) -> DistillResult:
     """Train (or reuse) the teacher, distil the student, fit the new-item mapping.
 
     features: {channel: [n_items, d_c]} aligned with train's columns; valid_positives[u]: user u's
@@ -120,8 +162,16 @@ def distill(features: dict[str, np.ndarray], train: sp.spmatrix | sp.sparray, va
         teacher = copy.deepcopy(teacher)  # its prompts get tuned here; the caller's teacher stays as it was
     torch.manual_seed(s.seed)
     student = build_model(s.student, r, **student_params(s))
-    model = Distillation(student, teacher if s.kd else None, losses, r, n_negatives=s.negatives, seed=s.seed,
-                         tune_prompt=s.tune_prompt, teacher_bpr=s.teacher_bpr)
+    model = Distillation(
+        student,
+        teacher if s.kd else None,
+        losses,
+        r,
+        n_negatives=s.negatives,
+        seed=s.seed,
+        tune_prompt=s.tune_prompt,
+        teacher_bpr=s.teacher_bpr,
+    )
     student_result = _fit(model, r, valid_positives, s, s.epochs, s.lr)
     if teacher is not None:
         for p in teacher.parameters():
@@ -130,9 +180,17 @@ def distill(features: dict[str, np.ndarray], train: sp.spmatrix | sp.sparray, va
         users, items = (t.detach().clone() for t in student.final_embeddings())  # [U, d], [I, d]
     warm = np.flatnonzero(np.bincount(r.indices, minlength=r.shape[1]) > 0)
     new = np.setdiff1d(np.arange(r.shape[1]), warm)
-    mapping = NewItemMapping.fit({c: np.asarray(f)[warm] for c, f in features.items()}, items[warm],
-                                 l2=s.mapping_l2, seed=s.seed)
+    mapping = NewItemMapping.fit(
+        {c: np.asarray(f)[warm] for c, f in features.items()}, items[warm], l2=s.mapping_l2, seed=s.seed
+    )
     if new.size:
         items[torch.from_numpy(new)] = mapping({c: np.asarray(f)[new] for c, f in features.items()})
-    return DistillResult(teacher, teacher_result, student_result, TableModel(users, items), mapping, new,
-                         time.perf_counter() - t0)
+    return DistillResult(
+        teacher,
+        teacher_result,
+        student_result,
+        TableModel(users, items),
+        mapping,
+        new,
+        time.perf_counter() - t0,
+    )

@@ -69,8 +69,9 @@ def count_tokens(encoder: Any, rendered: RenderedItem) -> int:
     return text + sum(encoder.estimate_tokens(0, [s]) - 1 for s in sizes)
 
 
-def fit(item: Item, render: Callable[[Item], RenderedItem], encoder: Any,
-        limit: int | None) -> tuple[RenderedItem, Cut | None]:
+def fit(
+    item: Item, render: Callable[[Item], RenderedItem], encoder: Any, limit: int | None
+) -> tuple[RenderedItem, Cut | None]:
     """Render `item`; when over `limit` tokens, cut its text from the end until it fits.
 
     Returns (rendered item, Cut or None when nothing was cut). Raises `TooLong` when the prompt is
@@ -91,8 +92,10 @@ def fit(item: Item, render: Callable[[Item], RenderedItem], encoder: Any,
         n = count_tokens(encoder, rendered)
     if n <= limit:
         return rendered, Cut(n, first - n)
-    raise TooLong(f"prompt is {first} tokens, over the limit of {limit} (--max-tokens / model context) "
-                  "even with its text cut")
+    raise TooLong(
+        f"prompt is {first} tokens, over the limit of {limit} (--max-tokens / model context) "
+        "even with its text cut"
+    )
 
 
 class TooLong(Exception):
@@ -119,6 +122,11 @@ def _drop_tokens_from_end(tokenizer: Any, texts: dict[str, str], n: int) -> dict
 
 def truncation_record(item_id: str, cut: Cut, limit: int) -> dict[str, Any]:
     """The manifest record of a cut item (listed under "truncated")."""
-    return {**Rejection(item_id, f"text cut from the end: {cut.removed} tokens removed to fit {limit} "
-                                 f"(now {cut.tokens})", action="truncated").to_dict(),
-            "tokens_removed": cut.removed}
+    return {
+        **Rejection(
+            item_id,
+            f"text cut from the end: {cut.removed} tokens removed to fit {limit} (now {cut.tokens})",
+            action="truncated",
+        ).to_dict(),
+        "tokens_removed": cut.removed,
+    }

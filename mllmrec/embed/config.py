@@ -23,17 +23,14 @@ class EmbedConfig(CatalogSpec, ModelSpec):
         "notellm2", "Prompt template: a built-in name (see `mllmrec prompts list`) or a YAML file."
     )
     max_tokens: int | None = opt(
-        None, "Most tokens per item prompt (default: the model's context length). Longer items lose text "
-        "from the end; the manifest lists them under \"truncated\". Bounds one batch's memory too."
+        None,
+        "Most tokens per item prompt (default: the model's context length). Longer items lose text "
+        'from the end; the manifest lists them under "truncated". Bounds one batch\'s memory too.',
     )
     batch_size: int = opt(16, "Items per forward pass (sorted by length to limit padding).")
     shard_size: int = opt(1024, "Items per shard file; a crash loses at most one shard of work per process.")
-    store_dtype: Literal["float32", "float16"] = opt(
-        "float32", "Precision of the stored vectors."
-    )
-    format: Literal["safetensors", "parquet"] = opt(
-        "safetensors", "File format of the stored vectors."
-    )
+    store_dtype: Literal["float32", "float16"] = opt("float32", "Precision of the stored vectors.")
+    format: Literal["safetensors", "parquet"] = opt("safetensors", "File format of the stored vectors.")
     adapter: str | None = opt(
         None, "Train run directory (`mllmrec train --out`): embed with its LoRA adapter and heads."
     )
@@ -61,23 +58,35 @@ class ImportConfig(Checked):
     downloaded). The manifest records the source, its hash and dims.
     """
 
-    source: str = opt(REQUIRED, "Vectors file (.npy, .safetensors, .parquet) or a sentence-transformers model folder.",
-                      positional=True)
+    source: str = opt(
+        REQUIRED,
+        "Vectors file (.npy, .safetensors, .parquet) or a sentence-transformers model folder.",
+        positional=True,
+    )
     out: str = opt(REQUIRED, "Output directory for the embedding store.")
-    ids: str | None = opt(None, ".npy/.safetensors: item ids, row i = the i-th id (.txt one per line, or .json list).")
+    ids: str | None = opt(
+        None, ".npy/.safetensors: item ids, row i = the i-th id (.txt one per line, or .json list)."
+    )
     tensor: str | None = opt(None, ".safetensors: name of the tensor to import (default: the only one).")
     vector_field: str = opt("vector", ".parquet: column holding each item's vector (a list of floats).")
     channel: str = opt("mm", "Channel name the vectors get in the store (stages read mm by default).")
-    catalog: str | None = opt(None, "Model folder: the catalogue to embed (its --text-fields, joined by spaces); "
-                                    "vectors files: optional, for item labels and to check the ids.")
+    catalog: str | None = opt(
+        None,
+        "Model folder: the catalogue to embed (its --text-fields, joined by spaces); "
+        "vectors files: optional, for item labels and to check the ids.",
+    )
     id_field: str = opt("id", "Column holding the item id, in --catalog and in a .parquet SOURCE.")
-    text_fields: tuple[str, ...] = opt(("title", "description"), "Model folder: --catalog's text columns, in order "
-                                       "(NAME or NAME:MAX_CHARS), joined by spaces.")
+    text_fields: tuple[str, ...] = opt(
+        ("title", "description"),
+        "Model folder: --catalog's text columns, in order (NAME or NAME:MAX_CHARS), joined by spaces.",
+    )
     batch_size: int = opt(64, "Model folder: texts per forward pass.")
     device: str = opt("auto", "Model folder: auto (cuda if available), cpu, cuda ...")
     store_dtype: Literal["float32", "float16"] = opt("float32", "Precision of the stored vectors.")
     format: Literal["safetensors", "parquet"] = opt("safetensors", "File format of the stored vectors.")
-    overwrite: bool = opt(False, "Replace an earlier store in --out (a folder holding anything else is never deleted).")
+    overwrite: bool = opt(
+        False, "Replace an earlier store in --out (a folder holding anything else is never deleted)."
+    )
     progress: bool = opt(True, "Show a progress bar (model folder).")
 
     def __post_init__(self) -> None:

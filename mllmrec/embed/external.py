@@ -76,17 +76,38 @@ def _write(cfg: ImportConfig, src: Path, out: Path, command: list[str] | None, t
     fp = hashlib.sha256("\n".join(ids).encode() + vectors.tobytes()).hexdigest()
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     seconds = round(time.perf_counter() - t0, 3)
-    identity = {"source": {"kind": source["kind"], "sha256": source["sha256"]}, "backbone": source.get("backbone"),
-                "prompt": None, "fusion_gate": None}
+    identity = {
+        "source": {"kind": source["kind"], "sha256": source["sha256"]},
+        "backbone": source.get("backbone"),
+        "prompt": None,
+        "fusion_gate": None,
+    }
     manifest = {
-        "status": "complete", "created": now, "completed": now, "command": command or [], "config": to_dict(cfg),
-        "source": source, "identity": identity, "backbone": source.get("backbone"), "prompt": None,
-        "fusion_gate": None, "channels": [cfg.channel], "dims": {cfg.channel: int(vectors.shape[1])},
-        "dtype": cfg.store_dtype, "fingerprint": fp,
-        "counts": {"input": len(ids) + len(rejected), "embedded": len(ids), "rejected": len(rejected), "text_only": 0},
-        "rejected": rejected, "degraded": [],
+        "status": "complete",
+        "created": now,
+        "completed": now,
+        "command": command or [],
+        "config": to_dict(cfg),
+        "source": source,
+        "identity": identity,
+        "backbone": source.get("backbone"),
+        "prompt": None,
+        "fusion_gate": None,
+        "channels": [cfg.channel],
+        "dims": {cfg.channel: int(vectors.shape[1])},
+        "dtype": cfg.store_dtype,
+        "fingerprint": fp,
+        "counts": {
+            "input": len(ids) + len(rejected),
+            "embedded": len(ids),
+            "rejected": len(rejected),
+            "text_only": 0,
+        },
+        "rejected": rejected,
+        "degraded": [],
         "runs": [{"started": now, "seconds": seconds, "command": command or []}],
-        "seconds_last_run": seconds, "seconds_total": seconds,
+        "seconds_last_run": seconds,
+        "seconds_total": seconds,
     }
     return write_manifest(out, manifest, stage=STAGE)
 
@@ -97,20 +118,28 @@ def _write(cfg: ImportConfig, src: Path, out: Path, command: list[str] | None, t
 def _read_vectors_file(cfg: ImportConfig, src: Path) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     suffix = src.suffix.lower()
     # No model made these: the new-item mapping may pair stores imported from the same kind of file.
-    source = {"kind": suffix.lstrip("."), "path": str(src.resolve()), "sha256": file_sha256(src),
-              "backbone": {"imported": suffix.lstrip(".")}}
+    source = {
+        "kind": suffix.lstrip("."),
+        "path": str(src.resolve()),
+        "sha256": file_sha256(src),
+        "backbone": {"imported": suffix.lstrip(".")},
+    }
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         table = pq.read_table(src)
         for col in (cfg.id_field, cfg.vector_field):
             if col not in table.column_names:
-                raise VectorImportError(f"{src}: no column {col!r} (columns: {', '.join(table.column_names)}); "
-                                        "name them with --id-field / --vector-field")
+                raise VectorImportError(
+                    f"{src}: no column {col!r} (columns: {', '.join(table.column_names)}); "
+                    "name them with --id-field / --vector-field"
+                )
         ids = [str(x) for x in table.column(cfg.id_field).to_pylist()]
         rows = table.column(cfg.vector_field).to_pylist()
         if any(r is None for r in rows) or len({len(r) for r in rows}) > 1:
-            raise VectorImportError(f"{src}: column {cfg.vector_field!r} must hold one list of equal length per row")
+            raise VectorImportError(
+                f"{src}: column {cfg.vector_field!r} must hold one list of equal length per row"
+            )
         return ids, np.asarray(rows, dtype=np.float32).reshape(len(rows), -1), source
     if suffix == ".npy":
         try:
@@ -123,11 +152,15 @@ def _read_vectors_file(cfg: ImportConfig, src: Path) -> tuple[list[str], np.ndar
         tensors = load_file(str(src))
         name = cfg.tensor or (next(iter(tensors)) if len(tensors) == 1 else None)
         if name not in tensors:
-            raise VectorImportError(f"{src}: name the tensor with --tensor (has {', '.join(sorted(tensors))})")
+            raise VectorImportError(
+                f"{src}: name the tensor with --tensor (has {', '.join(sorted(tensors))})"
+            )
         vectors, source["tensor"] = tensors[name], name
     else:
-        raise VectorImportError(f"{src}: unsupported vectors file; use .npy, .safetensors, .parquet or a "
-                                "sentence-transformers model folder")
+        raise VectorImportError(
+            f"{src}: unsupported vectors file; use .npy, .safetensors, .parquet or a "
+            "sentence-transformers model folder"
+        )
     if cfg.ids is None:
         raise VectorImportError(f"{src}: a {suffix} file has no ids; pass --ids (row i = the i-th id)")
     ids = _read_ids(Path(cfg.ids))
@@ -149,20 +182,28 @@ def _read_ids(path: Path) -> list[str]:
 
 def _check(ids: list[str], vectors: np.ndarray, src: Path) -> None:
     if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.number):
-        raise VectorImportError(f"{src}: expected a 2-D numeric matrix [items, dims], got shape {vectors.shape}")
+        raise VectorImportError(
+            f"{src}: expected a 2-D numeric matrix [items, dims], got shape {vectors.shape}"
+        )
     if vectors.shape[0] != len(ids):
-        raise VectorImportError(f"{src}: {vectors.shape[0]} vectors but {len(ids)} ids; row i must be the i-th id")
+        raise VectorImportError(
+            f"{src}: {vectors.shape[0]} vectors but {len(ids)} ids; row i must be the i-th id"
+        )
     if not ids:
         raise VectorImportError(f"{src}: no vectors to import")
     seen: set[str] = set()
     dups = sorted({i for i in ids if i in seen or seen.add(i)})
     if dups:
-        raise VectorImportError(f"{src}: duplicate item ids {', '.join(dups[:5])}{' ...' if len(dups) > 5 else ''} "
-                                f"({len(dups)} in all); each item needs exactly one vector")
+        raise VectorImportError(
+            f"{src}: duplicate item ids {', '.join(dups[:5])}{' ...' if len(dups) > 5 else ''} "
+            f"({len(dups)} in all); each item needs exactly one vector"
+        )
     bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
     if bad.size:
         names = ", ".join(ids[i] for i in bad[:5])
-        raise VectorImportError(f"{src}: {bad.size} vector(s) hold NaN or inf, e.g. items {names}; fix or drop them")
+        raise VectorImportError(
+            f"{src}: {bad.size} vector(s) hold NaN or inf, e.g. items {names}; fix or drop them"
+        )
 
 
 def _labels(cfg: ImportConfig, ids: list[str]) -> list[str]:
@@ -170,8 +211,10 @@ def _labels(cfg: ImportConfig, ids: list[str]) -> list[str]:
     label = {it.id: _text(it.texts)[:200] for it in catalog.items}
     unknown = [i for i in ids if i not in label and i not in {r.item_id for r in catalog.rejected}]
     if unknown:
-        raise VectorImportError(f"{len(unknown)} imported id(s) are not in {cfg.catalog}, e.g. "
-                                f"{', '.join(unknown[:5])}; check --ids / --id-field")
+        raise VectorImportError(
+            f"{len(unknown)} imported id(s) are not in {cfg.catalog}, e.g. "
+            f"{', '.join(unknown[:5])}; check --ids / --id-field"
+        )
     return [label.get(i, "") for i in ids]
 
 
@@ -179,8 +222,11 @@ def _catalog(cfg: ImportConfig) -> Any:
     from mllmrec.catalog import load_catalog
     from mllmrec.catalog.config import CatalogSpec
 
-    return load_catalog(CatalogSpec(catalog=str(cfg.catalog), id_field=cfg.id_field, text_fields=cfg.text_fields,
-                                    image_field=None))
+    return load_catalog(
+        CatalogSpec(
+            catalog=str(cfg.catalog), id_field=cfg.id_field, text_fields=cfg.text_fields, image_field=None
+        )
+    )
 
 
 def _text(texts: dict[str, str]) -> str:
@@ -203,19 +249,36 @@ def read_st_folder(folder: Path) -> dict[str, Any]:
     pooling = "mean"
     if "Pooling" in kinds:
         pcfg = json.loads((folder / kinds["Pooling"]["path"] / "config.json").read_text(encoding="utf-8"))
-        chosen = [m for m in POOLINGS if pcfg.get(f"pooling_mode_{m}_token" if m == "cls" else f"pooling_mode_{m}_tokens")]
-        extra = [k for k, v in pcfg.items() if k.startswith("pooling_mode") and v and not any(m in k for m in POOLINGS)]
+        chosen = [
+            m
+            for m in POOLINGS
+            if pcfg.get(f"pooling_mode_{m}_token" if m == "cls" else f"pooling_mode_{m}_tokens")
+        ]
+        extra = [
+            k
+            for k, v in pcfg.items()
+            if k.startswith("pooling_mode") and v and not any(m in k for m in POOLINGS)
+        ]
         if len(chosen) != 1 or extra:
-            raise VectorImportError(f"{folder}: pooling {pcfg} is not supported (one of {', '.join(POOLINGS)})")
+            raise VectorImportError(
+                f"{folder}: pooling {pcfg} is not supported (one of {', '.join(POOLINGS)})"
+            )
         pooling = chosen[0]
     bert_cfg = folder / kinds["Transformer"]["path"] / "sentence_bert_config.json"
-    max_len = json.loads(bert_cfg.read_text(encoding="utf-8")).get("max_seq_length") if bert_cfg.is_file() else None
+    max_len = (
+        json.loads(bert_cfg.read_text(encoding="utf-8")).get("max_seq_length") if bert_cfg.is_file() else None
+    )
     unknown = sorted(set(kinds) - {"Transformer", "Pooling", "Normalize"})
     if unknown:
-        raise VectorImportError(f"{folder}: modules {', '.join(unknown)} are not supported (Transformer, Pooling, "
-                                "Normalize are)")
-    return {"transformer": folder / kinds["Transformer"]["path"], "pooling": pooling,
-            "normalize": "Normalize" in kinds, "max_seq_length": max_len}
+        raise VectorImportError(
+            f"{folder}: modules {', '.join(unknown)} are not supported (Transformer, Pooling, Normalize are)"
+        )
+    return {
+        "transformer": folder / kinds["Transformer"]["path"],
+        "pooling": pooling,
+        "normalize": "Normalize" in kinds,
+        "max_seq_length": max_len,
+    }
 
 
 def _folder_sha256(folder: Path) -> str:
@@ -239,13 +302,17 @@ def pool(hidden: Any, mask: Any, how: str) -> Any:
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
 
 
-def _from_model_folder(cfg: ImportConfig, folder: Path) -> tuple[list[str], np.ndarray, list[str], list[dict], dict]:
+def _from_model_folder(
+    cfg: ImportConfig, folder: Path
+) -> tuple[list[str], np.ndarray, list[str], list[dict], dict]:
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModel, AutoTokenizer
 
     if cfg.catalog is None:
-        raise VectorImportError(f"{folder} is a model folder: pass --catalog (and --text-fields) to embed with it")
+        raise VectorImportError(
+            f"{folder} is a model folder: pass --catalog (and --text-fields) to embed with it"
+        )
     info = read_st_folder(folder)
     catalog = _catalog(cfg)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
@@ -254,23 +321,36 @@ def _from_model_folder(cfg: ImportConfig, folder: Path) -> tuple[list[str], np.n
     max_len = info["max_seq_length"] or getattr(tok, "model_max_length", 512)
     items = catalog.items
     out = np.zeros((len(items), model.config.hidden_size), np.float32)  # [n, d]
-    with torch.inference_mode(), tqdm(total=len(items), unit="item", desc="import", disable=not cfg.progress,
-                                      file=sys.stderr) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(total=len(items), unit="item", desc="import", disable=not cfg.progress, file=sys.stderr) as bar,
+    ):
         for lo in range(0, len(items), cfg.batch_size):
-            texts = [_text(it.texts) for it in items[lo:lo + cfg.batch_size]]
-            enc = tok(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt").to(device)
+            texts = [_text(it.texts) for it in items[lo : lo + cfg.batch_size]]
+            enc = tok(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt").to(
+                device
+            )
             hidden = model(**enc).last_hidden_state  # [b, t, d]
             v = pool(hidden, enc["attention_mask"], info["pooling"])  # [b, d]
             if info["normalize"]:
                 v = torch.nn.functional.normalize(v, dim=-1)
-            out[lo:lo + len(texts)] = v.float().cpu().numpy()
+            out[lo : lo + len(texts)] = v.float().cpu().numpy()
             bar.update(len(texts))
     weights = _folder_sha256(folder)
-    source = {"kind": "sentence-transformers", "path": str(folder.resolve()), "sha256": weights,
-              "pooling": info["pooling"], "normalize": info["normalize"], "max_seq_length": max_len,
-              "catalog": {"path": str(catalog.path), "sha256": catalog.sha256},
-              "backbone": {"imported": "sentence-transformers", "model_type": model.config.model_type,
-                           "weights_fingerprint": weights}}
+    source = {
+        "kind": "sentence-transformers",
+        "path": str(folder.resolve()),
+        "sha256": weights,
+        "pooling": info["pooling"],
+        "normalize": info["normalize"],
+        "max_seq_length": max_len,
+        "catalog": {"path": str(catalog.path), "sha256": catalog.sha256},
+        "backbone": {
+            "imported": "sentence-transformers",
+            "model_type": model.config.model_type,
+            "weights_fingerprint": weights,
+        },
+    }
     rejected = [r.to_dict() for r in catalog.rejected]
     return [it.id for it in items], out, [_text(it.texts)[:200] for it in items], rejected, source
 
@@ -279,8 +359,10 @@ def main(cfg: ImportConfig, command: list[str]) -> int:
     """`mllmrec import`: write the store, print what it holds and what was left out."""
     m = run_import(cfg, command)
     c, src = m["counts"], m["source"]
-    print(f"store: {cfg.out}  imported {c['embedded']} items from {src['kind']} {src['path']} "
-          f"({c['rejected']} rejected); channel {cfg.channel}[{m['dims'][cfg.channel]}]")
+    print(
+        f"store: {cfg.out}  imported {c['embedded']} items from {src['kind']} {src['path']} "
+        f"({c['rejected']} rejected); channel {cfg.channel}[{m['dims'][cfg.channel]}]"
+    )
     if c["rejected"]:
-        print(f"each rejected item's reason is in {Path(cfg.out) / 'manifest.json'} under \"rejected\"")
+        print(f'each rejected item\'s reason is in {Path(cfg.out) / "manifest.json"} under "rejected"')
     return 0

@@ -53,7 +53,17 @@ log = logging.getLogger(__name__)
 # batch size is recorded in the manifest's "runs".
 # Paths are free too: the catalogue's content hash and the weights fingerprint pin what matters,
 # so a store can be resumed from another working directory or after moving the model.
-_RESUME_FREE = {"resume", "overwrite", "progress", "out", "device", "batch_size", "catalog", "model", "adapter"}
+_RESUME_FREE = {
+    "resume",
+    "overwrite",
+    "progress",
+    "out",
+    "device",
+    "batch_size",
+    "catalog",
+    "model",
+    "adapter",
+}
 
 
 STAGE = "embed"
@@ -63,7 +73,9 @@ class EmbedError(MllmrecError, RuntimeError):
     """The run cannot start or continue; the message says why and what to do."""
 
 
-def run_embed(cfg: EmbedConfig, *, encoder: Encoder | None = None, command: list[str] | None = None) -> dict[str, Any]:
+def run_embed(
+    cfg: EmbedConfig, *, encoder: Encoder | None = None, command: list[str] | None = None
+) -> dict[str, Any]:
     """Embed a catalogue into the store at `cfg.out`; returns the store's manifest (library entry
     point of `mllmrec embed`; never prints).
 
@@ -109,8 +121,11 @@ def _embed(cfg: EmbedConfig, encoder: Any, command: list[str] | None) -> dict[st
         adapter = apply_run(encoder, cfg.adapter)  # refuses a run trained on other base weights
         trained_with = adapter.get("prompt")
         if trained_with and trained_with != template.identity().get("name"):
-            log.warning("the run was tuned with prompt %r, this embed uses %r: vectors may be off", trained_with,
-                        template.identity().get("name"))
+            log.warning(
+                "the run was tuned with prompt %r, this embed uses %r: vectors may be off",
+                trained_with,
+                template.identity().get("name"),
+            )
     channels = output_channels(template, encoder)  # refuses a gate the encoder cannot apply, before any work
     backbone = {k: v for k, v in encoder.fingerprint().items() if k != "backbone"}  # not the path/id
     identity.update(backbone=backbone, fusion_gate=_gate_fingerprint(encoder))
@@ -118,8 +133,13 @@ def _embed(cfg: EmbedConfig, encoder: Any, command: list[str] | None) -> dict[st
     clock = None
     if rank == 0:
         _prepare_out(out, cfg, identity)
-        write_manifest(out, stage=STAGE, manifest=_start_manifest(cfg, catalog, encoder, template, channels, identity, n_shards, world,
-                                               command, adapter))
+        write_manifest(
+            out,
+            stage=STAGE,
+            manifest=_start_manifest(
+                cfg, catalog, encoder, template, channels, identity, n_shards, world, command, adapter
+            ),
+        )
         clock = RunClock(out, STAGE, t0)
     try:
         return _run_shards(cfg, catalog, template, channels, encoder, identity, n_shards, clock)
@@ -130,8 +150,16 @@ def _embed(cfg: EmbedConfig, encoder: Any, command: list[str] | None) -> dict[st
         raise
 
 
-def _run_shards(cfg: EmbedConfig, catalog: Any, template: Any, channels: tuple[str, ...], encoder: Any,
-                identity: dict[str, Any], n_shards: int, clock: RunClock | None) -> dict[str, Any]:
+def _run_shards(
+    cfg: EmbedConfig,
+    catalog: Any,
+    template: Any,
+    channels: tuple[str, ...],
+    encoder: Any,
+    identity: dict[str, Any],
+    n_shards: int,
+    clock: RunClock | None,
+) -> dict[str, Any]:
     """Every process embeds its missing shards; process 0 (the one holding `clock`) waits for the
     others and consolidates the store."""
     rank, world = _dist_info()
@@ -145,8 +173,16 @@ def _run_shards(cfg: EmbedConfig, catalog: Any, template: Any, channels: tuple[s
 
     done = st.done_shards(out)
     mine = [k for k in range(n_shards) if k % world == rank and k not in done]
-    _embed_shards(cfg, catalog, template, channels, encoder, out, mine,
-                  on_shard=clock.record if clock is not None else lambda: None)
+    _embed_shards(
+        cfg,
+        catalog,
+        template,
+        channels,
+        encoder,
+        out,
+        mine,
+        on_shard=clock.record if clock is not None else lambda: None,
+    )
     if clock is None:
         _end_processes(world)
         return manifest
@@ -174,8 +210,16 @@ def _load_encoder(cfg: EmbedConfig, device: str) -> Encoder:
 # ---------------------------------------------------------------------------------------------
 # Work
 # ---------------------------------------------------------------------------------------------
-def _embed_shards(cfg: EmbedConfig, catalog: Any, template: Any, channels: tuple[str, ...], encoder: Encoder, out: Path,
-                  shards: list[int], on_shard: Callable[[], None] = lambda: None) -> None:
+def _embed_shards(
+    cfg: EmbedConfig,
+    catalog: Any,
+    template: Any,
+    channels: tuple[str, ...],
+    encoder: Encoder,
+    out: Path,
+    shards: list[int],
+    on_shard: Callable[[], None] = lambda: None,
+) -> None:
     """Embed and write `shards`. The bar advances per batch (a shard of 1,024 items can take many
     minutes on a CPU, and a bar that moves per shard shows no rate or ETA until then)."""
     from tqdm.auto import tqdm
@@ -184,20 +228,46 @@ def _embed_shards(cfg: EmbedConfig, catalog: Any, template: Any, channels: tuple
     rank, _ = _dist_info()
     use_images = template.uses_images and encoder.accepts_images
     log.info("process %d: %d shard(s) to embed (%d items)", rank, len(shards), total)
-    with tqdm(total=total, unit="item", desc=f"embed[{rank}]" if rank else "embed", position=rank,
-              disable=not cfg.progress, dynamic_ncols=True, mininterval=1.0) as bar, \
-            ThreadPoolExecutor(max_workers=4) as pool:
+    with (
+        tqdm(
+            total=total,
+            unit="item",
+            desc=f"embed[{rank}]" if rank else "embed",
+            position=rank,
+            disable=not cfg.progress,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        ) as bar,
+        ThreadPoolExecutor(max_workers=4) as pool,
+    ):
         for k in shards:
             items = catalog.items[k * cfg.shard_size : (k + 1) * cfg.shard_size]
-            ids, vectors, rejected = embed_items(cfg, items, catalog.base_dir, template, channels, encoder, pool,
-                                                 use_images, on_batch=bar.update)
+            ids, vectors, rejected = embed_items(
+                cfg,
+                items,
+                catalog.base_dir,
+                template,
+                channels,
+                encoder,
+                pool,
+                use_images,
+                on_batch=bar.update,
+            )
             st.write_shard(out, k, ids, vectors, rejected)
             on_shard()
 
 
-def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: Any, channels: tuple[str, ...],
-                encoder: Encoder, pool: ThreadPoolExecutor, use_images: bool,
-                on_batch: Callable[[int], object] | None = None) -> tuple[list[str], dict[str, np.ndarray], list[dict]]:
+def embed_items(
+    cfg: EmbedConfig,
+    items: list[Item],
+    base_dir: Path,
+    template: Any,
+    channels: tuple[str, ...],
+    encoder: Encoder,
+    pool: ThreadPoolExecutor,
+    use_images: bool,
+    on_batch: Callable[[int], object] | None = None,
+) -> tuple[list[str], dict[str, np.ndarray], list[dict]]:
     """Embed one shard's items: (ids embedded, in catalogue order; {channel: [n, d]}; rejections).
 
     Items are sorted by estimated token count (image sizes come from file headers) and batched;
@@ -208,7 +278,11 @@ def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: A
     from mllmrec.catalog import probe_image_sizes
 
     texts_len = [sum(len(v) for v in it.texts.values()) for it in items]
-    sizes = list(pool.map(lambda it: probe_image_sizes(it, base_dir, cfg), items)) if use_images else [[]] * len(items)
+    sizes = (
+        list(pool.map(lambda it: probe_image_sizes(it, base_dir, cfg), items))
+        if use_images
+        else [[]] * len(items)
+    )
     order = sorted(range(len(items)), key=lambda i: encoder.estimate_tokens(texts_len[i], sizes[i]))
     store_dtype = np.float16 if cfg.store_dtype == "float16" else np.float32
     rows: dict[int, dict[str, np.ndarray]] = {}
@@ -237,13 +311,24 @@ def embed_items(cfg: EmbedConfig, items: list[Item], base_dir: Path, template: A
             if on_batch is not None:
                 on_batch(len(order[b : b + cfg.batch_size]))
     done = sorted(rows)  # back to catalogue order
-    vectors = {ch: (np.stack([rows[i][ch] for i in done]) if done else np.zeros((0, encoder.hidden_size), store_dtype))
-               for ch in channels}
+    vectors = {
+        ch: (
+            np.stack([rows[i][ch] for i in done]) if done else np.zeros((0, encoder.hidden_size), store_dtype)
+        )
+        for ch in channels
+    }
     return [items[i].id for i in done], vectors, _in_catalog_order(rejected, items)
 
 
-def _load_and_render(cfg: EmbedConfig, batch: list[Item], base_dir: Path, template: Any, encoder: Encoder,
-                     pool: ThreadPoolExecutor, use_images: bool) -> tuple[list[tuple[int, Any]], list[dict]]:
+def _load_and_render(
+    cfg: EmbedConfig,
+    batch: list[Item],
+    base_dir: Path,
+    template: Any,
+    encoder: Encoder,
+    pool: ThreadPoolExecutor,
+    use_images: bool,
+) -> tuple[list[tuple[int, Any]], list[dict]]:
     """Decode a batch's images and render its prompts: ([(position in batch, RenderedItem)], rejections).
 
     Each prompt is fitted to the token limit (`budget.fit`): over-long text is cut from the end and
@@ -254,16 +339,30 @@ def _load_and_render(cfg: EmbedConfig, batch: list[Item], base_dir: Path, templa
     from mllmrec.prompts import PromptError, TemplateError, render
 
     limit = token_limit(cfg.max_tokens, encoder)
-    loaded = list(pool.map(lambda it: load_item_images(it, base_dir, cfg), batch)) if use_images \
+    loaded = (
+        list(pool.map(lambda it: load_item_images(it, base_dir, cfg), batch))
+        if use_images
         else [([], None)] * len(batch)
+    )
     rendered, rejected = [], []
     for pos, (it, (images, rej)) in enumerate(zip(batch, loaded, strict=True)):
         if images is None:
             rejected.append(rej.to_dict())
             continue
         try:
-            one, cut = fit(it, partial(render, template, images=images, image_placeholder=encoder.image_placeholder,
-                                       chat=encoder.render_chat, special_tokens=encoder.special_tokens), encoder, limit)
+            one, cut = fit(
+                it,
+                partial(
+                    render,
+                    template,
+                    images=images,
+                    image_placeholder=encoder.image_placeholder,
+                    chat=encoder.render_chat,
+                    special_tokens=encoder.special_tokens,
+                ),
+                encoder,
+                limit,
+            )
             rendered.append((pos, one))
             if rej is not None:
                 rejected.append(rej.to_dict())
@@ -288,8 +387,10 @@ def _in_catalog_order(records: list[dict], items: list[Item]) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 def _check_usable(cfg: EmbedConfig, template: Any) -> None:
     if "image" in template.requires and cfg.image_field is None:
-        raise EmbedError(f"prompt {template.name!r} needs images but the catalogue has no image field "
-                         "(--image-field none); every item would be rejected")
+        raise EmbedError(
+            f"prompt {template.name!r} needs images but the catalogue has no image field "
+            "(--image-field none); every item would be rejected"
+        )
 
 
 def _precheck_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> dict[str, Any] | None:
@@ -310,7 +411,9 @@ def _precheck_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> dict
 def _prepare_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> None:
     """On resume, the checks that need the model (its identity); then drop partial shard files."""
     if cfg.resume:
-        check_identity(read_manifest(out, expect_stage=STAGE).get("identity", {}), identity, out=out, what="store")
+        check_identity(
+            read_manifest(out, expect_stage=STAGE).get("identity", {}), identity, out=out, what="store"
+        )
         removed = st.clean_partial_files(out)
         if removed:
             log.info("removed %d partial file(s) left by the interrupted run", removed)
@@ -318,11 +421,25 @@ def _prepare_out(out: Path, cfg: EmbedConfig, identity: dict[str, Any]) -> None:
             log.warning("%s is damaged (truncated or unreadable): embedding its items again", bad)
 
 
-def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Encoder, template: Any, channels: tuple[str, ...],
-                    identity: dict[str, Any], n_shards: int, world: int, command: list[str] | None,
-                    adapter: dict[str, Any] | None = None) -> dict[str, Any]:
-    run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batch_size": cfg.batch_size, "processes": world,
-           "command": command or [], "seconds": 0.0}
+def _start_manifest(
+    cfg: EmbedConfig,
+    catalog: Any,
+    encoder: Encoder,
+    template: Any,
+    channels: tuple[str, ...],
+    identity: dict[str, Any],
+    n_shards: int,
+    world: int,
+    command: list[str] | None,
+    adapter: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    run = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "batch_size": cfg.batch_size,
+        "processes": world,
+        "command": command or [],
+        "seconds": 0.0,
+    }
     if cfg.resume:
         manifest = read_manifest(cfg.out, expect_stage=STAGE)
         return {**manifest, "runs": [*manifest.get("runs", []), run]}
@@ -331,8 +448,11 @@ def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Encoder, template: 
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": to_dict(cfg),
         "identity": identity,
-        "catalog": {"path": str(catalog.path), "sha256": catalog.sha256,
-                    "rows": len(catalog.items) + len(catalog.rejected)},
+        "catalog": {
+            "path": str(catalog.path),
+            "sha256": catalog.sha256,
+            "rows": len(catalog.items) + len(catalog.rejected),
+        },
         "backbone": encoder.fingerprint(),
         "adapter": adapter,
         "fusion_gate": identity["fusion_gate"],
@@ -340,8 +460,12 @@ def _start_manifest(cfg: EmbedConfig, catalog: Any, encoder: Encoder, template: 
         "channels": list(channels),
         "dims": {ch: encoder.out_dim for ch in channels},
         "dtype": cfg.store_dtype,
-        "plan": {"items": len(catalog.items), "shard_size": cfg.shard_size, "shards": n_shards,
-                 "batch_size": cfg.batch_size},
+        "plan": {
+            "items": len(catalog.items),
+            "shard_size": cfg.shard_size,
+            "shards": n_shards,
+            "batch_size": cfg.batch_size,
+        },
         "processes": world,
         "runs": [run],
         "notes": _notes(template, encoder),
@@ -371,7 +495,9 @@ def output_channels(template: Any, encoder: Encoder) -> tuple[str, ...]:
     if encoder.fusion_gate is None:
         return tuple(template.channels)
     if not encoder.supports_fusion_gate:
-        raise EmbedError(f"{type(encoder).__name__} cannot apply a late-fusion gate (no pooled vision features)")
+        raise EmbedError(
+            f"{type(encoder).__name__} cannot apply a late-fusion gate (no pooled vision features)"
+        )
     return (*template.channels, "fused")
 
 
@@ -382,16 +508,18 @@ def _notes(template: Any, encoder: Encoder) -> list[str]:
     return notes
 
 
-def _wait_for_shards(out: Path, n_shards: int, poll_s: float = 1.0,
-                     on_poll: Callable[[], None] = lambda: None) -> None:
+def _wait_for_shards(
+    out: Path, n_shards: int, poll_s: float = 1.0, on_poll: Callable[[], None] = lambda: None
+) -> None:
     """Process 0 waits for the other processes' shards (a crashed process stops the launcher)."""
     while len(st.done_shards(out)) < n_shards:
         on_poll()
         time.sleep(poll_s)
 
 
-def _finalize(out: Path, cfg: EmbedConfig, catalog: Any, manifest: dict[str, Any], n_shards: int,
-              seconds: float) -> dict[str, Any]:
+def _finalize(
+    out: Path, cfg: EmbedConfig, catalog: Any, manifest: dict[str, Any], n_shards: int, seconds: float
+) -> dict[str, Any]:
     ids, vectors, rejected = st.concat_shards(out, n_shards)
     for ch in manifest["channels"]:
         vectors.setdefault(ch, np.zeros((0, manifest["dims"][ch]), np.dtype(cfg.store_dtype)))
@@ -403,13 +531,20 @@ def _finalize(out: Path, cfg: EmbedConfig, catalog: Any, manifest: dict[str, Any
     truncated = [r for r in records if r["action"] == "truncated"]
     input_rows = len(catalog.items) + len(catalog.rejected)
     if len(ids) + len(rejected_out) != input_rows:  # the "nothing is lost" invariant
-        raise EmbedError(f"accounting error: {len(ids)} embedded + {len(rejected_out)} rejected != {input_rows} rows")
+        raise EmbedError(
+            f"accounting error: {len(ids)} embedded + {len(rejected_out)} rejected != {input_rows} rows"
+        )
     manifest = {
         **with_run_seconds(manifest, seconds),
         "status": "complete",
         "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "counts": {"input": input_rows, "embedded": len(ids), "rejected": len(rejected_out),
-                   "text_only": len(degraded), "truncated": len(truncated)},
+        "counts": {
+            "input": input_rows,
+            "embedded": len(ids),
+            "rejected": len(rejected_out),
+            "text_only": len(degraded),
+            "truncated": len(truncated),
+        },
         "rejected": rejected_out,  # left out of the store, with the reason
         "degraded": degraded,  # in the store, embedded without their image, with the reason
         "truncated": truncated,  # in the store, text cut from the end to fit the token limit
@@ -438,14 +573,18 @@ def main(cfg: EmbedConfig, command: list[str]) -> int:
     if was_complete:
         print(f"store {out} is already complete ({c['embedded']} items); nothing to do")
         return 0
-    print(f"store: {out}  embedded {c['embedded']} of {c['input']} items "
-          f"({c['rejected']} rejected, {c['text_only']} embedded text-only) in {_time_spent(m)}; "
-          f"channels {', '.join(f'{ch}[{d}]' for ch, d in m['dims'].items())}")
+    print(
+        f"store: {out}  embedded {c['embedded']} of {c['input']} items "
+        f"({c['rejected']} rejected, {c['text_only']} embedded text-only) in {_time_spent(m)}; "
+        f"channels {', '.join(f'{ch}[{d}]' for ch, d in m['dims'].items())}"
+    )
     if c.get("truncated"):
-        print(f"{c['truncated']} item(s) had their text cut from the end to fit the token limit "
-              "(--max-tokens / model context)")
+        print(
+            f"{c['truncated']} item(s) had their text cut from the end to fit the token limit "
+            "(--max-tokens / model context)"
+        )
     if c["rejected"] or c["text_only"] or c.get("truncated"):
-        print(f"each item's reason is in {out / MANIFEST} under \"rejected\", \"degraded\" and \"truncated\"")
+        print(f'each item\'s reason is in {out / MANIFEST} under "rejected", "degraded" and "truncated"')
     if c["embedded"] == 0:
         print("error: no item was embedded; see the reasons above", file=sys.stderr)
         return 1
@@ -453,7 +592,7 @@ def main(cfg: EmbedConfig, command: list[str]) -> int:
 
 
 def _time_spent(m: dict[str, Any]) -> str:
-    """"12.3 s", or with a resume "20.5 s over 2 runs (this one 8.2 s)"."""
+    """ "12.3 s", or with a resume "20.5 s over 2 runs (this one 8.2 s)"."""
     runs = m.get("runs", [])
     if len(runs) < 2:
         return f"{m['seconds_last_run']:.1f} s"

@@ -38,8 +38,16 @@ from mllmrec.features.provider import FeatureProvider, LookupReport
 from mllmrec.fsutil import file_sha256
 
 STAGE = "export"
-__all__ = ["MANIFEST", "RECBOLE_YAML", "ExportError", "main", "open_source", "run_export", "target_ids",
-           "verify_export"]
+__all__ = [
+    "MANIFEST",
+    "RECBOLE_YAML",
+    "ExportError",
+    "main",
+    "open_source",
+    "run_export",
+    "target_ids",
+    "verify_export",
+]
 
 
 def open_source(cfg: ExportConfig) -> FeatureProvider:
@@ -71,7 +79,9 @@ def _export(cfg: ExportConfig, command: list[str] | None) -> dict[str, Any]:
     reports: dict[str, LookupReport] = {}
     matrices: dict[str, np.ndarray] = {}
     for name, channel in plan.arrays.items():
-        lk = provider.lookup(row_ids, channel=channel, missing=cfg.missing, nonfinite=cfg.nonfinite)  # [rows, d]
+        lk = provider.lookup(
+            row_ids, channel=channel, missing=cfg.missing, nonfinite=cfg.nonfinite
+        )  # [rows, d]
         matrices[name], reports[name] = lk.vectors, lk.report
     files = exporter.files(cfg, dataset, plan, {name: rep.channel for name, rep in reports.items()})
     existing = [n for n in files if (out / n).exists()]
@@ -82,10 +92,13 @@ def _export(cfg: ExportConfig, command: list[str] | None) -> dict[str, Any]:
         write(out / name, row_ids, matrices)
     extra = exporter.finish(cfg, out, plan)
     manifest = {
-        "format": cfg.format, "command": command or [],
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": to_dict(cfg),
+        "format": cfg.format,
+        "command": command or [],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": to_dict(cfg),
         "inputs": _inputs(cfg, provider),
-        "rows": len(row_ids), "row_order": plan.origin,
+        "rows": len(row_ids),
+        "row_order": plan.origin,
         "channels": {name: rep.channel for name, rep in reports.items()},
         "dims": {name: int(m.shape[1]) for name, m in matrices.items()},
         "missing": {name: rep.to_dict() for name, rep in reports.items()},
@@ -105,11 +118,19 @@ def main(cfg: ExportConfig, command: list[str]) -> int:
         print(f"wrote {out / name}{shape}")
     for name, r in m["missing"].items():
         filled = ", ".join(f"{n} by {p}" for p, n in r["filled"].items())
-        print(f"  {name} <- channel {r['channel']}: {r['found']}/{r['requested']} ids found"
-              + (f", {r['missing']} missing ({filled}), e.g. {', '.join(r['missing_examples'])}" if r["missing"] else ""))
+        print(
+            f"  {name} <- channel {r['channel']}: {r['found']}/{r['requested']} ids found"
+            + (
+                f", {r['missing']} missing ({filled}), e.g. {', '.join(r['missing_examples'])}"
+                if r["missing"]
+                else ""
+            )
+        )
         if r.get("nonfinite"):
-            print(f"  {name}: {r['nonfinite']} NaN/inf vector(s) filled by {cfg.nonfinite}, e.g. "
-                  f"{', '.join(r['nonfinite_ids'][:10])}")
+            print(
+                f"  {name}: {r['nonfinite']} NaN/inf vector(s) filled by {cfg.nonfinite}, e.g. "
+                f"{', '.join(r['nonfinite_ids'][:10])}"
+            )
     for line in get_exporter(cfg.format).summary(cfg, m, out):
         print(line)
     print(f"row order: {m['row_order']}; manifest: {out / MANIFEST}")
@@ -133,15 +154,21 @@ def verify_export(out: str | Path) -> dict[str, Any]:
         elif file_sha256(f) != info["sha256"]:
             diffs.append(f"{name}: content changed since the export")
     src = m["inputs"]["source"]
-    if (Path(src["path"]) / MANIFEST).is_file() and file_sha256(Path(src["path"]) / MANIFEST) != src["manifest_sha256"]:
-        diffs.append(f"source {src['path']}: its manifest changed since the export (re-embedded?); export again")
+    if (Path(src["path"]) / MANIFEST).is_file() and file_sha256(Path(src["path"]) / MANIFEST) != src[
+        "manifest_sha256"
+    ]:
+        diffs.append(
+            f"source {src['path']}: its manifest changed since the export (re-embedded?); export again"
+        )
     for key, info in m["inputs"].items():
         if "sha256" in info:
             f = Path(info["path"])
             if not f.is_file():
                 diffs.append(f"{key} {f}: missing")
             elif file_sha256(f) != info["sha256"]:
-                diffs.append(f"{key} {f}: changed since the export; the feature rows may no longer line up, export again")
+                diffs.append(
+                    f"{key} {f}: changed since the export; the feature rows may no longer line up, export again"
+                )
     if diffs:
         raise ExportError(f"export {out} does not match its manifest: " + "; ".join(diffs))
     return m
@@ -152,7 +179,9 @@ def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} exists and is not a folder")
     if has_manifest(out) and (stage := stage_of(out) or "unreadable") != STAGE:
-        raise ExportError(f"--out {out} holds a {stage!r} artefact (its manifest.json); export into another folder")
+        raise ExportError(
+            f"--out {out} holds a {stage!r} artefact (its manifest.json); export into another folder"
+        )
 
 
 def _describe(path: Path) -> dict[str, Any]:
@@ -164,9 +193,13 @@ def _describe(path: Path) -> dict[str, Any]:
 
 def _inputs(cfg: ExportConfig, provider: FeatureProvider) -> dict[str, Any]:
     src_manifest = Path(cfg.source) / MANIFEST
-    inputs: dict[str, Any] = {"source": {
-        "path": str(cfg.source), "kind": provider.kind,
-        "manifest_sha256": hashlib.sha256(src_manifest.read_bytes()).hexdigest()}}
+    inputs: dict[str, Any] = {
+        "source": {
+            "path": str(cfg.source),
+            "kind": provider.kind,
+            "manifest_sha256": hashlib.sha256(src_manifest.read_bytes()).hexdigest(),
+        }
+    }
     if provider.store is not None:
         from mllmrec.index.search import store_identity
 

@@ -36,8 +36,9 @@ class IdMapError(MllmrecError, ValueError):
     """An id-map file cannot be read as an unambiguous row -> raw id mapping."""
 
 
-def read_id_map(path: str | Path, *, id_column: str | None = None,
-                known: Callable[[], Collection[str]] | None = None) -> list[str]:
+def read_id_map(
+    path: str | Path, *, id_column: str | None = None, known: Callable[[], Collection[str]] | None = None
+) -> list[str]:
     """Raw ids in row order (list index = row) from an id-map file (formats and the choice of the
     id column: module docstring). `known()` gives the source's ids; it is called only for a map
     with several raw-id columns and no `id_column`."""
@@ -56,7 +57,9 @@ def read_id_map(path: str | Path, *, id_column: str | None = None,
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
-        return _from_columns({n: table.column(n).to_pylist() for n in table.column_names}, path, id_column, known)
+        return _from_columns(
+            {n: table.column(n).to_pylist() for n in table.column_names}, path, id_column, known
+        )
     if suffix in (".csv", ".tsv", ".inter"):
         return _from_columns(_read_delimited(path), path, id_column, known)
     lines = path.read_text(encoding="utf-8-sig").splitlines()
@@ -84,8 +87,12 @@ def _read_delimited(path: Path) -> dict[str, list[Any]]:
     return {h: [r[k].strip() for r in body] for k, h in enumerate(header)}
 
 
-def _from_columns(cols: dict[str, list[Any]], path: Path, id_column: str | None = None,
-                  known: Callable[[], Collection[str]] | None = None) -> list[str]:
+def _from_columns(
+    cols: dict[str, list[Any]],
+    path: Path,
+    id_column: str | None = None,
+    known: Callable[[], Collection[str]] | None = None,
+) -> list[str]:
     names = list(cols)
     if id_column is not None and id_column not in cols:
         raise IdMapError(f"{path}: no column {id_column!r} (the id column asked for); columns {names}")
@@ -93,14 +100,17 @@ def _from_columns(cols: dict[str, list[Any]], path: Path, id_column: str | None 
         return _check_ids([_id(v, path) for v in cols[names[0]]], path)
     row_cols = [n for n in names if n in ROW_COLUMNS and n != id_column]
     if len(row_cols) != 1:
-        raise IdMapError(f"{path}: expected one id column, or id columns and one row column named "
-                         f"{' / '.join(ROW_COLUMNS)}; found columns {names}")
+        raise IdMapError(
+            f"{path}: expected one id column, or id columns and one row column named "
+            f"{' / '.join(ROW_COLUMNS)}; found columns {names}"
+        )
     id_col = id_column or _pick_id_column(cols, [n for n in names if n != row_cols[0]], path, known)
     return _from_pairs(cols[id_col], cols[row_cols[0]], path)
 
 
-def _pick_id_column(cols: dict[str, list[Any]], candidates: list[str], path: Path,
-                    known: Callable[[], Collection[str]] | None) -> str:
+def _pick_id_column(
+    cols: dict[str, list[Any]], candidates: list[str], path: Path, known: Callable[[], Collection[str]] | None
+) -> str:
     """The only raw-id column, or the one whose values the source knows best (a unique winner)."""
     if len(candidates) == 1:
         return candidates[0]
@@ -113,8 +123,9 @@ def _pick_id_column(cols: dict[str, list[Any]], candidates: list[str], path: Pat
     winners = [c for c, n in hits.items() if n == best]
     if best == 0 or len(winners) > 1:
         found = ", ".join(f"{c}: {n}" for c, n in hits.items())
-        raise IdMapError(f"{path}: cannot tell which column holds the source's ids (ids found per column: "
-                         f"{found}); {hint}")
+        raise IdMapError(
+            f"{path}: cannot tell which column holds the source's ids (ids found per column: {found}); {hint}"
+        )
     return winners[0]
 
 
@@ -129,8 +140,10 @@ def _from_pairs(raw_ids: list[Any], rows: list[Any], path: Path) -> list[str]:
     if n and (r.min() < 0 or r.max() >= n or (counts != 1).any()):
         gaps = np.flatnonzero(counts == 0)[:5].tolist()
         twice = np.flatnonzero(counts > 1)[:5].tolist()
-        raise IdMapError(f"{path}: the rows must be 0..{n - 1}, each once (MMRec/RecBole ids are dense); "
-                         f"range {int(r.min())}..{int(r.max())}, missing rows {gaps}, rows given twice {twice}")
+        raise IdMapError(
+            f"{path}: the rows must be 0..{n - 1}, each once (MMRec/RecBole ids are dense); "
+            f"range {int(r.min())}..{int(r.max())}, missing rows {gaps}, rows given twice {twice}"
+        )
     out: list[str] = [""] * n
     for raw, row in zip(raw_ids, r.tolist(), strict=True):
         out[row] = _id(raw, path)

@@ -14,8 +14,16 @@ class FeatureProjection(nn.Module):
     to rows with `index_of`.
     """
 
-    def __init__(self, features: Tensor, out_dim: int, *, ids: list[str] | None = None, freeze_features: bool = True,
-                 bias: bool = True, normalize: bool = False) -> None:
+    def __init__(
+        self,
+        features: Tensor,
+        out_dim: int,
+        *,
+        ids: list[str] | None = None,
+        freeze_features: bool = True,
+        bias: bool = True,
+        normalize: bool = False,
+    ) -> None:
         super().__init__()
         if features.ndim != 2:
             raise ValueError(f"features must be [n_items, d], got shape {tuple(features.shape)}")

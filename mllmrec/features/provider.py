@@ -80,10 +80,18 @@ class LookupReport:
         return s
 
     def to_dict(self) -> dict[str, Any]:
-        return {"channel": self.channel, "policy": self.policy, "requested": self.requested, "found": self.found,
-                "missing": self.missing, "filled": dict(self.filled), "missing_examples": list(self.missing_examples),
-                "nonfinite": self.nonfinite, "nonfinite_filled": dict(self.nonfinite_filled),
-                "nonfinite_ids": list(self.nonfinite_ids)}
+        return {
+            "channel": self.channel,
+            "policy": self.policy,
+            "requested": self.requested,
+            "found": self.found,
+            "missing": self.missing,
+            "filled": dict(self.filled),
+            "missing_examples": list(self.missing_examples),
+            "nonfinite": self.nonfinite,
+            "nonfinite_filled": dict(self.nonfinite_filled),
+            "nonfinite_ids": list(self.nonfinite_ids),
+        }
 
 
 class Lookup(NamedTuple):
@@ -94,13 +102,21 @@ class Lookup(NamedTuple):
 class FeatureProvider:
     """Item vectors from an embedding store or a distill run, looked up by raw item id."""
 
-    def __init__(self, store: EmbeddingStore | None = None, *, run: Any = None, channel: str | None = None,
-                 path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        store: EmbeddingStore | None = None,
+        *,
+        run: Any = None,
+        channel: str | None = None,
+        path: str | Path | None = None,
+    ) -> None:
         if store is None and run is None:
             raise ProviderError("FeatureProvider needs an embedding store or a distill run")
         self.store, self.run = store, run
         self.kind = "distill" if run is not None else "store"
-        self.path = Path(path) if path is not None else (store.path if store is not None else Path("<distill run>"))
+        self.path = (
+            Path(path) if path is not None else (store.path if store is not None else Path("<distill run>"))
+        )
         self.channel = channel or (STUDENT if run is not None else "mm")
         self.last_report: LookupReport | None = None
         self._tables: dict[str, tuple[Any, Any]] = {}
@@ -108,7 +124,9 @@ class FeatureProvider:
         self._check_channel(self.channel)
 
     @classmethod
-    def open(cls, path: str | Path, *, channel: str | None = None, store: str | Path | None = None) -> FeatureProvider:
+    def open(
+        cls, path: str | Path, *, channel: str | None = None, store: str | Path | None = None
+    ) -> FeatureProvider:
         """Open an embedding store or a distill run directory (told apart by its manifest's stage).
 
         store: for a distill run, the embedding store whose MLLM vectors feed the new-item mapping and
@@ -124,11 +142,19 @@ class FeatureProvider:
             return cls(EmbeddingStore.open(path), channel=channel)
         if stage == "distill":
             run = _open_distill_run(path)
-            if store is None and getattr(run, "store_path", None) is not None and Path(run.store_path).is_dir():
+            if (
+                store is None
+                and getattr(run, "store_path", None) is not None
+                and Path(run.store_path).is_dir()
+            ):
                 store = run.store_path
-            return cls(EmbeddingStore.open(store) if store is not None else None, run=run, channel=channel, path=path)
-        raise ProviderError(f"{path} holds a {stage!r} artefact; FeatureProvider reads embedding stores "
-                            "(`mllmrec embed`) and distill runs (`mllmrec distill`)")
+            return cls(
+                EmbeddingStore.open(store) if store is not None else None, run=run, channel=channel, path=path
+            )
+        raise ProviderError(
+            f"{path} holds a {stage!r} artefact; FeatureProvider reads embedding stores "
+            "(`mllmrec embed`) and distill runs (`mllmrec distill`)"
+        )
 
     # ----------------------------------------------------------------------------------- sources
     @property
@@ -138,10 +164,15 @@ class FeatureProvider:
 
     def _check_channel(self, channel: str) -> None:
         if channel not in self.channels:
-            extra = ("; the distill run's embedding store was not found, pass store=" if self.run is not None
-                     and self.store is None else "")
-            raise ProviderError(f"channel {channel!r} is not available from {self.path} "
-                                f"(has {', '.join(self.channels)}){extra}")
+            extra = (
+                "; the distill run's embedding store was not found, pass store="
+                if self.run is not None and self.store is None
+                else ""
+            )
+            raise ProviderError(
+                f"channel {channel!r} is not available from {self.path} "
+                f"(has {', '.join(self.channels)}){extra}"
+            )
 
     def _table(self, channel: str) -> tuple[Any, Any]:
         """(Arrow string array of ids, [n, d] matrix) of one channel; the matrix may be a memmap."""
@@ -165,7 +196,9 @@ class FeatureProvider:
                     log.info("%s: parquet store, reading channel %r into memory", self.store.path, channel)
                 mat = self.store.vectors(channel)
             if len(ids) != mat.shape[0]:
-                raise StoreError(f"{self.path}: {len(ids)} ids but {mat.shape[0]} rows in channel {channel!r}")
+                raise StoreError(
+                    f"{self.path}: {len(ids)} ids but {mat.shape[0]} rows in channel {channel!r}"
+                )
             self._tables[channel] = (ids, mat)
         return self._tables[channel]
 
@@ -184,8 +217,15 @@ class FeatureProvider:
         return match_rows(self._table(channel or self.channel)[0], ids)
 
     # ----------------------------------------------------------------------------------- lookups
-    def lookup(self, ids: Sequence[str | int] | np.ndarray, *, channel: str | None = None, missing: Policy = "error",
-               dtype: Any = np.float32, nonfinite: NonFinitePolicy = "error") -> Lookup:
+    def lookup(
+        self,
+        ids: Sequence[str | int] | np.ndarray,
+        *,
+        channel: str | None = None,
+        missing: Policy = "error",
+        dtype: Any = np.float32,
+        nonfinite: NonFinitePolicy = "error",
+    ) -> Lookup:
         """[len(ids), d] vectors, row k = ids[k], plus a report of what was found and filled.
 
         nonfinite: a found row holding NaN/inf raises NonFiniteError naming the ids ("error"), or is
@@ -195,7 +235,9 @@ class FeatureProvider:
         if missing not in POLICIES:
             raise ProviderError(f"missing-id policy {missing!r} is not one of {', '.join(POLICIES)}")
         if nonfinite not in NONFINITE_POLICIES:
-            raise ProviderError(f"non-finite policy {nonfinite!r} is not one of {', '.join(NONFINITE_POLICIES)}")
+            raise ProviderError(
+                f"non-finite policy {nonfinite!r} is not one of {', '.join(NONFINITE_POLICIES)}"
+            )
         keys = as_id_strings(ids)
         rows = self.rows(keys, channel)
         _, mat = self._table(channel)
@@ -211,40 +253,63 @@ class FeatureProvider:
                 raise NonFiniteError(
                     f"{len(bad)} of {len(keys)} vectors in {self.path} (channel {channel}) hold NaN or inf: "
                     f"{', '.join(map(repr, bad_ids[:10]))}{' ...' if len(bad) > 10 else ''}; re-embed those items, or "
-                    "choose a non-finite policy (zero or mean) to fill them with a record")
+                    "choose a non-finite policy (zero or mean) to fill them with a record"
+                )
             out[bad] = 0 if nonfinite == "zero" else self.mean(channel)
         lost = np.flatnonzero(rows < 0)
         names = [str(keys[k]) for k in lost[:10]]
         filled: dict[str, int] = {}
         if len(lost):
             if missing == "error":
-                raise UnknownItemError(f"{len(lost)} of {len(keys)} ids are not in {self.path} (channel {channel}), "
-                                       f"e.g. {', '.join(map(repr, names))}; choose a missing-id policy "
-                                       "(zero, mean, or new-item for a distill run) to fill them")
+                raise UnknownItemError(
+                    f"{len(lost)} of {len(keys)} ids are not in {self.path} (channel {channel}), "
+                    f"e.g. {', '.join(map(repr, names))}; choose a missing-id policy "
+                    "(zero, mean, or new-item for a distill run) to fill them"
+                )
             if missing == "mean":
                 out[lost] = self.mean(channel)
             elif missing == "new-item":
                 if channel != STUDENT:
-                    raise ProviderError(f"{len(lost)} ids are missing from channel {channel!r}, and missing='new-item' "
-                                        "only fills a distill run's student channel (the learned mapping from MLLM "
-                                        f"vectors to student vectors), e.g. {', '.join(map(repr, names))}")
+                    raise ProviderError(
+                        f"{len(lost)} ids are missing from channel {channel!r}, and missing='new-item' "
+                        "only fills a distill run's student channel (the learned mapping from MLLM "
+                        f"vectors to student vectors), e.g. {', '.join(map(repr, names))}"
+                    )
                 out[lost] = self._new_items([keys[k] for k in lost])
             filled[missing] = len(lost)
         if not np.isfinite(out).all():  # a fill (new-item mapping) or the cast to `dtype` made inf/NaN
             worse = np.flatnonzero(~np.isfinite(out).all(axis=1))
-            raise NonFiniteError(f"{len(worse)} vectors from {self.path} (channel {channel}) are NaN or inf after "
-                                 f"filling or casting to {np.dtype(out.dtype).name}: "
-                                 f"{', '.join(repr(str(keys[k])) for k in worse[:10])}")
-        report = LookupReport(channel, missing, len(keys), len(keys) - len(lost), len(lost), filled, tuple(names),
-                              nonfinite=len(bad), nonfinite_filled={nonfinite: len(bad)} if len(bad) else {},
-                              nonfinite_ids=bad_ids)
+            raise NonFiniteError(
+                f"{len(worse)} vectors from {self.path} (channel {channel}) are NaN or inf after "
+                f"filling or casting to {np.dtype(out.dtype).name}: "
+                f"{', '.join(repr(str(keys[k])) for k in worse[:10])}"
+            )
+        report = LookupReport(
+            channel,
+            missing,
+            len(keys),
+            len(keys) - len(lost),
+            len(lost),
+            filled,
+            tuple(names),
+            nonfinite=len(bad),
+            nonfinite_filled={nonfinite: len(bad)} if len(bad) else {},
+            nonfinite_ids=bad_ids,
+        )
         (log.warning if len(lost) or len(bad) else log.info)("lookup %s", report)
         self.last_report = report
         return Lookup(out, report)
 
-    def matrix(self, ids: Sequence[str | int] | np.ndarray | None = None, *, channel: str | None = None,
-               missing: Policy = "error", framework: Literal["numpy", "torch"] = "numpy", dtype: Any = np.float32,
-               nonfinite: NonFinitePolicy = "error") -> Any:
+    def matrix(
+        self,
+        ids: Sequence[str | int] | np.ndarray | None = None,
+        *,
+        channel: str | None = None,
+        missing: Policy = "error",
+        framework: Literal["numpy", "torch"] = "numpy",
+        dtype: Any = np.float32,
+        nonfinite: NonFinitePolicy = "error",
+    ) -> Any:
         """Vectors for `ids` (default: every id of the channel, in source order) as a numpy array or a
         torch tensor; the report is in `self.last_report`."""
         if framework not in ("numpy", "torch"):
@@ -262,7 +327,9 @@ class FeatureProvider:
         """[d] vector of one id (UnknownItemError if the source lacks it)."""
         return self.lookup([item_id], channel=channel).vectors[0]
 
-    def aligned(self, id_map: str | Path | Sequence[str | int], *, id_column: str | None = None, **kw: Any) -> Any:
+    def aligned(
+        self, id_map: str | Path | Sequence[str | int], *, id_column: str | None = None, **kw: Any
+    ) -> Any:
         """`matrix` whose row i is the id the id list (or id-map file, see `idmap`) puts at row i;
         `id_column`: the map's raw-id column when it has several (default: the one this source knows)."""
         if isinstance(id_map, (str, Path)):
@@ -279,12 +346,16 @@ class FeatureProvider:
             _, mat = self._table(channel)
             total, count = np.zeros(mat.shape[1], np.float64), 0
             for start in range(0, mat.shape[0], _MEAN_CHUNK):
-                block = read_rows(mat, np.arange(start, min(start + _MEAN_CHUNK, mat.shape[0]))).astype(np.float64)
+                block = read_rows(mat, np.arange(start, min(start + _MEAN_CHUNK, mat.shape[0]))).astype(
+                    np.float64
+                )
                 ok = np.isfinite(block).all(axis=1)  # [rows]
                 total += block[ok].sum(axis=0)
                 count += int(ok.sum())
             if count == 0:
-                raise ProviderError(f"channel {channel!r} of {self.path} has no finite vector: no mean to fill with")
+                raise ProviderError(
+                    f"channel {channel!r} of {self.path} has no finite vector: no mean to fill with"
+                )
             self._means[channel] = total / count
         return self._means[channel]
 
@@ -293,17 +364,31 @@ class FeatureProvider:
         return np.asarray(self.run.new_item_vectors(ids, store=self.store))
 
     # ----------------------------------------------------------------------------------- torch
-    def as_embedding(self, ids: Sequence[str | int] | None = None, *, freeze: bool = True, channel: str | None = None,
-                     missing: Policy = "error") -> Any:
+    def as_embedding(
+        self,
+        ids: Sequence[str | int] | None = None,
+        *,
+        freeze: bool = True,
+        channel: str | None = None,
+        missing: Policy = "error",
+    ) -> Any:
         """`torch.nn.Embedding` whose row k is the vector of ids[k] (default: all ids, source order)."""
         import torch
 
         weights = self.matrix(ids, channel=channel, missing=missing, framework="torch")  # [n, d]
         return torch.nn.Embedding.from_pretrained(weights, freeze=freeze)
 
-    def as_module(self, out_dim: int, ids: Sequence[str | int] | None = None, *, channel: str | None = None,
-                  missing: Policy = "error", freeze_features: bool = True, bias: bool = True,
-                  normalize: bool = False) -> Any:
+    def as_module(
+        self,
+        out_dim: int,
+        ids: Sequence[str | int] | None = None,
+        *,
+        channel: str | None = None,
+        missing: Policy = "error",
+        freeze_features: bool = True,
+        bias: bool = True,
+        normalize: bool = False,
+    ) -> Any:
         """A small trainable module over the vectors: item index k -> W f_k + b, [out_dim].
 
         The features are a frozen embedding (unless freeze_features=False); only W and b train, so
@@ -314,8 +399,9 @@ class FeatureProvider:
         keys = self.ids(channel) if ids is None else as_id_strings(ids)
         ids = keys.to_pylist() if hasattr(keys, "to_pylist") else list(keys)
         weights = self.matrix(ids, channel=channel, missing=missing, framework="torch")  # [n, d]
-        return FeatureProjection(weights, out_dim, ids=ids, freeze_features=freeze_features, bias=bias,
-                                 normalize=normalize)
+        return FeatureProjection(
+            weights, out_dim, ids=ids, freeze_features=freeze_features, bias=bias, normalize=normalize
+        )
 
 
 def _open_distill_run(path: str | Path) -> Any:
@@ -325,6 +411,8 @@ def _open_distill_run(path: str | Path) -> Any:
     except ModuleNotFoundError as e:
         if e.name not in ("mllmrec.distill", "mllmrec.distill.artifact"):
             raise
-        raise ProviderError(f"{path} is a distill run, but reading distill runs is not supported by this "
-                            "installation yet: it needs mllmrec.distill.artifact (the distill stage)") from None
+        raise ProviderError(
+            f"{path} is a distill run, but reading distill runs is not supported by this "
+            "installation yet: it needs mllmrec.distill.artifact (the distill stage)"
+        ) from None
     return DistillRun.open(path)

@@ -49,7 +49,9 @@ def read_rows(mat: Any, rows: np.ndarray) -> np.ndarray:
     if len(rows) == 0:
         return out
     row_bytes = mat.shape[1] * mat.dtype.itemsize
-    starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)  # a new run where rows stop ascending by 1
+    starts = np.flatnonzero(
+        np.diff(rows, prepend=rows[0] - 2) != 1
+    )  # a new run where rows stop ascending by 1
     ends = np.append(starts[1:], len(rows))
     per_read = max(1, (64 << 20) // max(row_bytes, 1))  # at most 64 MB per call
     fd = os.open(mat.filename, os.O_RDONLY)
@@ -57,7 +59,9 @@ def read_rows(mat: Any, rows: np.ndarray) -> np.ndarray:
         for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
             for s in range(a, b, per_read):
                 e = min(b, s + per_read)
-                got = os.preadv(fd, [memoryview(out[s:e]).cast("B")], int(mat.offset) + int(rows[s]) * row_bytes)
+                got = os.preadv(
+                    fd, [memoryview(out[s:e]).cast("B")], int(mat.offset) + int(rows[s]) * row_bytes
+                )
                 if got != (e - s) * row_bytes:
                     raise StoreError(f"{mat.filename}: file ends before row {int(rows[e - 1])} (truncated?)")
     finally:
@@ -72,7 +76,9 @@ def as_id_strings(ids: Any) -> Any:
     if isinstance(ids, (pa.Array, pa.ChunkedArray)) and pa.types.is_string(ids.type):
         return ids
     if isinstance(ids, (str, bytes, int)):
-        raise ProviderError(f"ids must be a sequence of ids, got the single value {ids!r} (wrap it in a list)")
+        raise ProviderError(
+            f"ids must be a sequence of ids, got the single value {ids!r} (wrap it in a list)"
+        )
     if isinstance(ids, np.ndarray):
         if ids.dtype.kind in "iu":
             return ids.astype(str).tolist()

@@ -23,8 +23,15 @@ class CornacAdapterError(MllmrecError, ValueError):
     """A Cornac object cannot be built as asked."""
 
 
-def cornac_modality(source: str | Path | FeatureProvider, ids: Sequence[Any], *, channel: str | None = None,
-                    missing: Policy = "error", kind: str = "image", store: str | Path | None = None) -> Any:
+def cornac_modality(
+    source: str | Path | FeatureProvider,
+    ids: Sequence[Any],
+    *,
+    channel: str | None = None,
+    missing: Policy = "error",
+    kind: str = "image",
+    store: str | Path | None = None,
+) -> Any:
     """A Cornac `ImageModality` (kind='image', what VBPR reads) or `FeatureModality` (kind='feature')
     whose row k is the vector of ids[k]. The ids go to Cornac exactly as given (type included),
     because Cornac compares them with the raw ids in its own data."""
@@ -49,6 +56,12 @@ def cornac_eval_method(split: Any, *, seed: int = 0, **modalities: Any) -> Any:
     are scored on the same split as mllmrec's evaluation); modalities: item_image=..., item_feature=..."""
     from cornac.eval_methods import BaseMethod
 
-    return BaseMethod.from_splits(train_data=split_triples(split, "train"), test_data=split_triples(split, "test"),
-                                  val_data=split_triples(split, "valid"), exclude_unknowns=True, seed=seed,
-                                  verbose=False, **modalities)
+    return BaseMethod.from_splits(
+        train_data=split_triples(split, "train"),
+        test_data=split_triples(split, "test"),
+        val_data=split_triples(split, "valid"),
+        exclude_unknowns=True,
+        seed=seed,
+        verbose=False,
+        **modalities,
+    )

@@ -34,8 +34,12 @@ class ProjectionHead(SavedHead):
         return self.linear(x.to(self.linear.weight.dtype))
 
 
-def apply_heads(channels: dict[str, torch.Tensor], gate: nn.Module | None, projection: nn.Module | None,
-                vision_pooled: torch.Tensor | None) -> dict[str, torch.Tensor]:
+def apply_heads(
+    channels: dict[str, torch.Tensor],
+    gate: nn.Module | None,
+    projection: nn.Module | None,
+    vision_pooled: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
     """The trained heads on an encoder's raw channels: the late-fusion gate adds `fused` (from `mm`
     and the pooled vision feature), then the projection maps every channel. Differentiable."""
     out = dict(channels)

@@ -23,7 +23,9 @@ class SavedHead(nn.Module):
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(d / self.WEIGHTS))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(d / self.WEIGHTS)
+        )
         (d / self.CONFIG).write_text(json.dumps(self.config()))
 
     @classmethod

@@ -18,7 +18,9 @@ class IndexConfig(Checked):
     kind: Literal["flat", "ivf", "hnsw"] = opt(
         "flat", "Index type: exact inner product (flat), IVF-Flat or HNSW."
     )
-    nlist: int | None = opt(None, "IVF: number of lists (default ~ 4*sqrt(n), at most n/39 so each list trains on 39+ points).")
+    nlist: int | None = opt(
+        None, "IVF: number of lists (default ~ 4*sqrt(n), at most n/39 so each list trains on 39+ points)."
+    )
     nprobe: int = opt(16, "IVF: lists probed per query.")
     hnsw_m: int = opt(32, "HNSW: neighbours per node.")
     ef_search: int = opt(128, "HNSW: search breadth.")

@@ -100,9 +100,16 @@ def _width(kind: str, d: int, params: IndexParams) -> int:
 class MipsIndex:
     """A faiss index over item vectors plus the table its candidates are re-scored against."""
 
-    def __init__(self, index: Any, items: np.ndarray, params: IndexParams, max_norm: float = 0.0,
-                 on_gpu: bool = False) -> None:
-        self.index, self.items, self.params, self.max_norm, self.on_gpu = index, items, params, max_norm, on_gpu
+    def __init__(
+        self, index: Any, items: np.ndarray, params: IndexParams, max_norm: float = 0.0, on_gpu: bool = False
+    ) -> None:
+        self.index, self.items, self.params, self.max_norm, self.on_gpu = (
+            index,
+            items,
+            params,
+            max_norm,
+            on_gpu,
+        )
         self.kind = params.kind
         self.set_knob(params.knob())
 
@@ -136,8 +143,11 @@ class MipsIndex:
         kc = min(self.ntotal, self.params.candidates(k))
         # Per-call parameters, not index state: concurrent searches (the HTTP server) never race.
         faiss = _faiss()
-        sp = (faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, kc)) if self.kind == "hnsw"
-              else faiss.SearchParametersIVF(nprobe=int(self.params.nprobe)))
+        sp = (
+            faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, kc))
+            if self.kind == "hnsw"
+            else faiss.SearchParametersIVF(nprobe=int(self.params.nprobe))
+        )
         _, cand = self.index.search(pad_queries(q, self.index.d), kc, params=sp)  # [m, kc]
         valid = cand >= 0
         vecs = np.asarray(self.items[np.where(valid, cand, 0).ravel()], np.float32).reshape(*cand.shape, -1)
@@ -171,7 +181,11 @@ def build(items: np.ndarray, params: IndexParams, use_gpu: bool | None = False) 
         if params.kind == "ivf":
             index = faiss.IndexIVFFlat(quantizer, width, nlist)
         else:
-            nbits = 8 if n >= 256 * MIN_POINTS_PER_LIST else max(1, min(8, int(math.log2(max(2, n // MIN_POINTS_PER_LIST)))))
+            nbits = (
+                8
+                if n >= 256 * MIN_POINTS_PER_LIST
+                else max(1, min(8, int(math.log2(max(2, n // MIN_POINTS_PER_LIST)))))
+            )
             index = faiss.IndexIVFPQ(quantizer, width, nlist, width // params.pq_dims, nbits)
         index.cp.seed = params.seed
         sample = np.sort(np.random.default_rng(params.seed).choice(n, size=min(n, MAX_TRAIN), replace=False))
@@ -192,7 +206,9 @@ def _default_nlist(n: int) -> int:
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean over queries of |found ∩ truth| / |truth| (rows [m, k] each; -1 = no hit)."""
-    hits = sum(len(set(f[f >= 0].tolist()) & set(t[t >= 0].tolist())) for f, t in zip(found, truth, strict=True))
+    hits = sum(
+        len(set(f[f >= 0].tolist()) & set(t[t >= 0].tolist())) for f, t in zip(found, truth, strict=True)
+    )
     return hits / max(1, int((truth >= 0).sum()))
 
 
@@ -218,8 +234,9 @@ def knob_grid(index: MipsIndex, k: int) -> list[int]:
     return sorted({min(nlist, v) for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)})
 
 
-def tune(index: MipsIndex, queries: np.ndarray, truth: np.ndarray, k: int,
-         target: float | None) -> dict[str, Any]:
+def tune(
+    index: MipsIndex, queries: np.ndarray, truth: np.ndarray, k: int, target: float | None
+) -> dict[str, Any]:
     """Measure recall@k on sample queries; with `target`, set the knob to the smallest grid value that
     reaches it (the largest, with a warning flag, if none does). Returns what was measured."""
     if index.kind == "exact":
@@ -239,6 +256,14 @@ def tune(index: MipsIndex, queries: np.ndarray, truth: np.ndarray, k: int,
                 break
         chosen = chosen or trials[-1]
         index.set_knob(chosen[name])
-    return {"k": k, "queries": len(queries), "target": target, "knob": name, name: chosen[name],
-            "recall": chosen["recall"], "met_target": target is None or chosen["recall"] >= target,
-            "trials": trials, "params": asdict(index.params)}
+    return {
+        "k": k,
+        "queries": len(queries),
+        "target": target,
+        "knob": name,
+        name: chosen[name],
+        "recall": chosen["recall"],
+        "met_target": target is None or chosen["recall"] >= target,
+        "trials": trials,
+        "params": asdict(index.params),
+    }

@@ -48,10 +48,19 @@ def read_meta(out: str | Path, kind: str) -> dict[str, Any] | None:
     return json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else None
 
 
-def load_or_build(out: str | Path, items: np.ndarray, fingerprint: dict[str, Any], params: IndexParams, *,
-                  queries: np.ndarray | None = None, k: int = 100, target_recall: float | None = None,
-                  rebuild: bool = False, stage: str = "serve-index",
-                  use_gpu: bool | None = None) -> tuple[MipsIndex, dict[str, Any]]:
+def load_or_build(
+    out: str | Path,
+    items: np.ndarray,
+    fingerprint: dict[str, Any],
+    params: IndexParams,
+    *,
+    queries: np.ndarray | None = None,
+    k: int = 100,
+    target_recall: float | None = None,
+    rebuild: bool = False,
+    stage: str = "serve-index",
+    use_gpu: bool | None = None,
+) -> tuple[MipsIndex, dict[str, Any]]:
     """The saved `params.kind` index of `out` if it fits `fingerprint`; else build, measure, save it.
 
     queries [m, d] (e.g. a sample of user vectors) measure recall@k against exact search; with
@@ -64,10 +73,15 @@ def load_or_build(out: str | Path, items: np.ndarray, fingerprint: dict[str, Any
     meta = read_meta(out, params.kind)
     if meta is not None and not rebuild:
         if meta.get("fingerprint") != fingerprint:
-            diff = ", ".join(f"{key} {meta.get('fingerprint', {}).get(key)!r} -> {v!r}" for key, v in fingerprint.items()
-                             if meta.get("fingerprint", {}).get(key) != v)
-            raise StaleIndexError(f"the saved {params.kind} index in {faiss_path.parent} was built from other item "
-                                  f"vectors ({diff}); rebuild it (--rebuild-index, or rebuild=True)")
+            diff = ", ".join(
+                f"{key} {meta.get('fingerprint', {}).get(key)!r} -> {v!r}"
+                for key, v in fingerprint.items()
+                if meta.get("fingerprint", {}).get(key) != v
+            )
+            raise StaleIndexError(
+                f"the saved {params.kind} index in {faiss_path.parent} was built from other item "
+                f"vectors ({diff}); rebuild it (--rebuild-index, or rebuild=True)"
+            )
         index = _read(faiss_path, meta, items)
         if target_recall is not None and target_recall != meta["recall"].get("target"):
             meta = _tune_and_save(out, index, meta, queries, k, target_recall, stage)
@@ -75,17 +89,39 @@ def load_or_build(out: str | Path, items: np.ndarray, fingerprint: dict[str, Any
     t0 = time.perf_counter()
     index = build(items, params)
     seconds = time.perf_counter() - t0
-    meta = {"kind": params.kind, "n": index.ntotal, "dim": int(items.shape[1]), "max_norm": index.max_norm,
-            "build_seconds": round(seconds, 3), "fingerprint": fingerprint, "faiss_version": _faiss().__version__,
-            "mllmrec_version": __version__, "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    meta = {
+        "kind": params.kind,
+        "n": index.ntotal,
+        "dim": int(items.shape[1]),
+        "max_norm": index.max_norm,
+        "build_seconds": round(seconds, 3),
+        "fingerprint": fingerprint,
+        "faiss_version": _faiss().__version__,
+        "mllmrec_version": __version__,
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     meta = _tune_and_save(out, index, meta, queries, k, target_recall, stage, new_file=True)
-    log.info("built a %s index over %d items in %.1f s (recall@%d %.3f)", params.kind, index.ntotal, seconds, k,
-             meta["recall"]["recall"])
+    log.info(
+        "built a %s index over %d items in %.1f s (recall@%d %.3f)",
+        params.kind,
+        index.ntotal,
+        seconds,
+        k,
+        meta["recall"]["recall"],
+    )
     return index, meta
 
 
-def _tune_and_save(out: str | Path, index: MipsIndex, meta: dict[str, Any], queries: np.ndarray | None, k: int,
-                   target: float | None, stage: str, new_file: bool = False) -> dict[str, Any]:
+def _tune_and_save(
+    out: str | Path,
+    index: MipsIndex,
+    meta: dict[str, Any],
+    queries: np.ndarray | None,
+    k: int,
+    target: float | None,
+    stage: str,
+    new_file: bool = False,
+) -> dict[str, Any]:
     recall: dict[str, Any] = {"k": k, "queries": 0, "recall": None, "note": "no sample queries given"}
     if queries is not None and len(queries):
         rng = np.random.default_rng(0)
@@ -107,7 +143,9 @@ def _tune_and_save(out: str | Path, index: MipsIndex, meta: dict[str, Any], quer
 
 def _read(faiss_path: Path, meta: dict[str, Any], items: np.ndarray) -> MipsIndex:
     if not faiss_path.is_file() or faiss_path.stat().st_size != meta.get("file_bytes"):
-        raise StaleIndexError(f"{faiss_path} is missing or does not match its metadata; rebuild it (--rebuild-index)")
+        raise StaleIndexError(
+            f"{faiss_path} is missing or does not match its metadata; rebuild it (--rebuild-index)"
+        )
     faiss = _faiss()
     index = faiss.read_index(str(faiss_path), faiss.IO_FLAG_MMAP)
     return MipsIndex(index, items, IndexParams(**meta["params"]), float(meta["max_norm"]))
@@ -120,5 +158,9 @@ def fingerprint(item_ids_sha256: str, items: np.ndarray, source: dict[str, Any])
     sample = np.ascontiguousarray(items[::stride], np.float32)
     import hashlib
 
-    return {"items_sha256": item_ids_sha256, "shape": [int(s) for s in items.shape],
-            "vectors_sample_sha256": hashlib.sha256(sample.tobytes()).hexdigest(), **source}
+    return {
+        "items_sha256": item_ids_sha256,
+        "shape": [int(s) for s in items.shape],
+        "vectors_sample_sha256": hashlib.sha256(sample.tobytes()).hexdigest(),
+        **source,
+    }

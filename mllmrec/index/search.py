@@ -130,8 +130,14 @@ def default_nlist(n: int) -> int:
 
 
 def _build(
-    vectors: np.ndarray, kind: str = "flat", *, nlist: int | None = None, nprobe: int = 16, hnsw_m: int = 32,
-    ef_search: int = 128, seed: int = 0,
+    vectors: np.ndarray,
+    kind: str = "flat",
+    *,
+    nlist: int | None = None,
+    nprobe: int = 16,
+    hnsw_m: int = 32,
+    ef_search: int = 128,
+    seed: int = 0,
 ) -> tuple[Any, dict[str, Any]]:
     """Build an in-memory faiss index over `vectors` [n, d]; returns (index, parameters used)."""
     faiss = _faiss()
@@ -176,7 +182,9 @@ def inner_product_index(vectors: np.ndarray, use_gpu: bool | None = None) -> tup
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     if use_gpu or (use_gpu is None and gpus > 0):
         if gpus == 0:
-            raise SearchError("GPU faiss was asked for, but faiss sees no GPU (install faiss-gpu-cu12 on a GPU machine)")
+            raise SearchError(
+                "GPU faiss was asked for, but faiss sees no GPU (install faiss-gpu-cu12 on a GPU machine)"
+            )
         return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index), True
     return index, False
 
@@ -201,8 +209,9 @@ def build_index(
     store = EmbeddingStore.open(store_dir)
     vectors = store.vectors(channel)  # [n, d], memmap for safetensors
     t0 = time.perf_counter()
-    index, params = _build(vectors, kind, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search,
-                           seed=seed)
+    index, params = _build(
+        vectors, kind, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search, seed=seed
+    )
     seconds = time.perf_counter() - t0
     faiss_path, meta_path = index_paths(store.path, channel)
     faiss_path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,11 +219,18 @@ def build_index(
     with atomic_path(faiss_path) as tmp:
         faiss.write_index(index, str(tmp))
     meta = {
-        "kind": kind, "channel": channel, "params": params, "n": int(index.ntotal), "dim": int(index.d),
+        "kind": kind,
+        "channel": channel,
+        "params": params,
+        "n": int(index.ntotal),
+        "dim": int(index.d),
         "metric": "cosine (inner product of L2-normalised float32 vectors)",
-        "faiss_version": faiss.__version__, "mllmrec_version": __version__,
-        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": round(seconds, 3),
-        "file_bytes": faiss_path.stat().st_size, "store": store_identity(store),
+        "faiss_version": faiss.__version__,
+        "mllmrec_version": __version__,
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "build_seconds": round(seconds, 3),
+        "file_bytes": faiss_path.stat().st_size,
+        "store": store_identity(store),
     }
     atomic_write_text(meta_path, json.dumps(meta, indent=2))
     return faiss_path
@@ -252,8 +268,12 @@ class NeighborIndex:
         if not meta_path.is_file():
             if faiss_path.exists():
                 log.warning("%s has no metadata (interrupted build?); ignoring it", faiss_path)
-            log.info("no saved index for channel %r in %s: building an exact flat index in memory "
-                     "(run `mllmrec index` to save one)", channel, store.path)
+            log.info(
+                "no saved index for channel %r in %s: building an exact flat index in memory "
+                "(run `mllmrec index` to save one)",
+                channel,
+                store.path,
+            )
             index, _ = _build(store.vectors(channel), "flat")
             return cls(store, channel, index, None)
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -273,8 +293,9 @@ class NeighborIndex:
         """
         q = np.atleast_2d(np.asarray(q))
         if q.shape[1] != self.index.d:
-            raise SearchError(f"query vectors have dimension {q.shape[1]}; "
-                              f"the {self.channel!r} index has {self.index.d}")
+            raise SearchError(
+                f"query vectors have dimension {q.shape[1]}; the {self.channel!r} index has {self.index.d}"
+            )
         k = min(int(k), int(self.index.ntotal))
         if k < 1:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
@@ -295,8 +316,11 @@ class NeighborIndex:
         """
         row = self.store.index_of(item_id)
         scores, rows = self.search_vectors(self.vector(row).reshape(1, -1), k + int(exclude_self))
-        hits = [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True)
-                if r >= 0 and not (exclude_self and r == row)]
+        hits = [
+            (int(r), float(s))
+            for r, s in zip(rows[0], scores[0], strict=True)
+            if r >= 0 and not (exclude_self and r == row)
+        ]
         return [self._neighbor(r, s) for r, s in hits[:k]]
 
     def vector(self, row: int) -> np.ndarray:
@@ -316,10 +340,15 @@ def _check_fresh(store: EmbeddingStore, channel: str, meta: dict[str, Any], fais
         raise StoreError(f"the index file {faiss_path} is missing or does not match its metadata; {rebuild}")
     now = store_identity(store)
     if meta.get("store") != now:
-        diff = ", ".join(f"{k} {meta.get('store', {}).get(k)!r} -> {now[k]!r}" for k in now
-                         if meta.get("store", {}).get(k) != now[k])
-        raise StoreError(f"the saved {channel!r} index in {faiss_path.parent} is stale: the store changed "
-                         f"since it was built ({diff}); {rebuild}")
+        diff = ", ".join(
+            f"{k} {meta.get('store', {}).get(k)!r} -> {now[k]!r}"
+            for k in now
+            if meta.get("store", {}).get(k) != now[k]
+        )
+        raise StoreError(
+            f"the saved {channel!r} index in {faiss_path.parent} is stale: the store changed "
+            f"since it was built ({diff}); {rebuild}"
+        )
 
 
 def neighbors(store_dir: str | Path, item_id: str | int, k: int = 10, channel: str = "mm") -> list[Neighbor]:

@@ -15,12 +15,21 @@ LABEL_WIDTH = 70  # a label longer than this is cut, so each table row stays on 
 
 def run_index(cfg: IndexConfig, command: list[str] | None = None) -> int:
     """`mllmrec index`: build and save an index, then say where it went and how long it took."""
-    path = build_index(cfg.store, cfg.channel, cfg.kind, nlist=cfg.nlist, nprobe=cfg.nprobe,
-                       hnsw_m=cfg.hnsw_m, ef_search=cfg.ef_search)
+    path = build_index(
+        cfg.store,
+        cfg.channel,
+        cfg.kind,
+        nlist=cfg.nlist,
+        nprobe=cfg.nprobe,
+        hnsw_m=cfg.hnsw_m,
+        ef_search=cfg.ef_search,
+    )
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     params = ", ".join(f"{k}={v}" for k, v in meta["params"].items())
-    print(f"index: {path}  {meta['kind']}{f' ({params})' if params else ''} over {meta['n']} x {meta['dim']} "
-          f"{cfg.channel!r} vectors, built in {meta['build_seconds']:.2f} s")
+    print(
+        f"index: {path}  {meta['kind']}{f' ({params})' if params else ''} over {meta['n']} x {meta['dim']} "
+        f"{cfg.channel!r} vectors, built in {meta['build_seconds']:.2f} s"
+    )
     return 0
 
 

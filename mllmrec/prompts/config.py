@@ -15,6 +15,7 @@ class PromptShowConfig(CatalogSpec):
     name: str = opt(REQUIRED, "Template name or YAML file.", positional=True)
     item: str = opt(REQUIRED, "Id of the item to render.")
     model: str | None = opt(
-        None, "Render with this backbone's tokenizer (chat template, image placeholder); "
-        "default: plain text with a generic <image> placeholder."
+        None,
+        "Render with this backbone's tokenizer (chat template, image placeholder); "
+        "default: plain text with a generic <image> placeholder.",
     )

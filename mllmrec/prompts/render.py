@@ -48,7 +48,9 @@ def render(
     else:
         shift = wrapped.rfind(user)  # the user turn is the last message; a system text could repeat it
         if shift < 0:
-            raise TemplateError("the chat template altered the user message; use `chat: never` in the template")
+            raise TemplateError(
+                "the chat template altered the user message; use `chat: never` in the template"
+            )
         text = wrapped + template.answer_prefix
     return RenderedItem(
         item_id=item.id,
@@ -74,8 +76,13 @@ def _render_user(
                 out.append(placeholder * len(images))
                 used_images = True
             elif key == "fields":
-                out.append(", ".join(f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}"
-                                     for k, v in item.texts.items() if v))
+                out.append(
+                    ", ".join(
+                        f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}"
+                        for k, v in item.texts.items()
+                        if v
+                    )
+                )
             elif key.startswith("field:"):
                 out.append(item.texts.get(key[6:], ""))
             else:  # slot:CHANNEL
@@ -83,7 +90,9 @@ def _render_user(
             pos = m.end()
         out.append(raw[pos:])
     if images and not used_images:
-        raise TemplateError(f"template {template.name!r} has no {{{{image}}}} marker for item {item.id!r}'s image")
+        raise TemplateError(
+            f"template {template.name!r} has no {{{{image}}}} marker for item {item.id!r}'s image"
+        )
     return "".join(out), slots
 
 

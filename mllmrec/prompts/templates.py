@@ -68,8 +68,11 @@ class PromptTemplate:
 
     @property
     def uses_text(self) -> bool:
-        return any(m.group(1) == "fields" or m.group(1).startswith("field:")
-                   for s in self.segments for m in MARKER.finditer(s.text + s.otherwise))
+        return any(
+            m.group(1) == "fields" or m.group(1).startswith("field:")
+            for s in self.segments
+            for m in MARKER.finditer(s.text + s.otherwise)
+        )
 
     @property
     def slot_channels(self) -> tuple[str, ...]:
@@ -130,7 +133,9 @@ def parse_template(data: Any, source: str = "<dict>") -> PromptTemplate:
         raise PromptError(f"{source}: chat must be 'auto' or 'never', got {chat!r}")
     raw_requires = data.get("requires") or []
     if not isinstance(raw_requires, list) or not all(isinstance(r, str) for r in raw_requires):
-        raise PromptError(f"{source}: requires may list only {CONDITIONS}, as a YAML list; got {raw_requires!r}")
+        raise PromptError(
+            f"{source}: requires may list only {CONDITIONS}, as a YAML list; got {raw_requires!r}"
+        )
     requires = tuple(raw_requires)
     if set(requires) - set(CONDITIONS):
         raise PromptError(f"{source}: requires may list only {CONDITIONS}, got {list(requires)}")
@@ -164,6 +169,8 @@ def _segment(raw: Any, source: str) -> Segment:
         # {{Image}}) that would otherwise reach the prompt verbatim.
         stray = re.search(r"\{\{\s*[A-Za-z_][^{}]*\}\}", MARKER.sub("", part))
         if stray:
-            raise PromptError(f"{source}: unknown marker {stray.group(0)!r} in segment {part!r}; markers are "
-                              "{{image}}, {{fields}}, {{field:NAME}}, {{slot:NAME}}")
+            raise PromptError(
+                f"{source}: unknown marker {stray.group(0)!r} in segment {part!r}; markers are "
+                "{{image}}, {{fields}}, {{field:NAME}}, {{slot:NAME}}"
+            )
     return seg

@@ -16,9 +16,12 @@ from __future__ import annotations
 from mllmrec.lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(["RecsysError", "bipartite_adjacency", "check_interactions", "normalized_adjacency"], "graph"),
-    **dict.fromkeys(["MF", "VBPR", "ContentKNN", "LightGCN", "Popularity", "RecModel", "bpr_loss", "l2_reg"],
-                    "models"),
+    **dict.fromkeys(
+        ["RecsysError", "bipartite_adjacency", "check_interactions", "normalized_adjacency"], "graph"
+    ),
+    **dict.fromkeys(
+        ["MF", "VBPR", "ContentKNN", "LightGCN", "Popularity", "RecModel", "bpr_loss", "l2_reg"], "models"
+    ),
     **dict.fromkeys(["NegativeSampler", "TrainResult", "train_bpr"], "trainer"),
     **dict.fromkeys(["MODELS", "ModelSpec", "build_model"], "registry"),
 }

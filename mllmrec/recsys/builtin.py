@@ -35,7 +35,9 @@ class MFParams(Checked):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.dim < 1 or self.reg < 0 or self.init_std <= 0:
-            raise ConfigError(f"need dim >= 1, reg >= 0, init_std > 0; got {self.dim}, {self.reg}, {self.init_std}")
+            raise ConfigError(
+                f"need dim >= 1, reg >= 0, init_std > 0; got {self.dim}, {self.reg}, {self.init_std}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,7 +68,9 @@ def _mf(p: MFParams, train: sp.csr_matrix, features: Tensor | None) -> RecModel:
 
 
 def _lightgcn(p: LightGCNParams, train: sp.csr_matrix, features: Tensor | None) -> RecModel:
-    return LightGCN(*train.shape, p.dim, p.layers, normalized_adjacency(train), reg=p.reg, init_std=p.init_std)
+    return LightGCN(
+        *train.shape, p.dim, p.layers, normalized_adjacency(train), reg=p.reg, init_std=p.init_std
+    )
 
 
 def _content_knn(p: NoParams, train: sp.csr_matrix, features: Tensor | None) -> RecModel:
@@ -79,11 +83,16 @@ def _vbpr(p: VBPRParams, train: sp.csr_matrix, features: Tensor | None) -> RecMo
     return VBPRModel(*train.shape, p.dim, features, visual_dim=p.visual_dim, reg=p.reg, init_std=p.init_std)
 
 
-POPULARITY = ModelSpec(NoParams, _popularity, "Items ranked by training interactions, the same for every user.")
+POPULARITY = ModelSpec(
+    NoParams, _popularity, "Items ranked by training interactions, the same for every user."
+)
 MF = ModelSpec(MFParams, _mf, "Matrix factorisation trained with BPR.", student=True)
-LIGHTGCN = ModelSpec(LightGCNParams, _lightgcn, "LightGCN: MF smoothed over the user-item graph, BPR.",
-                     student=True)
-CONTENT_KNN = ModelSpec(NoParams, _content_knn, "Cosine between item features and the user's mean profile.",
-                        features=True)
-VBPR = ModelSpec(VBPRParams, _vbpr, "VBPR: BPR-MF plus a learned projection of item content features.",
-                 features=True)
+LIGHTGCN = ModelSpec(
+    LightGCNParams, _lightgcn, "LightGCN: MF smoothed over the user-item graph, BPR.", student=True
+)
+CONTENT_KNN = ModelSpec(
+    NoParams, _content_knn, "Cosine between item features and the user's mean profile.", features=True
+)
+VBPR = ModelSpec(
+    VBPRParams, _vbpr, "VBPR: BPR-MF plus a learned projection of item content features.", features=True
+)

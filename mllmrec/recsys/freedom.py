@@ -195,8 +195,11 @@ class Freedom(RecModel):
         users, pos, neg = batch["users"], batch["pos"], batch["neg"]  # [b] each
         emb = self.propagate()
         s_pos, s_neg = self.channel_scores(users, pos, emb), self.channel_scores(users, neg, emb)
-        parts = {"bpr": bpr_loss(torch.stack(list(s_pos.values())).mean(0),
-                                 torch.stack(list(s_neg.values())).mean(0))}
+        parts = {
+            "bpr": bpr_loss(
+                torch.stack(list(s_pos.values())).mean(0), torch.stack(list(s_neg.values())).mean(0)
+            )
+        }
         if self.content_loss > 0:
             u = emb[self.channels[0]][0][users]  # [b, d]
             aux = []
@@ -234,5 +237,10 @@ def _build(p: FreedomParams, train: sp.csr_matrix, features: Tensor | None) -> R
     return Freedom({"mm": features}, train, **kw)
 
 
-FREEDOM = ModelSpec(FreedomParams, _build, "FREEDOM-style: frozen item kNN graph + degree-pruned LightGCN over "
-                    "item IDs, content through the item graph.", features=True)
+FREEDOM = ModelSpec(
+    FreedomParams,
+    _build,
+    "FREEDOM-style: frozen item kNN graph + degree-pruned LightGCN over "
+    "item IDs, content through the item graph.",
+    features=True,
+)

@@ -47,7 +47,9 @@ def knn_graph(features: np.ndarray | Tensor, k: int = 10) -> Tensor:
     Self-loops are excluded; ties break by the lower item index (torch.topk on CPU is stable
     enough for this, and the graph is built once). Zero-vector items get no edges.
     """
-    f = torch.as_tensor(np.asarray(features, dtype=np.float32) if not isinstance(features, Tensor) else features)
+    f = torch.as_tensor(
+        np.asarray(features, dtype=np.float32) if not isinstance(features, Tensor) else features
+    )
     f = f.detach().to(torch.float32)
     if f.ndim != 2 or not torch.isfinite(f).all():
         raise RecsysError(f"features must be a finite [n_items, d] array, got shape {tuple(f.shape)}")
@@ -58,12 +60,12 @@ def knn_graph(features: np.ndarray | Tensor, k: int = 10) -> Tensor:
     rows, cols = [], []
     zero = x.norm(dim=1) == 0  # [I]
     for start in range(0, n, 1024):
-        sim = x[start:start + 1024] @ x.T  # [b, I]
+        sim = x[start : start + 1024] @ x.T  # [b, I]
         b = sim.shape[0]
         sim[torch.arange(b), torch.arange(start, start + b)] = -float("inf")  # no self-loops
         sim[:, zero] = -float("inf")
         top = sim.topk(k, dim=1).indices  # [b, k]
-        keep = ~zero[start:start + b]  # [b]
+        keep = ~zero[start : start + b]  # [b]
         r = torch.arange(start, start + b).unsqueeze(1).expand(b, k)[keep]  # [b', k]
         rows.append(r.reshape(-1))
         cols.append(top[keep].reshape(-1))

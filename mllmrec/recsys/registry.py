@@ -97,8 +97,9 @@ def params(name: str, values: dict[str, Any] | None = None) -> Any:
         raise ConfigError(f"model {name!r}: {e}") from e
 
 
-def build_model(name: str, train: sp.spmatrix | sp.sparray, features: Tensor | None = None,
-                **hyper: Any) -> RecModel:
+def build_model(
+    name: str, train: sp.spmatrix | sp.sparray, features: Tensor | None = None, **hyper: Any
+) -> RecModel:
     """Build model `name` for the interaction matrix `train` [U, I]; `hyper` are its
     hyper-parameters (a params dataclass instance may be passed as `params=`)."""
     from mllmrec.recsys.graph import RecsysError, check_interactions

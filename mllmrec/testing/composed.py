@@ -25,10 +25,23 @@ from mllmrec.testing.qwen import TinyModelError
 from mllmrec.testing.tokenizer import COMPOSED_IMAGE_TOKEN, build_tokenizer
 
 VisionKind = Literal["clip", "siglip"] | None
-TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "max_position_embeddings": 512, "rms_norm_eps": 1e-6}
-TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-               "image_size": 32, "patch_size": 8}
+TINY = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+    "rms_norm_eps": 1e-6,
+}
+TINY_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "image_size": 32,
+    "patch_size": 8,
+}
 # Bump when the tiny models change, so stale cached builds are not reused.
 # 2: cached builds carry mllmrec.testing.cache's completion marker instead of relying on composed.json.
 CACHE_VERSION = 2
@@ -38,11 +51,18 @@ def tiny_lm(tokenizer: Any, arch: Literal["qwen2", "llama"] = "qwen2", seed: int
     """A random causal LM sized `TINY`, its vocabulary and special ids matching `tokenizer`."""
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    config_cls, model_cls = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}[arch]
+    config_cls, model_cls = {
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+        "llama": (LlamaConfig, LlamaForCausalLM),
+    }[arch]
     config = config_cls(
-        vocab_size=len(tokenizer), tie_word_embeddings=True, bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, **TINY,
+        vocab_size=len(tokenizer),
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        **TINY,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -60,7 +80,9 @@ def tiny_vision(kind: Literal["clip", "siglip"], seed: int = 0) -> tuple[Any, An
         torch.manual_seed(seed)
         if kind == "clip":
             model = CLIPVisionModel(CLIPVisionConfig(**TINY_VISION))
-            processor = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+            processor = CLIPImageProcessorPil(
+                size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+            )
         elif kind == "siglip":
             model = SiglipVisionModel(SiglipVisionConfig(**TINY_VISION))
             processor = SiglipImageProcessorPil(size={"height": side, "width": side})
@@ -69,8 +91,9 @@ def tiny_vision(kind: Literal["clip", "siglip"], seed: int = 0) -> tuple[Any, An
     return model.eval(), processor
 
 
-def build_tiny_sources(work_dir: str | os.PathLike[str], *, vision: VisionKind = "clip",
-                       seed: int = 0) -> tuple[Path, Path | None]:
+def build_tiny_sources(
+    work_dir: str | os.PathLike[str], *, vision: VisionKind = "clip", seed: int = 0
+) -> tuple[Path, Path | None]:
     """Write a tiny LM (+ tokenizer with `<image>`) to work_dir/lm and a vision tower to work_dir/vision."""
     work = Path(work_dir)
     tokenizer = build_tokenizer(extra_special_tokens=(COMPOSED_IMAGE_TOKEN,))
@@ -84,29 +107,56 @@ def build_tiny_sources(work_dir: str | os.PathLike[str], *, vision: VisionKind =
     return work / "lm", work / "vision"
 
 
-def build_tiny_composed(out_dir: str | os.PathLike[str], *, connector: Literal["mlp", "qformer"] = "mlp",
-                        vision: VisionKind = "clip", seed: int = 0, query_tokens: int = 4) -> Path:
+def build_tiny_composed(
+    out_dir: str | os.PathLike[str],
+    *,
+    connector: Literal["mlp", "qformer"] = "mlp",
+    vision: VisionKind = "clip",
+    seed: int = 0,
+    query_tokens: int = 4,
+) -> Path:
     """Compose tiny random sources into `out_dir` (must not exist or be empty); returns `out_dir`."""
     from mllmrec.backbone.composed import compose
     from mllmrec.backbone.config import ComposeConfig
 
     with tempfile.TemporaryDirectory(prefix="mllmrec-tiny-sources-") as work:
         lm_dir, vision_dir = build_tiny_sources(work, vision=vision, seed=seed)
-        cfg = ComposeConfig(lm=str(lm_dir), vision=None if vision_dir is None else str(vision_dir),
-                            connector=connector, query_tokens=query_tokens, out=str(out_dir), seed=seed)
+        cfg = ComposeConfig(
+            lm=str(lm_dir),
+            vision=None if vision_dir is None else str(vision_dir),
+            connector=connector,
+            query_tokens=query_tokens,
+            out=str(out_dir),
+            seed=seed,
+        )
         return compose(cfg)
 
 
-def cached_tiny_composed(cache_dir: str | os.PathLike[str], *, connector: Literal["mlp", "qformer"] = "mlp",
-                         vision: VisionKind = "clip", seed: int = 0, query_tokens: int = 4) -> Path:
+def cached_tiny_composed(
+    cache_dir: str | os.PathLike[str],
+    *,
+    connector: Literal["mlp", "qformer"] = "mlp",
+    vision: VisionKind = "clip",
+    seed: int = 0,
+    query_tokens: int = 4,
+) -> Path:
     """`build_tiny_composed` into cache_dir/<key>, built once by `mllmrec.testing.cache.cached_build`
     (concurrent builders race safely: the first rename wins, the others discard their copy)."""
-    final = Path(cache_dir) / f"tiny-composed-v{CACHE_VERSION}-{connector}-{vision or 'text'}-q{query_tokens}-s{seed}"
-    return cached_build(final, lambda tmp: build_tiny_composed(
-        tmp, connector=connector, vision=vision, seed=seed, query_tokens=query_tokens))
+    final = (
+        Path(cache_dir)
+        / f"tiny-composed-v{CACHE_VERSION}-{connector}-{vision or 'text'}-q{query_tokens}-s{seed}"
+    )
+    return cached_build(
+        final,
+        lambda tmp: build_tiny_composed(
+            tmp, connector=connector, vision=vision, seed=seed, query_tokens=query_tokens
+        ),
+    )
 
 
-def write_tiny_gguf(directory: str | os.PathLike[str], *, seed: int = 0, name: str = "tiny-llama-f32.gguf") -> str:
+def write_tiny_gguf(
+    directory: str | os.PathLike[str], *, seed: int = 0, name: str = "tiny-llama-f32.gguf"
+) -> str:
     """Write a random tiny Llama (`tiny_lm(..., "llama", seed)`) as a float32 GGUF; return its file name.
 
     The file follows llama.cpp's conventions, which transformers' GGUF loader undoes:
@@ -163,7 +213,11 @@ def write_tiny_gguf(directory: str | os.PathLike[str], *, seed: int = 0, name: s
         array = tensor.detach().float().numpy()  # [out, in] or [d]
         n_head = heads.get(gguf_name.rsplit(".", 1)[-1])
         if n_head is not None:
-            array = array.reshape(n_head, 2, array.shape[0] // n_head // 2, -1).swapaxes(1, 2).reshape(array.shape)
+            array = (
+                array.reshape(n_head, 2, array.shape[0] // n_head // 2, -1)
+                .swapaxes(1, 2)
+                .reshape(array.shape)
+            )
         writer.add_tensor(f"{gguf_name}.{suffix}", array)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

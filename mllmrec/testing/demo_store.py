@@ -11,8 +11,13 @@ from pathlib import Path
 DEFAULT_WORK = Path(tempfile.gettempdir()) / "mllmrec-adapter-demo"
 
 
-def demo_inputs(store: str | None = None, data: str | None = None, work: str | Path = DEFAULT_WORK,
-                n_items: int = 80, seed: int = 0) -> tuple[Path, Path]:
+def demo_inputs(
+    store: str | None = None,
+    data: str | None = None,
+    work: str | Path = DEFAULT_WORK,
+    n_items: int = 80,
+    seed: int = 0,
+) -> tuple[Path, Path]:
     """(synthetic data folder, store folder): the given ones, or built (and reused) under `work`.
 
     The store is embedded with the notellm2-micl prompt, so it has an `mm` and a `visual` channel.
@@ -25,8 +30,9 @@ def demo_inputs(store: str | None = None, data: str | None = None, work: str | P
 
         data_dir = work / "data"
         if not (data_dir / "meta.json").is_file():
-            make_synthetic(SyntheticConfig(out=str(data_dir), n_items=n_items, n_users=n_items, image_size=32,
-                                           seed=seed))
+            make_synthetic(
+                SyntheticConfig(out=str(data_dir), n_items=n_items, n_users=n_items, image_size=32, seed=seed)
+            )
     else:
         data_dir = Path(data)
     if store is not None:
@@ -40,7 +46,17 @@ def demo_inputs(store: str | None = None, data: str | None = None, work: str | P
     hf_logging.disable_progress_bar()
     model = cached_tiny_qwen("qwen2-vl", seed=seed, cache_dir=work / "models")
     out = work / "store"
-    run_embed(EmbedConfig(catalog=str(data_dir / "items.jsonl"), model=str(model), out=str(out),
-                          prompt="notellm2-micl", resume=(out / "manifest.json").is_file(), progress=False,
-                          batch_size=16, shard_size=64), command=["adapters example"])
+    run_embed(
+        EmbedConfig(
+            catalog=str(data_dir / "items.jsonl"),
+            model=str(model),
+            out=str(out),
+            prompt="notellm2-micl",
+            resume=(out / "manifest.json").is_file(),
+            progress=False,
+            batch_size=16,
+            shard_size=64,
+        ),
+        command=["adapters example"],
+    )
     return data_dir, out

@@ -215,8 +215,13 @@ def build_tiny_qwen(
     tokenizer.save_pretrained(out)
     _image_processor(family).save_pretrained(out)
     # Written last (see MARKER_FILE).
-    meta = {"family": family, "size": size, "seed": seed, "vocab_size": config.text_config.vocab_size,
-            "builder_version": BUILDER_VERSION}
+    meta = {
+        "family": family,
+        "size": size,
+        "seed": seed,
+        "vocab_size": config.text_config.vocab_size,
+        "builder_version": BUILDER_VERSION,
+    }
     (out / MARKER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -228,7 +233,11 @@ def default_cache_dir() -> Path:
 
 
 def cached_tiny_qwen(
-    family: str, *, size: str = "tiny", seed: int = 0, cache_dir: str | Path | None = None,
+    family: str,
+    *,
+    size: str = "tiny",
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
     vocab_size: int | None = None,
 ) -> Path:
     """Return the directory of a built tiny model, building it on first use.

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 
-def write_array_store(out: str | Path, ids: list[str], vectors: dict[str, np.ndarray], *,
-                      fmt: str = "safetensors") -> Path:
+def write_array_store(
+    out: str | Path, ids: list[str], vectors: dict[str, np.ndarray], *, fmt: str = "safetensors"
+) -> Path:
     """A complete store in `out` holding `vectors` ({channel: [len(ids), d]}) for `ids`, in that order.
 
     The manifest says where the vectors came from (`backbone: arrays`), so nobody mistakes such a
@@ -28,12 +29,22 @@ def write_array_store(out: str | Path, ids: list[str], vectors: dict[str, np.nda
     h = hashlib.sha256(json.dumps(ids).encode())
     for ch, v in vectors.items():
         h.update(ch.encode() + np.ascontiguousarray(v).tobytes())
-    artifacts.write_manifest(out, {
-        "stage": "embed", "status": "complete", "mllmrec_version": __version__, "completed": "array store",
-        "config": {"format": fmt}, "identity": {"backbone": "arrays", "content_sha256": h.hexdigest()}, "backbone": {"model": "arrays"},
-        "channels": list(vectors), "dims": {ch: int(v.shape[1]) for ch, v in vectors.items()},
-        "dtype": str(next(iter(vectors.values())).dtype) if vectors else "float32",
-        "counts": {"input": len(ids), "embedded": len(ids), "rejected": 0, "text_only": 0},
-        "rejected": [], "degraded": [],
-    })
+    artifacts.write_manifest(
+        out,
+        {
+            "stage": "embed",
+            "status": "complete",
+            "mllmrec_version": __version__,
+            "completed": "array store",
+            "config": {"format": fmt},
+            "identity": {"backbone": "arrays", "content_sha256": h.hexdigest()},
+            "backbone": {"model": "arrays"},
+            "channels": list(vectors),
+            "dims": {ch: int(v.shape[1]) for ch, v in vectors.items()},
+            "dtype": str(next(iter(vectors.values())).dtype) if vectors else "float32",
+            "counts": {"input": len(ids), "embedded": len(ids), "rejected": 0, "text_only": 0},
+            "rejected": [],
+            "degraded": [],
+        },
+    )
     return out

@@ -22,7 +22,9 @@ import numpy as np
 from mllmrec import __version__
 
 
-def attribute_vectors(attributes: list[dict], dim: int = 32, noise: float = 1.0, seed: int = 0) -> dict[str, np.ndarray]:
+def attribute_vectors(
+    attributes: list[dict], dim: int = 32, noise: float = 1.0, seed: int = 0
+) -> dict[str, np.ndarray]:
     """{mm, visual, text: [n, dim] float32} for attribute rows {"color", "shape", "category", "material"}."""
     rng = np.random.default_rng([seed, 11])
     codes: dict[tuple[str, str], np.ndarray] = {}
@@ -39,12 +41,22 @@ def attribute_vectors(attributes: list[dict], dim: int = 32, noise: float = 1.0,
     text = np.stack([code("category", a["category"]) + code("material", a["material"]) for a in attributes])
     scale = noise * dim**-0.5
     eps = {c: rng.normal(0.0, scale, visual.shape) for c in ("visual", "text", "mm")}
-    return {"mm": (visual + text + eps["mm"]).astype(np.float32), "visual": (visual + eps["visual"]).astype(np.float32),
-            "text": (text + eps["text"]).astype(np.float32)}
+    return {
+        "mm": (visual + text + eps["mm"]).astype(np.float32),
+        "visual": (visual + eps["visual"]).astype(np.float32),
+        "text": (text + eps["text"]).astype(np.float32),
+    }
 
 
-def write_attribute_store(synthetic_dir: str | Path, out: str | Path, *, dim: int = 32, noise: float = 1.0,
-                          seed: int = 0, skip: set[str] | None = None) -> Path:
+def write_attribute_store(
+    synthetic_dir: str | Path,
+    out: str | Path,
+    *,
+    dim: int = 32,
+    noise: float = 1.0,
+    seed: int = 0,
+    skip: set[str] | None = None,
+) -> Path:
     """Write a complete store (as `mllmrec embed` would) from `synthetic_dir`/attributes.jsonl.
 
     `skip`: item ids to leave out of the store (to test items the log has but the store lacks).
@@ -54,19 +66,36 @@ def write_attribute_store(synthetic_dir: str | Path, out: str | Path, *, dim: in
 
     src, out = Path(synthetic_dir), Path(out)
     rows = [json.loads(line) for line in (src / "attributes.jsonl").read_text().splitlines() if line.strip()]
-    titles = {json.loads(line)["id"]: json.loads(line)["title"]
-              for line in (src / "items.jsonl").read_text().splitlines() if line.strip()}
+    titles = {
+        json.loads(line)["id"]: json.loads(line)["title"]
+        for line in (src / "items.jsonl").read_text().splitlines()
+        if line.strip()
+    }
     rows = [r for r in rows if r["id"] not in (skip or set())]
     vectors = attribute_vectors(rows, dim, noise, seed)
     out.mkdir(parents=True, exist_ok=True)
     ids = [r["id"] for r in rows]
     write_vectors(out, "safetensors", ids, [titles.get(i, "") for i in ids], vectors)
-    identity = {"backbone": {"synthetic_attributes": {"dim": dim, "noise": noise, "seed": seed}}, "prompt": None}
-    write_manifest(out, {
-        "stage": "embed", "status": "complete", "mllmrec_version": __version__,
-        "completed": "synthetic", "identity": identity, "config": {"format": "safetensors"},
-        "counts": {"input": len(ids), "embedded": len(ids), "rejected": 0, "text_only": 0},
-        "channels": list(vectors), "dims": {c: dim for c in vectors}, "rejected": [],
-        "notes": ["vectors built from the synthetic catalogue's true attributes plus noise, not by a model"],
-    })
+    identity = {
+        "backbone": {"synthetic_attributes": {"dim": dim, "noise": noise, "seed": seed}},
+        "prompt": None,
+    }
+    write_manifest(
+        out,
+        {
+            "stage": "embed",
+            "status": "complete",
+            "mllmrec_version": __version__,
+            "completed": "synthetic",
+            "identity": identity,
+            "config": {"format": "safetensors"},
+            "counts": {"input": len(ids), "embedded": len(ids), "rejected": 0, "text_only": 0},
+            "channels": list(vectors),
+            "dims": {c: dim for c in vectors},
+            "rejected": [],
+            "notes": [
+                "vectors built from the synthetic catalogue's true attributes plus noise, not by a model"
+            ],
+        },
+    )
     return out

@@ -53,7 +53,12 @@ def save(tr: Any, out: Path) -> Path:
     save_file(tr.trainable_state(), str(tmp / "trainable.safetensors"))
     opt_tensors, opt_rest = _flatten_optimizer(tr.optimizer.state_dict())
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    meta = {"step": tr.step, "optimizer": opt_rest, "scheduler": tr.scheduler.state_dict(), "history": tr.history}
+    meta = {
+        "step": tr.step,
+        "optimizer": opt_rest,
+        "scheduler": tr.scheduler.state_dict(),
+        "history": tr.history,
+    }
     (tmp / "state.json").write_text(json.dumps(meta, default=str), encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -78,7 +83,8 @@ def resume(tr: Any, out: Path, identity: dict[str, Any]) -> None:
         return
     meta = json.loads((ck / "state.json").read_text(encoding="utf-8"))
     tr.load_trainable_state(load_file(str(ck / "trainable.safetensors")))
-    tr.optimizer.load_state_dict(_unflatten_optimizer(load_file(str(ck / "optimizer.safetensors")),
-                                                      meta["optimizer"]))
+    tr.optimizer.load_state_dict(
+        _unflatten_optimizer(load_file(str(ck / "optimizer.safetensors")), meta["optimizer"])
+    )
     tr.scheduler.load_state_dict(meta["scheduler"])
     tr.step, tr.history = int(meta["step"]), meta["history"]

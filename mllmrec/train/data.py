@@ -62,13 +62,17 @@ def read_pairs(pairs_dir: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     except ArtifactError as e:
         raise TrainDataError(f"{e} (needs pairs.parquet and manifest.json from `mllmrec pairs`)") from None
     if not path.is_file():
-        raise TrainDataError(f"{d} is not a complete pairs directory: no pairs.parquet (run `mllmrec pairs` again)")
+        raise TrainDataError(
+            f"{d} is not a complete pairs directory: no pairs.parquet (run `mllmrec pairs` again)"
+        )
     table = pq.read_table(path)
     missing = {"query_id", "partner_id", "score", "part"} - set(table.column_names)
     if missing:
         raise TrainDataError(f"{path} lacks columns {sorted(missing)}")
-    cols = {c: np.asarray(table.column(c).to_pylist(), dtype=object if c != "score" else np.float64)
-            for c in ("query_id", "partner_id", "score", "part")}
+    cols = {
+        c: np.asarray(table.column(c).to_pylist(), dtype=object if c != "score" else np.float64)
+        for c in ("query_id", "partner_id", "score", "part")
+    }
     return cols, {"path": str(path), "sha256": file_sha256(path), **manifest}
 
 
@@ -88,10 +92,12 @@ def load_pair_data(cfg: Any, template: Any, encoder: Encoder) -> PairData:
     text_only = {r["id"] for r in bad if r["action"] == "text-only"}
     unusable = unknown | {r["id"] for r in bad if r["action"] == "rejected"}
     ok = ~(np.isin(cols["query_id"], list(unusable)) | np.isin(cols["partner_id"], list(unusable)))
-    report.update(unknown_items={"count": len(unknown), "examples": _examples(unknown)},
-                  rejected_items=[r for r in bad if r["action"] == "rejected"],
-                  text_only_items=[r for r in bad if r["action"] == "text-only"],
-                  pairs_dropped=int((~ok).sum()))
+    report.update(
+        unknown_items={"count": len(unknown), "examples": _examples(unknown)},
+        rejected_items=[r for r in bad if r["action"] == "rejected"],
+        text_only_items=[r for r in bad if r["action"] == "text-only"],
+        pairs_dropped=int((~ok).sum()),
+    )
     part = cols["part"]
     train_rows = ok & (part == "train")
     a, b = cols["query_id"][train_rows], cols["partner_id"][train_rows]
@@ -99,19 +105,28 @@ def load_pair_data(cfg: Any, template: Any, encoder: Encoder) -> PairData:
     uniq = sorted(set(zip(lo.tolist(), hi.tolist(), strict=True)))
     train = np.array(uniq, dtype=object).reshape(-1, 2)
     if len(train) < cfg.batch_pairs:
-        raise TrainDataError(f"{len(train)} usable training pairs, fewer than one batch ({cfg.batch_pairs}); "
-                             f"{report['pairs_dropped']} pairs were dropped (see the report)")
+        raise TrainDataError(
+            f"{len(train)} usable training pairs, fewer than one batch ({cfg.batch_pairs}); "
+            f"{report['pairs_dropped']} pairs were dropped (see the report)"
+        )
     protocols = {}
     for name in ("valid", "test"):
         rows = ok & (part == name)
-        protocols[name] = i2i_protocol(cols["query_id"][rows], cols["partner_id"][rows], cols["score"][rows],
-                                       cfg.max_valid_queries if name == "valid" else None, cfg.seed)
-    report.update(train_pairs=len(train), valid_queries=len(protocols["valid"].queries),
-                  valid_candidates=len(protocols["valid"].candidates),
-                  test_queries=len(protocols["test"].queries))
+        protocols[name] = i2i_protocol(
+            cols["query_id"][rows],
+            cols["partner_id"][rows],
+            cols["score"][rows],
+            cfg.max_valid_queries if name == "valid" else None,
+            cfg.seed,
+        )
+    report.update(
+        train_pairs=len(train),
+        valid_queries=len(protocols["valid"].queries),
+        valid_candidates=len(protocols["valid"].candidates),
+        test_queries=len(protocols["test"].queries),
+    )
     report["pairs_path"] = pairs_manifest["path"]  # a path may change on resume; the content hash may not
-    fp = {"pairs": {"sha256": pairs_manifest["sha256"]},
-          "catalog_sha256": catalog.sha256}
+    fp = {"pairs": {"sha256": pairs_manifest["sha256"]}, "catalog_sha256": catalog.sha256}
     return PairData(items, train, protocols, text_only, report, fp)
 
 
@@ -134,8 +149,14 @@ def _check_items(cfg: Any, template: Any, encoder: Encoder, items: list[Item]) -
             if images is None:
                 return rej.to_dict()
         try:
-            render(template, it, [None] * (n_img if use_images else 0), image_placeholder=encoder.image_placeholder,
-                   chat=encoder.render_chat, special_tokens=encoder.special_tokens)
+            render(
+                template,
+                it,
+                [None] * (n_img if use_images else 0),
+                image_placeholder=encoder.image_placeholder,
+                chat=encoder.render_chat,
+                special_tokens=encoder.special_tokens,
+            )
         except PromptError as e:
             return Rejection(it.id, str(e)).to_dict()
         return rej.to_dict() if rej is not None else None
@@ -158,9 +179,11 @@ class BatchSource:
         """[B, 2] item ids of global batch `step` (0-based)."""
         epoch, k = divmod(step, self.per_epoch)
         perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.data.train))
-        return self.data.train[perm[k * self.cfg.batch_pairs:(k + 1) * self.cfg.batch_pairs]]
+        return self.data.train[perm[k * self.cfg.batch_pairs : (k + 1) * self.cfg.batch_pairs]]
 
-    def render(self, ids: list[str], step: int | None = None, rows: tuple[int, int] | None = None) -> list[RenderedItem]:
+    def render(
+        self, ids: list[str], step: int | None = None, rows: tuple[int, int] | None = None
+    ) -> list[RenderedItem]:
         """Render items (images decoded now); with `step`, apply that step's modality dropout.
 
         `rows` = (offset, total): `ids` are rows offset.. of the step's `total` global rows (one
@@ -173,7 +196,7 @@ class BatchSource:
             offset, total = rows or (0, len(ids))
             rng = np.random.default_rng([self.cfg.seed, step, 1])
             hit = rng.random(total) < self.cfg.modality_dropout
-            drop = np.where(hit, rng.integers(1, 3, total), 0)[offset:offset + len(ids)]
+            drop = np.where(hit, rng.integers(1, 3, total), 0)[offset : offset + len(ids)]
         todo = [self.data.items[i] for i in ids]
 
         def load(n_it: tuple[int, Item]) -> list[Any]:
@@ -189,6 +212,14 @@ class BatchSource:
         for n, (it, ims) in enumerate(zip(todo, images, strict=True)):
             if drop[n] == 2 and ims:  # only items that keep an image may lose their text
                 it = Item(it.id, {k: "" for k in it.texts}, it.image_refs)
-            out.append(render(self.template, it, ims, image_placeholder=self.encoder.image_placeholder,
-                              chat=self.encoder.render_chat, special_tokens=self.encoder.special_tokens))
+            out.append(
+                render(
+                    self.template,
+                    it,
+                    ims,
+                    image_placeholder=self.encoder.image_placeholder,
+                    chat=self.encoder.render_chat,
+                    special_tokens=self.encoder.special_tokens,
+                )
+            )
         return out

@@ -82,8 +82,14 @@ def attach_lora(encoder: Encoder, spec: LoraSpec) -> list[tuple[str, Any]]:
         # saves it with the adapter and merges it back.
         in_full = list(encoder.family.full_train_modules)
         full = in_full if spec.connector and in_full and name == ADAPTER_DIR else None
-        cfg = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
-                         bias="none", modules_to_save=full)
+        cfg = LoraConfig(
+            r=spec.rank,
+            lora_alpha=spec.alpha,
+            lora_dropout=spec.dropout,
+            target_modules=targets,
+            bias="none",
+            modules_to_save=full,
+        )
         with quiet_peft_probe():
             out.append((name, get_peft_model(module, cfg)))
     return out
@@ -97,8 +103,10 @@ def _check_targets(module: nn.Module, targets: Any) -> None:
         hit = any(n.rsplit(".", 1)[-1] in targets for n in names)
     if not hit:
         leaves = sorted({n.rsplit(".", 1)[-1] for n in names})
-        raise LoraError(f"LoRA targets {targets!r} match no linear layer; linear layer names here: "
-                        f"{', '.join(leaves[:20])}")
+        raise LoraError(
+            f"LoRA targets {targets!r} match no linear layer; linear layer names here: "
+            f"{', '.join(leaves[:20])}"
+        )
 
 
 def save_adapters(peft_models: list[tuple[str, Any]], run_dir: Path) -> None:

@@ -31,9 +31,15 @@ def merge_run(cfg: MergeConfig) -> Path:
         raise RunDirError(f"{out} exists and is not empty; choose a new directory for the merged model")
     base = cfg.model or man["config"]["model"]
     c = man["config"]  # the image bounds the run trained with go into the saved image processor
-    spec = ModelSpec(model=base, revision=c.get("revision"), device="cpu", dtype=cfg.dtype,
-                     min_pixels=c.get("min_pixels"), max_pixels=c.get("max_pixels"),
-                     trust_remote_code=cfg.trust_remote_code)  # the user's flag, never the run's
+    spec = ModelSpec(
+        model=base,
+        revision=c.get("revision"),
+        device="cpu",
+        dtype=cfg.dtype,
+        min_pixels=c.get("min_pixels"),
+        max_pixels=c.get("max_pixels"),
+        trust_remote_code=cfg.trust_remote_code,
+    )  # the user's flag, never the run's
     encoder = open_encoder(spec)
     adapter = apply_run(encoder, cfg.run)
     tmp = temp_name(out)

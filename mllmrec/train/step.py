@@ -51,8 +51,9 @@ def gather_rows(local: Reps, world: int, rank: int) -> Reps:
     return out
 
 
-def reduce_gradients(encoder_params: Sequence[torch.nn.Parameter], global_params: Sequence[torch.nn.Parameter],
-                     world: int) -> None:
+def reduce_gradients(
+    encoder_params: Sequence[torch.nn.Parameter], global_params: Sequence[torch.nn.Parameter], world: int
+) -> None:
     """Sum encoder gradients over processes; average the gradients of global-loss parameters."""
     if world == 1:
         return
@@ -68,8 +69,15 @@ def reduce_gradients(encoder_params: Sequence[torch.nn.Parameter], global_params
             p.grad /= world
 
 
-def backward_step(encode: Callable[[Any], Reps], chunks: Sequence[Any], loss_fn: Callable[[Reps], tuple[torch.Tensor, dict]],
-                  *, cache: bool, world: int = 1, rank: int = 0) -> tuple[torch.Tensor, dict]:
+def backward_step(
+    encode: Callable[[Any], Reps],
+    chunks: Sequence[Any],
+    loss_fn: Callable[[Reps], tuple[torch.Tensor, dict]],
+    *,
+    cache: bool,
+    world: int = 1,
+    rank: int = 0,
+) -> tuple[torch.Tensor, dict]:
     """Accumulate the batch's gradients into the parameters (call `zero_grad` before).
 
     encode(chunk) -> {channel: [n_chunk, d]}; loss_fn(gathered reps) -> (loss, parts). The local
@@ -96,7 +104,7 @@ def backward_step(encode: Callable[[Any], Reps], chunks: Sequence[Any], loss_fn:
         _set_rng_state(state)
         out = encode(c)
         n = next(iter(out.values())).shape[0]
-        grads = {ch: g[start:start + n] for ch in out if (g := local[ch].grad) is not None}
+        grads = {ch: g[start : start + n] for ch in out if (g := local[ch].grad) is not None}
         surrogate = sum((out[ch] * g.to(out[ch].dtype)).sum() for ch, g in grads.items())
         surrogate.backward()
         start += n

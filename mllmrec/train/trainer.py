@@ -35,8 +35,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Config keys a resume may change: paths are pinned by content hashes, and more steps extend a run.
-RESUME_FREE = {"resume", "overwrite", "progress", "out", "device", "steps", "epochs", "checkpoint_every",
-               "valid_every", "catalog", "model", "pairs"}
+RESUME_FREE = {
+    "resume",
+    "overwrite",
+    "progress",
+    "out",
+    "device",
+    "steps",
+    "epochs",
+    "checkpoint_every",
+    "valid_every",
+    "catalog",
+    "model",
+    "pairs",
+}
 
 
 STAGE = "train"
@@ -56,7 +68,9 @@ def load_train_encoder(cfg: TrainConfig, device: str) -> Encoder:
 class Trainer:
     """Holds the encoder, its trainable pieces, the optimizer and the data for one run."""
 
-    def __init__(self, cfg: TrainConfig, encoder: Encoder, *, rank: int = 0, world: int = 1, loss: Any = None) -> None:
+    def __init__(
+        self, cfg: TrainConfig, encoder: Encoder, *, rank: int = 0, world: int = 1, loss: Any = None
+    ) -> None:
         """`loss`: a loss object (see train.losses) used instead of the one `cfg.loss` names."""
         from mllmrec.prompts import load_template
         from mllmrec.train.data import BatchSource, load_pair_data
@@ -69,7 +83,9 @@ class Trainer:
         self.template = load_template(cfg.prompt)
         self.base_fingerprint = dict(encoder.fingerprint())
         if cfg.quantize == "4bit":  # 4-bit weights hash differently from the full model embed/merge load
-            self.base_fingerprint["weights_fingerprint_4bit"] = self.base_fingerprint.pop("weights_fingerprint")
+            self.base_fingerprint["weights_fingerprint_4bit"] = self.base_fingerprint.pop(
+                "weights_fingerprint"
+            )
             self.base_fingerprint["weights_fingerprint"] = None
         self.data = load_pair_data(cfg, self.template, encoder)
         self.batches = BatchSource(self.data, cfg, self.template, encoder)
@@ -77,9 +93,18 @@ class Trainer:
         self.loss_name = cfg.loss if loss is None else loss_name(loss)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.peft = attach_lora(encoder, LoraSpec(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
-                                                       cfg.lora_targets, cfg.vision_lora, cfg.vision_lora_targets,
-                                                       connector=cfg.train_connector))
+            self.peft = attach_lora(
+                encoder,
+                LoraSpec(
+                    cfg.lora_rank,
+                    cfg.lora_alpha,
+                    cfg.lora_dropout,
+                    cfg.lora_targets,
+                    cfg.vision_lora,
+                    cfg.vision_lora_targets,
+                    connector=cfg.train_connector,
+                ),
+            )
             self._attach_heads()
         dev = self._device()
         self.log_scale = torch.nn.Parameter(torch.tensor(float(cfg.logit_scale_init), device=dev))
@@ -87,22 +112,28 @@ class Trainer:
         # the keys prefix the trainable weights' names in checkpoints.
         heads = {"fusion_gate": encoder.fusion_gate, "projection": encoder.projection}
         self.modules = {**encoder.networks(), **{k: m for k, m in heads.items() if m is not None}}
-        self.params = {f"{k}.{n}": p for k, m in self.modules.items() for n, p in m.named_parameters()
-                       if p.requires_grad}
+        self.params = {
+            f"{k}.{n}": p for k, m in self.modules.items() for n, p in m.named_parameters() if p.requires_grad
+        }
         self.params["log_scale"] = self.log_scale
         # No weight decay on the logit scale and biases (it would pull the temperature towards 1).
         decay = [p for n, p in self.params.items() if p.ndim >= 2]
         rest = [p for n, p in self.params.items() if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                            {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
         warm = max(cfg.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0
+        )
         self.total_steps = cfg.steps or max(1, math.ceil(cfg.epochs * self.batches.per_epoch))
         self.channels = self._loss_channels()
         out_dim = cfg.proj_dim or encoder.hidden_size
         if any(m >= out_dim for m in cfg.matryoshka_dims):
-            raise TrainError(f"matryoshka_dims {list(cfg.matryoshka_dims)} must be below the vector size {out_dim}")
+            raise TrainError(
+                f"matryoshka_dims {list(cfg.matryoshka_dims)} must be below the vector size {out_dim}"
+            )
         for m in (sub for net in self.modules.values() for sub in net.modules()):
             # bitsandbytes (0.50) repacks 4-bit weights for fast CPU inference the first time a layer
             # runs in eval mode without grad (our validation) and never unpacks them for training,
@@ -150,13 +181,17 @@ class Trainer:
         """Local item ids (queries then partners) and the global partner index and item keys."""
         pairs = self.batches.pairs(step)  # [B, 2]
         b = len(pairs) // self.world
-        order = np.concatenate([np.concatenate([pairs[r * b:(r + 1) * b, 0], pairs[r * b:(r + 1) * b, 1]])
-                                for r in range(self.world)])  # [2B] global row order
+        order = np.concatenate(
+            [
+                np.concatenate([pairs[r * b : (r + 1) * b, 0], pairs[r * b : (r + 1) * b, 1]])
+                for r in range(self.world)
+            ]
+        )  # [2B] global row order
         _, keys = np.unique(order.astype(str), return_inverse=True)
         local = np.arange(2 * b)
         partner_local = np.where(local < b, local + b, local - b)
         partner = np.concatenate([partner_local + 2 * b * r for r in range(self.world)])
-        mine = order[2 * b * self.rank:2 * b * (self.rank + 1)].tolist()
+        mine = order[2 * b * self.rank : 2 * b * (self.rank + 1)].tolist()
         return mine, torch.as_tensor(partner), torch.as_tensor(keys)
 
     def gradients(self, step: int, chunk_size: int | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -169,16 +204,26 @@ class Trainer:
         ids, partner, keys = self._batch_rows(step)
         rendered = self.batches.render(ids, step, rows=(len(ids) * self.rank, len(ids) * self.world))
         size = chunk_size or len(rendered)
-        chunks = [self.encoder.prepare(rendered[i:i + size]) for i in range(0, len(rendered), size)]
+        chunks = [self.encoder.prepare(rendered[i : i + size]) for i in range(0, len(rendered), size)]
 
         def loss_fn(reps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-            return objective(reps, partner, keys, self.log_scale, self.loss, self.channels, self.cfg.matryoshka_dims)
+            return objective(
+                reps, partner, keys, self.log_scale, self.loss, self.channels, self.cfg.matryoshka_dims
+            )
 
         self._train_mode(True)
         self.optimizer.zero_grad(set_to_none=True)
-        loss, parts = backward_step(self.encoder.features, chunks, loss_fn, cache=chunk_size is not None,
-                                    world=self.world, rank=self.rank)
-        reduce_gradients([p for n, p in self.params.items() if n != "log_scale"], [self.log_scale], self.world)
+        loss, parts = backward_step(
+            self.encoder.features,
+            chunks,
+            loss_fn,
+            cache=chunk_size is not None,
+            world=self.world,
+            rank=self.rank,
+        )
+        reduce_gradients(
+            [p for n, p in self.params.items() if n != "log_scale"], [self.log_scale], self.world
+        )
         return loss, parts
 
     def train_step(self) -> dict[str, float]:
@@ -186,8 +231,11 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        out = {"loss": float(loss), **{k: float(v) for k, v in parts.items()},
-               "logit_scale": float(self.log_scale.detach().exp())}
+        out = {
+            "loss": float(loss),
+            **{k: float(v) for k, v in parts.items()},
+            "logit_scale": float(self.log_scale.detach().exp()),
+        }
         self.history["loss"].append({"step": self.step, **{k: round(v, 6) for k, v in out.items()}})
         return out
 
@@ -199,7 +247,7 @@ class Trainer:
         self._train_mode(False)
         out = []
         for i in range(0, len(ids), batch_size):
-            out.append(self.encoder.encode(self.batches.render(ids[i:i + batch_size]))[main].numpy())
+            out.append(self.encoder.encode(self.batches.render(ids[i : i + batch_size]))[main].numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def validate(self, part: str = "valid") -> dict[str, float]:
@@ -229,8 +277,9 @@ class Trainer:
         save_heads(self.encoder, out)
 
 
-def run_train(cfg: TrainConfig, *, encoder: Encoder | None = None, loss: Any = None,
-              command: list[str] | None = None) -> dict[str, Any]:
+def run_train(
+    cfg: TrainConfig, *, encoder: Encoder | None = None, loss: Any = None, command: list[str] | None = None
+) -> dict[str, Any]:
     """Train and write the run directory; returns the final manifest (library entry point; never
     prints: validation results go to the progress bar or the log, and into the manifest's history).
     `loss`: a loss object to train with instead of the registered one `cfg.loss` names.
@@ -256,23 +305,36 @@ def _train(cfg: TrainConfig, encoder: Encoder | None, loss: Any, command: list[s
     if encoder is None:
         encoder = load_train_encoder(cfg, device_for_rank(cfg.device, rank, world))
     tr = Trainer(cfg, encoder, rank=rank, world=world, loss=loss)
-    identity = {"config": {k: v for k, v in to_dict(cfg).items() if k not in RESUME_FREE} | {"loss": tr.loss_name},
-                "backbone": {k: v for k, v in tr.base_fingerprint.items() if k != "backbone"},
-                "prompt": tr.template.identity(), **tr.data.fingerprint}
+    identity = {
+        "config": {k: v for k, v in to_dict(cfg).items() if k not in RESUME_FREE} | {"loss": tr.loss_name},
+        "backbone": {k: v for k, v in tr.base_fingerprint.items() if k != "backbone"},
+        "prompt": tr.template.identity(),
+        **tr.data.fingerprint,
+    }
     if cfg.resume:
         ckpt.resume(tr, out, identity)
         if rank == 0 and tr.step < tr.total_steps:  # continuing (also a finished run given more steps)
             write_manifest(out, _manifest(cfg, tr, identity, "running", command), stage=STAGE)
     elif rank == 0:
         write_manifest(out, _manifest(cfg, tr, identity, "running", command), stage=STAGE)
-    if tr.step >= tr.total_steps and cfg.resume and read_manifest(out, expect_stage=STAGE).get("status") == "complete":
+    if (
+        tr.step >= tr.total_steps
+        and cfg.resume
+        and read_manifest(out, expect_stage=STAGE).get("status") == "complete"
+    ):
         log.info("%s: already complete at step %d", out, tr.step)
         return read_manifest(out, expect_stage=STAGE)
     validating = cfg.valid_every > 0
     if rank == 0 and validating and not tr.history["valid"]:
         _report_valid(tr, "zero-shot")
-    bar = tqdm(total=tr.total_steps, initial=tr.step, disable=not cfg.progress or rank != 0, desc="train",
-               unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=tr.total_steps,
+        initial=tr.step,
+        disable=not cfg.progress or rank != 0,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+    )
     seen, t_run = 0, time.perf_counter()
     while tr.step < tr.total_steps:
         res = tr.train_step()
@@ -296,8 +358,11 @@ def _train(cfg: TrainConfig, encoder: Encoder | None, loss: Any, command: list[s
         _report_valid(tr, "tuned")
     tr.save_final(out)
     manifest = _manifest(cfg, tr, identity, "complete", command)
-    manifest.update(adapter_sha256=artefacts_sha256(out), seconds=round(time.perf_counter() - t0, 2),
-                    test_i2i=tr.validate("test") if tr.data.protocols["test"].queries else {})
+    manifest.update(
+        adapter_sha256=artefacts_sha256(out),
+        seconds=round(time.perf_counter() - t0, 2),
+        test_i2i=tr.validate("test") if tr.data.protocols["test"].queries else {},
+    )
     manifest = write_manifest(out, manifest, stage=STAGE)
     barrier(world)
     return manifest
@@ -312,18 +377,34 @@ def _report_valid(tr: Trainer, label: str, bar: Any = None) -> None:
         log.info(msg)
 
 
-def _manifest(cfg: TrainConfig, tr: Trainer, identity: dict[str, Any], status: str,
-              command: list[str] | None) -> dict[str, Any]:
+def _manifest(
+    cfg: TrainConfig, tr: Trainer, identity: dict[str, Any], status: str, command: list[str] | None
+) -> dict[str, Any]:
     enc = tr.encoder
-    return {"status": status, "config": to_dict(cfg),
-            "command": command, "identity": identity, "backbone": tr.base_fingerprint,
-            "quantized": cfg.quantize, "prompt": tr.template.identity(), "loss": tr.loss_name, "loss_channels": tr.channels,
-            "dims": {"hidden": enc.hidden_size, "out": cfg.proj_dim or enc.hidden_size,
-                     "matryoshka": list(cfg.matryoshka_dims)},
-            "trainable_parameters": int(sum(p.numel() for p in tr.params.values())),
-            "processes": tr.world, "steps": tr.step, "total_steps": tr.total_steps,
-            "batches_per_epoch": tr.batches.per_epoch, "data": tr.data.report,
-            "logit_scale": float(tr.log_scale.detach().exp()), "history": tr.history}
+    return {
+        "status": status,
+        "config": to_dict(cfg),
+        "command": command,
+        "identity": identity,
+        "backbone": tr.base_fingerprint,
+        "quantized": cfg.quantize,
+        "prompt": tr.template.identity(),
+        "loss": tr.loss_name,
+        "loss_channels": tr.channels,
+        "dims": {
+            "hidden": enc.hidden_size,
+            "out": cfg.proj_dim or enc.hidden_size,
+            "matryoshka": list(cfg.matryoshka_dims),
+        },
+        "trainable_parameters": int(sum(p.numel() for p in tr.params.values())),
+        "processes": tr.world,
+        "steps": tr.step,
+        "total_steps": tr.total_steps,
+        "batches_per_epoch": tr.batches.per_epoch,
+        "data": tr.data.report,
+        "logit_scale": float(tr.log_scale.detach().exp()),
+        "history": tr.history,
+    }
 
 
 def main(cfg: TrainConfig, command: list[str]) -> int:
@@ -331,7 +412,10 @@ def main(cfg: TrainConfig, command: list[str]) -> int:
     man = run_train(cfg, command=command)
     if man:
         v = man["history"]["valid"]
-        valid = (f"valid i2i recall@10 {v[0]['recall@10']:.4f} -> {v[-1]['recall@10']:.4f}" if v
-                 else "no validation (--valid-every 0)")
+        valid = (
+            f"valid i2i recall@10 {v[0]['recall@10']:.4f} -> {v[-1]['recall@10']:.4f}"
+            if v
+            else "no validation (--valid-every 0)"
+        )
         print(f"wrote {cfg.out}: {man['steps']} steps, adapter {man['adapter_sha256'][:12]}; {valid}")
     return 0

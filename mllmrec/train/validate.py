@@ -31,8 +31,13 @@ class I2IProtocol:
         return self.queries + self.candidates
 
 
-def i2i_protocol(query_ids: Sequence[str], partner_ids: Sequence[str], scores: Sequence[float],
-                 max_queries: int | None = None, seed: int = 0) -> I2IProtocol:
+def i2i_protocol(
+    query_ids: Sequence[str],
+    partner_ids: Sequence[str],
+    scores: Sequence[float],
+    max_queries: int | None = None,
+    seed: int = 0,
+) -> I2IProtocol:
     """Build the protocol from one part's pairs (rows need not be sorted)."""
     q = np.asarray(query_ids, dtype=object)
     p = np.asarray(partner_ids, dtype=object)
@@ -51,12 +56,14 @@ def i2i_protocol(query_ids: Sequence[str], partner_ids: Sequence[str], scores: S
         if q[r] in qset and q[r] not in best and p[r] in cpos:
             best[q[r]] = p[r]
     kept = [x for x in queries if x in best]
-    return I2IProtocol(kept, candidates, np.array([cpos[best[x]] for x in kept], dtype=np.int64),
-                       len(queries) - len(kept))
+    return I2IProtocol(
+        kept, candidates, np.array([cpos[best[x]] for x in kept], dtype=np.int64), len(queries) - len(kept)
+    )
 
 
-def evaluate_i2i(proto: I2IProtocol, vectors: Callable[[list[str]], np.ndarray],
-                 ks: Sequence[int] = I2I_KS) -> dict[str, float]:
+def evaluate_i2i(
+    proto: I2IProtocol, vectors: Callable[[list[str]], np.ndarray], ks: Sequence[int] = I2I_KS
+) -> dict[str, float]:
     """Recall@k for vectors given by `vectors(ids) -> [n, d]`; k beyond the pool is capped there."""
     if not proto.queries or not proto.candidates:
         return {}

@@ -35,7 +35,9 @@ def model_dirs(tmp_path_factory):
         if variant not in built:
             builder = TINY_BUILDS.get(family, {}).get(variant)
             if builder is None:
-                pytest.fail(f"family {family!r} has no tiny model builder in mllmrec.testing.encoders.TINY_BUILDS")
+                pytest.fail(
+                    f"family {family!r} has no tiny model builder in mllmrec.testing.encoders.TINY_BUILDS"
+                )
             built[variant] = builder(cache)
         return built[variant]
 
@@ -52,11 +54,22 @@ def items(enc: Encoder) -> list[RenderedItem]:
 
     t = load_template("notellm2")
     red, blue = Image.new("RGB", (64, 64), (200, 30, 30)), Image.new("RGB", (120, 80), (30, 30, 200))
-    specs = [(Item("a", {"title": "red mug"}, ("r",)), [red]),
-             (Item("b", {"title": "a much longer title of a blue poster with words"}, ("b",)), [blue]),
-             (Item("c", {"title": "text only"}, ()), [])]
-    return [render(t, it, ims if enc.accepts_images else [], image_placeholder=enc.image_placeholder,
-                   chat=enc.render_chat, special_tokens=enc.special_tokens) for it, ims in specs]
+    specs = [
+        (Item("a", {"title": "red mug"}, ("r",)), [red]),
+        (Item("b", {"title": "a much longer title of a blue poster with words"}, ("b",)), [blue]),
+        (Item("c", {"title": "text only"}, ()), []),
+    ]
+    return [
+        render(
+            t,
+            it,
+            ims if enc.accepts_images else [],
+            image_placeholder=enc.image_placeholder,
+            chat=enc.render_chat,
+            special_tokens=enc.special_tokens,
+        )
+        for it, ims in specs
+    ]
 
 
 def close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: float = TOL) -> bool:
@@ -119,7 +132,12 @@ def test_lora_attach_save_apply_and_merge_give_the_tuned_vectors(case, tmp_path)
     assert not close(before, tuned, 1e-3)
     run = tmp_path / "run"
     save_adapters(peft, run)
-    manifest = {"stage": "train", "status": "complete", "backbone": base, "adapter_sha256": artefacts_sha256(run)}
+    manifest = {
+        "stage": "train",
+        "status": "complete",
+        "backbone": base,
+        "adapter_sha256": artefacts_sha256(run),
+    }
     (run / "manifest.json").write_text(json.dumps(manifest))
 
     fresh = load(path)

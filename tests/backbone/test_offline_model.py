@@ -14,7 +14,9 @@ MISSING = "nosuch-org/nosuch-model-for-mllmrec-tests"
 
 def test_an_uncached_hub_id_offline_names_the_model_and_the_setting(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(BackboneError, match=rf"cannot open model '{MISSING}': HF_HUB_OFFLINE is set.*download it"):
+    with pytest.raises(
+        BackboneError, match=rf"cannot open model '{MISSING}': HF_HUB_OFFLINE is set.*download it"
+    ):
         open_encoder(ModelSpec(model=MISSING))
     with pytest.raises(BackboneError, match=rf"cannot open model '{MISSING}'"):
         open_renderer(MISSING)

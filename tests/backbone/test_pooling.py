@@ -168,11 +168,21 @@ def micl_batch(tok) -> list:
         return render_with_chat_template(tok, u, s)
 
     return [
-        render(t, Item("a", {"title": "red wool chair", "description": "a modern chair with stripes"},
-                       ("a.png",)), [object()], image_placeholder=PH, chat=chat),
+        render(
+            t,
+            Item("a", {"title": "red wool chair", "description": "a modern chair with stripes"}, ("a.png",)),
+            [object()],
+            image_placeholder=PH,
+            chat=chat,
+        ),
         render(t, Item("b", {"title": "mug"}), [], image_placeholder=PH, chat=chat),
-        render(t, Item("c", {"title": "lamp"}, ("c.png", "d.png")), [object(), object()],
-               image_placeholder=PH, chat=chat),
+        render(
+            t,
+            Item("c", {"title": "lamp"}, ("c.png", "d.png")),
+            [object(), object()],
+            image_placeholder=PH,
+            chat=chat,
+        ),
     ]
 
 
@@ -263,4 +273,3 @@ def test_pool_mm_only():
     assert list(out) == ["mm"]
     assert out["mm"].dtype == torch.float32
     assert torch.equal(out["mm"], hidden[:, -1].float())
-

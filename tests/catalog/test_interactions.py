@@ -28,7 +28,9 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_csv_keeps_ids_as_text_and_reads_optional_columns(tmp_path: Path) -> None:
-    p = write(tmp_path / "log.csv", "user_id,item_id,rating,timestamp\n01,007,4.5,100\n2,8,,200\n01,007,3,300\n")
+    p = write(
+        tmp_path / "log.csv", "user_id,item_id,rating,timestamp\n01,007,4.5,100\n2,8,,200\n01,007,3,300\n"
+    )
     inter = read_interactions(p)
     assert inter.users.tolist() == ["01", "2", "01"]
     assert inter.items.tolist() == ["007", "8", "007"]  # leading zeros kept
@@ -51,8 +53,15 @@ def test_missing_optional_columns_are_none_and_custom_names_work(tmp_path: Path)
 
 def test_parquet_numeric_ids_become_strings_and_datetimes_seconds(tmp_path: Path) -> None:
     when = [datetime(1970, 1, 1, 0, 0, 10), datetime(1970, 1, 1, 0, 1, 0)]
-    table = pa.table({"user_id": [1, 2], "item_id": pa.array([10.0, 11.0]), "timestamp": pa.array(when, pa.timestamp("ms")),
-                      "rating": [5, 4], "review": ["long text", "more"]})
+    table = pa.table(
+        {
+            "user_id": [1, 2],
+            "item_id": pa.array([10.0, 11.0]),
+            "timestamp": pa.array(when, pa.timestamp("ms")),
+            "rating": [5, 4],
+            "review": ["long text", "more"],
+        }
+    )
     pq.write_table(table, tmp_path / "log.parquet")
     inter = read_interactions(tmp_path / "log.parquet")
     assert inter.users.tolist() == ["1", "2"] and inter.items.tolist() == ["10", "11"]
@@ -71,8 +80,10 @@ def test_jsonl_and_json_array(tmp_path: Path) -> None:
 
 
 def test_mmrec_inter_with_x_label(tmp_path: Path) -> None:
-    p = write(tmp_path / "baby.inter",
-              "userID\titemID\trating\ttimestamp\tx_label\n0\t5\t5.0\t1\t0\n0\t6\t4.0\t2\t1\n1\t5\t3.0\t3\t2\n")
+    p = write(
+        tmp_path / "baby.inter",
+        "userID\titemID\trating\ttimestamp\tx_label\n0\t5\t5.0\t1\t0\n0\t6\t4.0\t2\t1\n1\t5\t3.0\t3\t2\n",
+    )
     inter = read_interactions(p)
     assert inter.users.tolist() == ["0", "0", "1"] and inter.items.tolist() == ["5", "6", "5"]
     assert inter.labels.dtype == np.int8 and inter.labels.tolist() == [0, 1, 2]
@@ -80,7 +91,10 @@ def test_mmrec_inter_with_x_label(tmp_path: Path) -> None:
 
 
 def test_recbole_typed_header_is_stripped(tmp_path: Path) -> None:
-    p = write(tmp_path / "ml.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949\n")
+    p = write(
+        tmp_path / "ml.inter",
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949\n",
+    )
     inter = read_interactions(p)
     assert inter.users.tolist() == ["196"] and inter.items.tolist() == ["242"]
     assert inter.ratings.tolist() == [3.0] and inter.timestamps.tolist() == [881250949.0]
@@ -111,7 +125,9 @@ def test_errors_are_clear(tmp_path: Path) -> None:
         read_interactions(cols)
     assert isinstance(e.value, MllmrecError) and isinstance(e.value, ValueError)
     ok = write(tmp_path / "ok.csv", "user_id,item_id,rating\na,b,x\n")
-    with pytest.raises(InteractionsError, match=r"no time column .ts.*--time-field"):  # an explicit name that is absent
+    with pytest.raises(
+        InteractionsError, match=r"no time column .ts.*--time-field"
+    ):  # an explicit name that is absent
         read_interactions(ok, time_field="ts")
     with pytest.raises(InteractionsError, match="'rating' must hold numbers"):
         read_interactions(ok)

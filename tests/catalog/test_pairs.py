@@ -16,9 +16,17 @@ from mllmrec.cli import main
 from mllmrec.config import ConfigError
 
 # u1: A B C (N=3), u2: A B (N=2), u3: B A D D (N=3: D counts once)
-LOG = [("u1", "A", 1), ("u1", "B", 2), ("u1", "C", 100),
-       ("u2", "A", 1), ("u2", "B", 5),
-       ("u3", "B", 1), ("u3", "A", 2), ("u3", "D", 3), ("u3", "D", 4)]
+LOG = [
+    ("u1", "A", 1),
+    ("u1", "B", 2),
+    ("u1", "C", 100),
+    ("u2", "A", 1),
+    ("u2", "B", 5),
+    ("u3", "B", 1),
+    ("u3", "A", 2),
+    ("u3", "D", 3),
+    ("u3", "D", 4),
+]
 
 
 def _inter(log=LOG, timed: bool = True) -> Interactions:
@@ -39,8 +47,16 @@ def _scores(inter: Interactions, **kw) -> dict[tuple[str, str], float]:
 def test_timed_later_hand_computed_with_1_over_n_weighting_and_order():
     s = _scores(_inter())
     third = 1 / 3
-    assert s == pytest.approx({("A", "B"): third + 1 / 2, ("A", "C"): third, ("B", "C"): third,
-                               ("B", "A"): third, ("B", "D"): third, ("A", "D"): third})
+    assert s == pytest.approx(
+        {
+            ("A", "B"): third + 1 / 2,
+            ("A", "C"): third,
+            ("B", "C"): third,
+            ("B", "A"): third,
+            ("B", "D"): third,
+            ("A", "D"): third,
+        }
+    )
     assert ("C", "A") not in s and ("D", "A") not in s  # order: A then B, never B then A
 
 
@@ -54,7 +70,8 @@ def test_no_timestamps_is_symmetric():
 
 def test_window():
     assert _scores(_inter(), window_seconds=10) == pytest.approx(
-        {("A", "B"): 1 / 3 + 1 / 2, ("B", "A"): 1 / 3, ("B", "D"): 1 / 3, ("A", "D"): 1 / 3})
+        {("A", "B"): 1 / 3 + 1 / 2, ("B", "A"): 1 / 3, ("B", "D"): 1 / 3, ("A", "D"): 1 / 3}
+    )
     s3 = _scores(_inter(), window_seconds=3)  # u2's A->B is 4 s apart
     assert s3[("A", "B")] == pytest.approx(1 / 3)
 
@@ -68,7 +85,11 @@ def test_session_differs_from_window():
 def test_max_lag_bounds_the_look_ahead():
     pairs, stats = mine_pairs(_inter(), _cfg(max_lag=1))
     assert set(zip(pairs.query_id, pairs.partner_id, strict=True)) == {
-        ("A", "B"), ("B", "C"), ("B", "A"), ("A", "D")}
+        ("A", "B"),
+        ("B", "C"),
+        ("B", "A"),
+        ("A", "D"),
+    }
     assert stats["reachable_beyond_max_lag"] > 0
 
 
@@ -98,15 +119,26 @@ def test_no_query_in_two_parts_and_determinism_by_seed():
     c, _ = mine_pairs(inter, _cfg(window_seconds=5000, seed=2))
     sets = {p: set(a.query_id[a.part == p]) for p in ("train", "valid", "test")}
     assert all(sets.values())
-    assert not (sets["train"] & sets["valid"]) and not (sets["train"] & sets["test"]) \
+    assert (
+        not (sets["train"] & sets["valid"])
+        and not (sets["train"] & sets["test"])
         and not (sets["valid"] & sets["test"])
-    assert all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("query_id", "partner_id", "score", "part"))
+    )
+    assert all(
+        np.array_equal(getattr(a, f), getattr(b, f)) for f in ("query_id", "partner_id", "score", "part")
+    )
     assert not np.array_equal(a.part, c.part)
     assert sum(v["pairs"] for v in stats["per_part"].values()) == len(a)
     # No relation in two parts: B->A of a test pair A->B is not kept for training (or validation).
-    rel = {p: {frozenset(x) for x in zip(a.query_id[a.part == p], a.partner_id[a.part == p], strict=True)}
-           for p in ("train", "valid", "test")}
-    assert not (rel["train"] & rel["valid"]) and not (rel["train"] & rel["test"]) and not (rel["valid"] & rel["test"])
+    rel = {
+        p: {frozenset(x) for x in zip(a.query_id[a.part == p], a.partner_id[a.part == p], strict=True)}
+        for p in ("train", "valid", "test")
+    }
+    assert (
+        not (rel["train"] & rel["valid"])
+        and not (rel["train"] & rel["test"])
+        and not (rel["valid"] & rel["test"])
+    )
     assert stats["dropped_cross_part"]["train"] > 0  # the log is dense enough for reverse pairs to occur
 
 
@@ -134,7 +166,9 @@ def test_cli_fails_when_nothing_was_mined_and_refuses_to_clobber_a_pairs_folder(
     log = _write_csv(tmp_path / "log.csv", LOG)
     assert main(["pairs", str(log), "--out", str(tmp_path / "p"), "--min-score", "1000"]) == 1
     assert "no pair was mined" in capsys.readouterr().err
-    assert main(["pairs", str(log), "--out", str(tmp_path / "p")]) == 2  # an earlier pairs folder: needs --overwrite
+    assert (
+        main(["pairs", str(log), "--out", str(tmp_path / "p")]) == 2
+    )  # an earlier pairs folder: needs --overwrite
     assert "pass --overwrite" in capsys.readouterr().err
     assert main(["pairs", str(log), "--out", str(tmp_path / "p"), "--overwrite"]) == 0
 
@@ -143,8 +177,20 @@ def test_cli_end_to_end(tmp_path: Path, capsys):
     log = _write_csv(tmp_path / "log.csv", LOG)
     (tmp_path / "cat.csv").write_text("id,title\nA,a\nB,b\nC,c\n")
     out = tmp_path / "pairs"
-    rc = main(["pairs", str(log), "--out", str(out), "--catalog", str(tmp_path / "cat.csv"),
-               "--window-seconds", "10", "--seed", "3"])
+    rc = main(
+        [
+            "pairs",
+            str(log),
+            "--out",
+            str(out),
+            "--catalog",
+            str(tmp_path / "cat.csv"),
+            "--window-seconds",
+            "10",
+            "--seed",
+            "3",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "not in the catalogue" in printed and "D" in printed and "window" in printed
@@ -169,10 +215,17 @@ def test_split_aligned_uses_training_interactions_only(tmp_path: Path):
     pair = {(u, i): (users.index(u), items.index(i)) for u, i, _ in LOG}
     test = [pair[("u1", "C")]]  # C reaches pairs only through this test interaction
     train = [v for k, v in pair.items() if k != ("u1", "C")]
-    save_split(Split(user_ids=users, item_ids=items, train=np.array(train), valid=np.zeros((0, 2)),
-                     test=np.array(test)), tmp_path / "split")
+    save_split(
+        Split(
+            user_ids=users, item_ids=items, train=np.array(train), valid=np.zeros((0, 2)), test=np.array(test)
+        ),
+        tmp_path / "split",
+    )
     out = tmp_path / "pairs"
-    assert main(["pairs", str(log), "--out", str(out), "--interactions-train-only", str(tmp_path / "split")]) == 0
+    assert (
+        main(["pairs", str(log), "--out", str(out), "--interactions-train-only", str(tmp_path / "split")])
+        == 0
+    )
     t = pq.read_table(out / "pairs.parquet").to_pydict()
     assert "C" not in set(t["query_id"]) | set(t["partner_id"])
     got = dict(zip(zip(t["query_id"], t["partner_id"], strict=True), t["score"], strict=True))
@@ -187,5 +240,7 @@ def test_chunked_timed_mode_matches_one_chunk(monkeypatch):
     whole, _ = mine_pairs(inter, _cfg(session_gap=3000))
     monkeypatch.setattr(P, "CHUNK_EVENTS", 97)  # boundaries fall inside users, including the last one
     chunked, _ = mine_pairs(inter, _cfg(session_gap=3000))
-    assert np.array_equal(whole.query_id, chunked.query_id) and np.array_equal(whole.partner_id, chunked.partner_id)
+    assert np.array_equal(whole.query_id, chunked.query_id) and np.array_equal(
+        whole.partner_id, chunked.partner_id
+    )
     assert np.allclose(whole.score, chunked.score)

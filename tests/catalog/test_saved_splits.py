@@ -44,8 +44,14 @@ def test_round_trip(tmp_path: Path, kind: str) -> None:
 
 
 def test_empty_part_and_overwrite(tmp_path: Path) -> None:
-    hand = Split(["u"], ["a", "b"], train=[[0, 0]], valid=np.zeros((0, 2)), test=[[0, 1]],
-                 meta={"protocol": "hand", "n": np.int64(3)})
+    hand = Split(
+        ["u"],
+        ["a", "b"],
+        train=[[0, 0]],
+        valid=np.zeros((0, 2)),
+        test=[[0, 1]],
+        meta={"protocol": "hand", "n": np.int64(3)},
+    )
     save_split(random_split(make_log(), 1), tmp_path)
     save_split(hand, tmp_path)  # the second save replaces the first
     loaded = load_split(tmp_path)
@@ -60,8 +66,12 @@ def test_tampered_files_are_refused(tmp_path: Path) -> None:
     train = pq.read_table(tmp_path / "train.parquet").to_pydict()
     # move one test pair into train: still a valid split, but not the saved one
     moved = {k: train[k] + test[k][:1] for k in ("user", "item")}
-    pq.write_table(pa.table({k: pa.array(v, pa.int64()) for k, v in moved.items()}), tmp_path / "train.parquet")
-    pq.write_table(pa.table({k: pa.array(v[1:], pa.int64()) for k, v in test.items()}), tmp_path / "test.parquet")
+    pq.write_table(
+        pa.table({k: pa.array(v, pa.int64()) for k, v in moved.items()}), tmp_path / "train.parquet"
+    )
+    pq.write_table(
+        pa.table({k: pa.array(v[1:], pa.int64()) for k, v in test.items()}), tmp_path / "test.parquet"
+    )
     with pytest.raises(SplitError, match="changed or partly overwritten"):
         load_split(tmp_path)
 

@@ -48,7 +48,11 @@ def per_user(split: Split, user: str) -> tuple[int, int, int]:
 def check_invariants(split: Split, inter: Interactions) -> None:
     """Disjoint parts, held-out items known from train (or cold), nothing lost without a count."""
     sets = part_sets(split)
-    assert not (sets["train"] & sets["valid"]) and not (sets["train"] & sets["test"]) and not (sets["valid"] & sets["test"])
+    assert (
+        not (sets["train"] & sets["valid"])
+        and not (sets["train"] & sets["test"])
+        and not (sets["valid"] & sets["test"])
+    )
     train_items = set(split.train[:, 1].tolist())
     cold = set(split.cold_items.tolist())
     for p in ("valid", "test"):
@@ -65,8 +69,16 @@ def test_random_split_sizes_per_user_follow_mmrec() -> None:
     check_invariants(split, inter)
     assert split.meta["dropped_without_train"] == {"valid": 0, "test": 0}
     base = 30
-    expected = {20: (16, 2, 2), 15: (13, 1, 1), 10: (8, 1, 1), 9: (7, 1, 1), 5: (3, 1, 1), 3: (1, 1, 1),
-                2: (2, 0, 0), 1: (1, 0, 0)}
+    expected = {
+        20: (16, 2, 2),
+        15: (13, 1, 1),
+        10: (8, 1, 1),
+        9: (7, 1, 1),
+        5: (3, 1, 1),
+        3: (1, 1, 1),
+        2: (2, 0, 0),
+        1: (1, 0, 0),
+    }
     for k, n in enumerate([20, 15, 10, 9, 5, 3, 2, 1]):
         assert per_user(split, f"u{base + k}") == expected[n], n
     assert split.meta["protocol"] == "random" and split.meta["seed"] == 0
@@ -82,13 +94,17 @@ def test_random_split_is_deterministic_and_seeded() -> None:
         np.testing.assert_array_equal(a.pairs(p), b.pairs(p))
     assert a.fingerprint() != c.fingerprint()
     # shuffled, not the user's last items in file order: the test items vary with the seed
-    tests = {frozenset(i for u, i in part_sets(random_split(inter, s))["test"] if u == "u0") for s in range(6)}
+    tests = {
+        frozenset(i for u, i in part_sets(random_split(inter, s))["test"] if u == "u0") for s in range(6)
+    }
     assert len(tests) > 1
 
 
 def test_duplicates_are_folded_and_counted() -> None:
     inter = make_log([])
-    doubled = Interactions(np.concatenate([inter.users, inter.users[:7]]), np.concatenate([inter.items, inter.items[:7]]))
+    doubled = Interactions(
+        np.concatenate([inter.users, inter.users[:7]]), np.concatenate([inter.items, inter.items[:7]])
+    )
     split = random_split(doubled, seed=1)
     assert split.meta["duplicates_folded"] == 7 and split.meta["input_rows"] == len(inter) + 7
     check_invariants(split, doubled)
@@ -97,8 +113,10 @@ def test_duplicates_are_folded_and_counted() -> None:
 def test_held_out_items_without_train_are_dropped_and_counted() -> None:
     base = make_log([])
     # u_rare has three items nobody else has: one goes to train, the other two cannot be scored.
-    inter = Interactions(np.concatenate([base.users, ["rare"] * 3 + ["u0"]]),
-                         np.concatenate([base.items, ["r1", "r2", "r3", "i0"]]))
+    inter = Interactions(
+        np.concatenate([base.users, ["rare"] * 3 + ["u0"]]),
+        np.concatenate([base.items, ["r1", "r2", "r3", "i0"]]),
+    )
     split = random_split(inter, seed=0)
     check_invariants(split, inter)
     assert sum(split.meta["dropped_without_train"].values()) == 2
@@ -133,9 +151,14 @@ def test_kcore_property_and_cascade() -> None:
                 counts[pair[who]] = counts.get(pair[who], 0) + 1
             assert min(counts.values()) >= k
     # i3 has one user -> goes; then u3 has one item -> goes; u4's duplicate row counts once.
-    chain = Interactions(["u1", "u1", "u2", "u2", "u3", "u3", "u4", "u4"], ["i1", "i2", "i1", "i2", "i2", "i3", "i1", "i1"])
+    chain = Interactions(
+        ["u1", "u1", "u2", "u2", "u3", "u3", "u4", "u4"], ["i1", "i2", "i1", "i2", "i2", "i3", "i1", "i1"]
+    )
     core = kcore(chain, 2)
-    assert sorted(set(core.users.tolist())) == ["u1", "u2"] and sorted(set(core.items.tolist())) == ["i1", "i2"]
+    assert sorted(set(core.users.tolist())) == ["u1", "u2"] and sorted(set(core.items.tolist())) == [
+        "i1",
+        "i2",
+    ]
     assert kcore(chain, 1) is chain
     with pytest.raises(SplitError):
         kcore(chain, -1)
@@ -155,11 +178,16 @@ def test_temporal_split_respects_time() -> None:
 
 
 def test_temporal_split_repeated_pair_counts_at_first_time_and_ties_keep_order() -> None:
-    inter = Interactions(["u"] * 5, ["a", "b", "c", "a", "d"], timestamps=[9, 2, 2, 1, 3])  # a: first row is late
+    inter = Interactions(
+        ["u"] * 5, ["a", "b", "c", "a", "d"], timestamps=[9, 2, 2, 1, 3]
+    )  # a: first row is late
     # v and w train on c and d (same times: row order decides), so nothing of u's is dropped
     more = Interactions(["v"] * 4 + ["w"] * 4, ["c", "d", "a", "b"] * 2, timestamps=[0.0] * 8)
-    log = Interactions(np.concatenate([inter.users, more.users]), np.concatenate([inter.items, more.items]),
-                       timestamps=np.concatenate([inter.timestamps, more.timestamps]))
+    log = Interactions(
+        np.concatenate([inter.users, more.users]),
+        np.concatenate([inter.items, more.items]),
+        timestamps=np.concatenate([inter.timestamps, more.timestamps]),
+    )
     sets = part_sets(temporal_split(log))
     assert ("u", "a") in sets["train"] and ("u", "b") in sets["train"]
     assert ("u", "c") in sets["valid"] and ("u", "d") in sets["test"]
@@ -197,10 +225,16 @@ def test_cold_start_split_holds_items_out_entirely() -> None:
 
 
 def test_split_from_labels() -> None:
-    inter = Interactions(["u", "u", "u", "v", "v", "u"], ["a", "b", "c", "a", "z", "b"], labels=[0, 2, 2, 0, 2, 1])
+    inter = Interactions(
+        ["u", "u", "u", "v", "v", "u"], ["a", "b", "c", "a", "z", "b"], labels=[0, 2, 2, 0, 2, 1]
+    )
     split = split_from_labels(inter)
     sets = part_sets(split)
-    assert sets == {"train": {("u", "a"), ("v", "a")}, "valid": {("u", "b")}, "test": {("u", "c"), ("v", "z")}}
+    assert sets == {
+        "train": {("u", "a"), ("v", "a")},
+        "valid": {("u", "b")},
+        "test": {("u", "c"), ("v", "z")},
+    }
     assert split.meta["conflicting_pairs"] == 1  # (u, b) labelled test, then valid: kept in valid
     assert split.meta["held_out_without_train"] == {"valid": 1, "test": 2}  # counted, not dropped
     assert "z" in split.item_ids
@@ -209,17 +243,38 @@ def test_split_from_labels() -> None:
 
 
 def test_split_views_and_checks() -> None:
-    split = Split(["u", "v"], ["a", "b", "c"], train=[[0, 0], [1, 1]], valid=[[0, 1]], test=np.zeros((0, 2)),
-                  cold_items=[2], meta={"protocol": "hand"})
+    split = Split(
+        ["u", "v"],
+        ["a", "b", "c"],
+        train=[[0, 0], [1, 1]],
+        valid=[[0, 1]],
+        test=np.zeros((0, 2)),
+        cold_items=[2],
+        meta={"protocol": "hand"},
+    )
     assert split.matrix("train").toarray().tolist() == [[1, 0, 0], [0, 1, 0]]
     pos = split.positives("valid")
     assert [p.tolist() for p in pos] == [[1], []] and pos[0].dtype == np.int64
     st = split.stats()
-    assert (st["users"], st["items"], st["train"], st["valid"], st["test"], st["cold_items"]) == (2, 3, 2, 1, 0, 1)
+    assert (st["users"], st["items"], st["train"], st["valid"], st["test"], st["cold_items"]) == (
+        2,
+        3,
+        2,
+        1,
+        0,
+        1,
+    )
     assert st["density"] == pytest.approx(3 / 6) and st["items_without_train"] == 1
     # printed side by side, the look-alike counts come with what each one counts (issue 16.9)
     assert set(STATS_MEANING) <= set(st) and "cold" in STATS_MEANING["items_without_train"]
-    moved = Split(["u", "v"], ["a", "b", "c"], train=[[0, 0], [1, 1]], valid=np.zeros((0, 2)), test=[[0, 1]], cold_items=[2])
+    moved = Split(
+        ["u", "v"],
+        ["a", "b", "c"],
+        train=[[0, 0], [1, 1]],
+        valid=np.zeros((0, 2)),
+        test=[[0, 1]],
+        cold_items=[2],
+    )
     assert moved.fingerprint() != split.fingerprint()
     with pytest.raises(SplitError, match="twice"):
         Split(["u"], ["a"], train=[[0, 0]], valid=np.zeros((0, 2)), test=[[0, 0]])
@@ -237,8 +292,13 @@ def _log_with_time_and_labels():
     rng = np.random.default_rng(3)
     users = np.array([f"u{k % 40}" for k in range(800)], dtype=object)
     items = np.array([f"i{rng.integers(60)}" for _ in range(800)], dtype=object)
-    return Interactions(users=users, items=items, timestamps=np.arange(800, dtype=np.float64),
-                        labels=rng.choice([0, 0, 0, 1, 2], size=800).astype(np.int64), source="planted")
+    return Interactions(
+        users=users,
+        items=items,
+        timestamps=np.arange(800, dtype=np.float64),
+        labels=rng.choice([0, 0, 0, 1, 2], size=800).astype(np.int64),
+        source="planted",
+    )
 
 
 @pytest.mark.parametrize("name", sorted(PROTOCOLS))

@@ -11,7 +11,9 @@ import pytest
 from mllmrec.datasets.movielens import DatasetNotFound, find_ml100k, prepare_ml100k
 
 ITEMS = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n1\tToy Story\t1995\tAnimation Children's Comedy\n2\tGoldenEye\t1995\tAction Adventure Thriller\n3\tUntitled\t\t\n"
-INTER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t1\t3\t881250949\n22\t2\t1\t878887116\n"
+INTER = (
+    "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t1\t3\t881250949\n22\t2\t1\t878887116\n"
+)
 
 
 def _wheel(folder):
@@ -37,10 +39,18 @@ def test_prepare_reads_every_layout(tmp_path, layout):
     found = find_ml100k([tmp_path / "nowhere", place])
     ds = prepare_ml100k(found, tmp_path / "out")
     items = [json.loads(line) for line in ds.catalog.read_text().splitlines()]
-    assert items[0] == {"id": "1", "title": "Toy Story", "description": "1995. Genres: Animation, Children's, Comedy"}
+    assert items[0] == {
+        "id": "1",
+        "title": "Toy Story",
+        "description": "1995. Genres: Animation, Children's, Comedy",
+    }
     assert items[2] == {"id": "3", "title": "Untitled", "description": ""}
     rows = list(csv.reader(ds.interactions.read_text().splitlines()))
-    assert rows == [["user_id", "item_id", "rating", "timestamp"], ["196", "1", "3", "881250949"], ["22", "2", "1", "878887116"]]
+    assert rows == [
+        ["user_id", "item_id", "rating", "timestamp"],
+        ["196", "1", "3", "881250949"],
+        ["22", "2", "1", "878887116"],
+    ]
     assert (ds.n_items, ds.n_interactions) == (3, 2)
 
 

@@ -168,7 +168,9 @@ def enrichment(summary: SyntheticSummary, attribute: str) -> tuple[float, float]
 
 
 @pytest.mark.parametrize("attribute", ["color", "category"])
-def test_interactions_are_enriched_for_both_kinds_of_preference(small: SyntheticSummary, attribute: str) -> None:
+def test_interactions_are_enriched_for_both_kinds_of_preference(
+    small: SyntheticSummary, attribute: str
+) -> None:
     observed, baseline = enrichment(small, attribute)
     assert observed > 2.0 * baseline, (attribute, observed, baseline)
 

@@ -35,7 +35,9 @@ class Data:
     split: object
 
 
-def build_data(root: Path, n_items: int = 200, n_users: int = 200, seed: int = 0, skip: set[str] | None = None) -> Data:
+def build_data(
+    root: Path, n_items: int = 200, n_users: int = 200, seed: int = 0, skip: set[str] | None = None
+) -> Data:
     from mllmrec.catalog.interactions import read_interactions
     from mllmrec.catalog.splits import random_split
     from mllmrec.datasets.config import SyntheticConfig
@@ -43,16 +45,26 @@ def build_data(root: Path, n_items: int = 200, n_users: int = 200, seed: int = 0
     from mllmrec.store import EmbeddingStore
     from mllmrec.testing.synthetic_vectors import write_attribute_store
 
-    syn = make_synthetic(SyntheticConfig(out=str(root / "syn"), n_items=n_items, n_users=n_users, image_size=16,
-                                         seed=seed))
+    syn = make_synthetic(
+        SyntheticConfig(out=str(root / "syn"), n_items=n_items, n_users=n_users, image_size=16, seed=seed)
+    )
     store_dir = write_attribute_store(syn.out, root / "store", skip=skip)
     store = EmbeddingStore.open(store_dir)
     split = random_split(read_interactions(syn.interactions), seed)
     pos = {i: n for n, i in enumerate(store.ids)}
     rows = np.array([pos[i] for i in split.item_ids])
     feats = {c: np.asarray(store.vectors(c))[rows] for c in store.channels}
-    return Data(root, store_dir, syn.interactions, list(split.item_ids), feats, split.matrix("train"),
-                split.positives("valid"), split.positives("test"), split)
+    return Data(
+        root,
+        store_dir,
+        syn.interactions,
+        list(split.item_ids),
+        feats,
+        split.matrix("train"),
+        split.positives("valid"),
+        split.positives("test"),
+        split,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +80,37 @@ def recall20(model, data: Data, positives: list[np.ndarray]) -> float:
         with torch.no_grad():
             return model.full_sort(torch.as_tensor(users, dtype=torch.long)).numpy()
 
-    return full_ranking_metrics(score, np.arange(data.train.shape[0]), positives, data.train, ks=(20,))["recall@20"]
+    return full_ranking_metrics(score, np.arange(data.train.shape[0]), positives, data.train, ks=(20,))[
+        "recall@20"
+    ]
 
 
-FAST = dict(progress=False, epochs=40, teacher_epochs=40, patience=5, batch_size=512, lr=0.01, dim=32,
-            teacher_dim=32, student="mf")
+FAST = dict(
+    progress=False,
+    epochs=40,
+    teacher_epochs=40,
+    patience=5,
+    batch_size=512,
+    lr=0.01,
+    dim=32,
+    teacher_dim=32,
+    student="mf",
+)
 
 
-QUICK = ["--epochs", "3", "--teacher-epochs", "3", "--dim", "16", "--teacher-dim", "16", "--batch-size", "512",
-         "--no-progress"]
+QUICK = [
+    "--epochs",
+    "3",
+    "--teacher-epochs",
+    "3",
+    "--dim",
+    "16",
+    "--teacher-dim",
+    "16",
+    "--batch-size",
+    "512",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="package")
@@ -92,7 +126,9 @@ def setup(tmp_path_factory):
     from mllmrec.testing.synthetic_vectors import write_attribute_store
 
     root = tmp_path_factory.mktemp("distill-run")
-    syn = make_synthetic(SyntheticConfig(out=str(root / "syn"), n_items=120, n_users=80, image_size=16, seed=3))
+    syn = make_synthetic(
+        SyntheticConfig(out=str(root / "syn"), n_items=120, n_users=80, image_size=16, seed=3)
+    )
     ids = [json.loads(line)["id"] for line in syn.items.read_text().splitlines()]
     missing, new = set(ids[:3]), ids[-5:]
     store = write_attribute_store(syn.out, root / "store", skip=missing)
@@ -101,5 +137,12 @@ def setup(tmp_path_factory):
     log.write_text("\n".join(",".join(r) for r in rows if r[1] not in new) + "\n")
     run = root / "run"
     assert main(["distill", str(store), "--interactions", str(log), "--out", str(run), *QUICK]) == 0
-    return {"root": root, "store": store, "log": log, "run": run, "missing": sorted(missing), "new": new,
-            "rows": [r for r in rows[1:] if r[1] not in new]}
+    return {
+        "root": root,
+        "store": store,
+        "log": log,
+        "run": run,
+        "missing": sorted(missing),
+        "new": new,
+        "rows": [r for r in rows[1:] if r[1] not in new],
+    }

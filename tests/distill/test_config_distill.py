@@ -21,23 +21,35 @@ def test_every_flag_has_help(command, capsys):
     assert "--no-kd" in out if command == "distill" else "--unknown-users" in out
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"dim": 0}, "dim must be >= 1"),
-    ({"negatives": 0}, "negatives"),
-    ({"tau": 0.0}, "tau"),
-    ({"student_layers": -1}, "student_layers"),
-    ({"mapping_l2": -1.0}, "mapping_l2"),
-    ({"teacher_lr": 0.0}, "teacher_lr"),
-    ({"student": "transformer"}, "unknown student .transformer.; known: mf, lightgcn"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"dim": 0}, "dim must be >= 1"),
+        ({"negatives": 0}, "negatives"),
+        ({"tau": 0.0}, "tau"),
+        ({"student_layers": -1}, "student_layers"),
+        ({"mapping_l2": -1.0}, "mapping_l2"),
+        ({"teacher_lr": 0.0}, "teacher_lr"),
+        ({"student": "transformer"}, "unknown student .transformer.; known: mf, lightgcn"),
+    ],
+)
 def test_bad_settings_are_refused(kw, match):
     with pytest.raises(ConfigError, match=match):
         DistillSettings(**kw)
 
 
 def test_yaml_keys_and_required_options():
-    cfg = from_dict(DistillConfig, {"store": "s", "interactions": "l.csv", "out": "o", "losses": ["bpr", "listwise_kd:2"],
-                                    "student": "mf", "dim": "32"})
+    cfg = from_dict(
+        DistillConfig,
+        {
+            "store": "s",
+            "interactions": "l.csv",
+            "out": "o",
+            "losses": ["bpr", "listwise_kd:2"],
+            "student": "mf",
+            "dim": "32",
+        },
+    )
     assert cfg.losses == ("bpr", "listwise_kd:2") and cfg.dim == 32 and cfg.patience == 20
     with pytest.raises(ConfigError, match="--interactions"):
         from_dict(DistillConfig, {"store": "s", "out": "o"})

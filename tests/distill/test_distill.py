@@ -113,7 +113,9 @@ def test_new_item_vectors_rank_true_co_interactors_above_random(tmp_path, studen
     agree = []
     for i in new:
         near = warm[np.argsort(-(centred[warm] @ centred[i]), kind="stable")[:10]]
-        agree += [a_of[t]["color"] == a_of[i]["color"] or a_of[t]["category"] == a_of[i]["category"] for t in near]
+        agree += [
+            a_of[t]["color"] == a_of[i]["color"] or a_of[t]["category"] == a_of[i]["category"] for t in near
+        ]
     if student == "lightgcn":
         assert np.mean(aucs) > 0.8, np.mean(aucs)
         assert np.mean(agree) > 0.5, np.mean(agree)
@@ -126,7 +128,9 @@ def test_new_item_vectors_rank_true_co_interactors_above_random(tmp_path, studen
 
         def percentile(vecs: np.ndarray) -> float:
             s = users @ vecs.T  # [U, I]
-            return float(np.mean([(s[u, ~seen[u]] < s[u, i]).mean() for i in new for u in full[:, i].nonzero()[0]]))
+            return float(
+                np.mean([(s[u, ~seen[u]] < s[u, i]).mean() for i in new for u in full[:, i].nonzero()[0]])
+            )
 
         assert percentile(items) > percentile(shuffled) + 0.05, (percentile(items), percentile(shuffled))
 
@@ -163,13 +167,27 @@ def test_distillation_parts_and_bad_setups(data):
         DistillSettings(student="transformer")
     with pytest.raises(ConfigError, match="did you mean lightgcn"):
         DistillSettings(student="lightgnc")
-    teacher, _ = T.train_teacher(data.features, data.train, data.valid,
-                                 DistillSettings(**{**FAST, "teacher_epochs": 1}))
-    model = Distillation(student, teacher, parse_losses(["bpr", "pairwise_kd", "listwise_kd", "embedding_kd"]),
-                         data.train, n_negatives=4)
-    parts = model.loss({"users": torch.tensor([0, 1]), "pos": torch.tensor([0, 1]), "neg": torch.tensor([2, 3])})
-    assert set(parts) == {"bpr", "pairwise_kd", "embedding_kd", "reg", "teacher_bpr",
-                          *(f"listwise_kd.{c}" for c in teacher.channels)}
+    teacher, _ = T.train_teacher(
+        data.features, data.train, data.valid, DistillSettings(**{**FAST, "teacher_epochs": 1})
+    )
+    model = Distillation(
+        student,
+        teacher,
+        parse_losses(["bpr", "pairwise_kd", "listwise_kd", "embedding_kd"]),
+        data.train,
+        n_negatives=4,
+    )
+    parts = model.loss(
+        {"users": torch.tensor([0, 1]), "pos": torch.tensor([0, 1]), "neg": torch.tensor([2, 3])}
+    )
+    assert set(parts) == {
+        "bpr",
+        "pairwise_kd",
+        "embedding_kd",
+        "reg",
+        "teacher_bpr",
+        *(f"listwise_kd.{c}" for c in teacher.channels),
+    }
     assert all(torch.isfinite(v) for v in parts.values())
     # Only the prompt module of the teacher trains during distillation.
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -184,7 +202,9 @@ def test_freedom_teacher_distils_and_stays_in_eval_mode(data):
     tune (so no teacher parameter trains), and it always scores over its full user-item graph."""
     from mllmrec.recsys.freedom import Freedom
 
-    s = DistillSettings(**{**FAST, "teacher_kind": "freedom", "teacher_knn": 5, "epochs": 3, "teacher_epochs": 3})
+    s = DistillSettings(
+        **{**FAST, "teacher_kind": "freedom", "teacher_knn": 5, "epochs": 3, "teacher_epochs": 3}
+    )
     teacher, res = T.train_teacher(data.features, data.train, data.valid, s)
     assert isinstance(teacher, Freedom) and set(teacher.channels) == set(data.features)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}

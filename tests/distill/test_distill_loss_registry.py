@@ -20,11 +20,18 @@ def _inputs() -> tuple[dict[str, object], list[Tensor]]:
     def leaf(*shape: int) -> Tensor:
         return torch.randn(*shape, generator=g).requires_grad_()
 
-    student = {"student_pos": leaf(B), "student_neg": leaf(B), "student_list": leaf(B, 1 + N),
-               "student_items": leaf(2 * B, D)}
-    teacher = {"teacher_pos": torch.randn(B, generator=g), "teacher_neg": torch.randn(B, generator=g),
-               "teacher_list": {c: torch.randn(B, 1 + N, generator=g) for c in ("visual", "text")},
-               "teacher_items": torch.randn(2 * B, D, generator=g)}
+    student = {
+        "student_pos": leaf(B),
+        "student_neg": leaf(B),
+        "student_list": leaf(B, 1 + N),
+        "student_items": leaf(2 * B, D),
+    }
+    teacher = {
+        "teacher_pos": torch.randn(B, generator=g),
+        "teacher_neg": torch.randn(B, generator=g),
+        "teacher_list": {c: torch.randn(B, 1 + N, generator=g) for c in ("visual", "text")},
+        "teacher_items": torch.randn(2 * B, D, generator=g),
+    }
     return student | teacher, list(student.values())
 
 
@@ -50,7 +57,9 @@ class ScoreMarginKD(nn.Module):
         super().__init__()
         self.calls = 0
 
-    def forward(self, student_pos: Tensor, student_neg: Tensor, teacher_pos: Tensor, teacher_neg: Tensor) -> Tensor:
+    def forward(
+        self, student_pos: Tensor, student_neg: Tensor, teacher_pos: Tensor, teacher_neg: Tensor
+    ) -> Tensor:
         self.calls += 1
         return ((student_pos - student_neg) - (teacher_pos - teacher_neg).detach()).pow(2).mean()  # []
 
@@ -80,6 +89,8 @@ def test_distill_and_run_distill_train_with_loss_objects(tmp_path):
     distill(data.features, data.train, data.valid, DistillSettings(**quick), losses=["bpr", (mine, 0.5)])
     assert mine.calls > 0
     mine = ScoreMarginKD()
-    cfg = DistillConfig(**quick, store=str(data.store), interactions=str(data.interactions), out=str(tmp_path / "run"))
+    cfg = DistillConfig(
+        **quick, store=str(data.store), interactions=str(data.interactions), out=str(tmp_path / "run")
+    )
     man = run_distill(cfg, losses=["bpr", (mine, 0.5)])
     assert mine.calls > 0 and man["student"]["losses"] == ["bpr:1", "score_margin_kd:0.5"]

@@ -33,9 +33,24 @@ def test_grid_runs_teacher_and_students(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(CONFIG)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, str(ROOT / "eval" / "run.py"), "--config", str(cfg), "--out",
-                        str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--no-progress"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "eval" / "run.py"),
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "out"),
+            "--work",
+            str(tmp_path / "work"),
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     runs = {r["method"]: r for r in res["runs"]}
@@ -44,18 +59,65 @@ def test_grid_runs_teacher_and_students(tmp_path):
         assert 0 <= r["test"]["recall@20"] <= 1 and "test" not in json.dumps(r["valid"])
     assert "student-mf-kd" in (tmp_path / "out" / "report.md").read_text()
     # A second seed run separately (e.g. in parallel) and merged into one report.
-    p = subprocess.run([sys.executable, str(ROOT / "eval" / "run.py"), "--config", str(cfg), "--out",
-                        str(tmp_path / "out1"), "--work", str(tmp_path / "work"), "--no-progress", "--seeds", "1"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "eval" / "run.py"),
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "out1"),
+            "--work",
+            str(tmp_path / "work"),
+            "--no-progress",
+            "--seeds",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
-    p = subprocess.run([sys.executable, str(ROOT / "eval" / "run.py"), "--config", str(cfg), "--out",
-                        str(tmp_path / "merged"), "--merge", str(tmp_path / "out"), str(tmp_path / "out1")],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "eval" / "run.py"),
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "merged"),
+            "--merge",
+            str(tmp_path / "out"),
+            str(tmp_path / "out1"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     merged = json.loads((tmp_path / "merged" / "results.json").read_text())
     assert sorted(merged["splits"]) == ["0", "1"] and len(merged["runs"]) == 8
     assert "± " in (tmp_path / "merged" / "report.md").read_text()
-    p = subprocess.run([sys.executable, str(ROOT / "eval" / "run.py"), "--config", str(cfg), "--out",
-                        str(tmp_path / "bad"), "--merge", str(tmp_path / "out"), str(tmp_path / "out")],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "eval" / "run.py"),
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "bad"),
+            "--merge",
+            str(tmp_path / "out"),
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode != 0 and "occurs in two runs" in p.stderr

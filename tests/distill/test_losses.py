@@ -55,8 +55,10 @@ def test_listwise_kd_by_hand():
         return [x / sum(e) for x in e]
 
     q = softmax([1.0, 0.0, 0.0])
-    kls = {c: sum(p * (math.log(p) - math.log(qq)) for p, qq in zip(softmax(t[0].tolist()), q, strict=True))
-           for c, t in teachers.items()}
+    kls = {
+        c: sum(p * (math.log(p) - math.log(qq)) for p, qq in zip(softmax(t[0].tolist()), q, strict=True))
+        for c, t in teachers.items()
+    }
     got = ListwiseKD(tau=tau)(s, teachers)
     assert set(got) == {"visual", "text"}
     for c in teachers:
@@ -86,13 +88,16 @@ def test_losses_are_picked_by_name_with_weights():
     assert set(LOSSES) == {"bpr", "pairwise_kd", "listwise_kd", "embedding_kd"}
 
 
-@pytest.mark.parametrize("specs, match", [
-    (["bpr", "distill_everything"], "unknown loss"),
-    (["bpr:abc"], "must be a number"),
-    (["bpr:-1"], ">= 0"),
-    (["bpr", "bpr:2"], "twice"),
-    ([], "no loss"),
-])
+@pytest.mark.parametrize(
+    "specs, match",
+    [
+        (["bpr", "distill_everything"], "unknown loss"),
+        (["bpr:abc"], "must be a number"),
+        (["bpr:-1"], ">= 0"),
+        (["bpr", "bpr:2"], "twice"),
+        ([], "no loss"),
+    ],
+)
 def test_bad_loss_specs_are_clear_errors(specs, match):
     with pytest.raises(LossSpecError, match=match) as e:
         parse_losses(specs)

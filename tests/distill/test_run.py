@@ -24,7 +24,9 @@ def test_run_directory_contract(setup):
     run = DistillRun.open(setup["run"])
     m = run.manifest
     assert m["stage"] == "distill" and m["mllmrec_version"] and m["config"]["dim"] == 16
-    assert m["store"]["path"] == str(Path(setup["store"]).resolve()) and len(m["store"]["manifest_sha256"]) == 64
+    assert (
+        m["store"]["path"] == str(Path(setup["store"]).resolve()) and len(m["store"]["manifest_sha256"]) == 64
+    )
     assert m["teacher"]["kind"] == "promptmm" and m["student"]["kind"] == "lightgcn" and run.dim == 16
     assert m["missing_items"] == setup["missing"] and m["counts"]["missing_items"] == 3
     assert m["counts"]["new_items"] == 5 and m["new_items"]["channels"] == ["mm", "visual", "text"]
@@ -69,8 +71,12 @@ def test_recommender_matches_brute_force_and_leaves_seen_items_out(setup):
     best_user = int(np.argmax(rec.users @ items[new_row] - (rec.users @ items[:new_row].T).max(1)))
     hits = rec.recommend([rec.run.user_ids[best_user]], 50)[0]
     assert any(r.via == VIA_MAPPING for r in hits) and all(r.via in (VIA_TABLE, VIA_MAPPING) for r in hits)
-    assert not any(r.via == VIA_MAPPING for r in Recommender.load(setup["run"], new_items=False).recommend(
-        [rec.run.user_ids[best_user]], 50)[0])
+    assert not any(
+        r.via == VIA_MAPPING
+        for r in Recommender.load(setup["run"], new_items=False).recommend([rec.run.user_ids[best_user]], 50)[
+            0
+        ]
+    )
 
 
 def test_unknown_users_fall_back_to_popularity_or_fail(setup):
@@ -79,7 +85,9 @@ def test_unknown_users_fall_back_to_popularity_or_fail(setup):
     out = rec.recommend(["ghost", known], 5)
     assert [r.via for r in out[0]] == [VIA_POPULARITY] * 5 and out[1][0].via in (VIA_TABLE, VIA_MAPPING)
     counts = rec.run.popularity()
-    assert [r.item_id for r in out[0]] == [rec.run.item_ids[i] for i in np.argsort(-counts, kind="stable")[:5]]
+    assert [r.item_id for r in out[0]] == [
+        rec.run.item_ids[i] for i in np.argsort(-counts, kind="stable")[:5]
+    ]
     with pytest.raises(UnknownUserError, match="ghost"):
         rec.recommend(["ghost", known], 5, unknown_users="error")
 
@@ -107,13 +115,16 @@ def test_cli_recommend_one_user_and_a_file(setup, capsys, tmp_path):
     assert "no column 'user_id'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"user": "u", "users_file": "f.csv", "out": "o.csv"}, "exactly one"),
-    ({}, "exactly one"),
-    ({"users_file": "f.csv"}, "needs --out"),
-    ({"users_file": "f.csv", "out": "o.txt"}, ".parquet or .csv"),
-    ({"user": "u", "k": 0}, "k must be"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"user": "u", "users_file": "f.csv", "out": "o.csv"}, "exactly one"),
+        ({}, "exactly one"),
+        ({"users_file": "f.csv"}, "needs --out"),
+        ({"users_file": "f.csv", "out": "o.txt"}, ".parquet or .csv"),
+        ({"user": "u", "k": 0}, "k must be"),
+    ],
+)
 def test_recommend_config_errors(kw, match):
     with pytest.raises(ConfigError, match=match):
         RecommendConfig(run="r", **kw)
@@ -123,8 +134,15 @@ def test_distill_bad_input(setup, tmp_path):
     from mllmrec.distill.config import DistillConfig
     from mllmrec.distill.run import run_distill
 
-    base = dict(store=str(setup["store"]), interactions=str(setup["log"]), epochs=1, teacher_epochs=1, dim=8,
-                teacher_dim=8, progress=False)
+    base = dict(
+        store=str(setup["store"]),
+        interactions=str(setup["log"]),
+        epochs=1,
+        teacher_epochs=1,
+        dim=8,
+        teacher_dim=8,
+        progress=False,
+    )
     with pytest.raises(DistillError, match="3 log item"):
         run_distill(DistillConfig(**base, out=str(tmp_path / "a"), missing_items="error"))
     with pytest.raises(DistillError, match="not in the store"):

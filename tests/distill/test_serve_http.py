@@ -28,10 +28,31 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(setup):
     port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.Popen([sys.executable, "-m", "mllmrec.cli", "serve", str(setup["run"]), "--port", str(port),
-                             "--max-k", "50", "--max-batch", "8"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mllmrec.cli",
+            "serve",
+            str(setup["run"]),
+            "--port",
+            str(port),
+            "--max-k",
+            "50",
+            "--max-batch",
+            "8",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -67,25 +88,32 @@ def test_health_and_recommendations_match_the_recommender(server, rec):
     assert [i["via"] for i in got["items"]] == [r.via for r in want]
     assert got["items"][0]["score"] == pytest.approx(want[0].score, rel=1e-5)
     seen = httpx.get(server + "/recommend", params={"user": user, "k": 7, "exclude_seen": "false"}).json()
-    assert [i["item_id"] for i in seen["items"]] == [r.item_id for r in rec.recommend([user], 7, exclude_seen=False)[0]]
+    assert [i["item_id"] for i in seen["items"]] == [
+        r.item_id for r in rec.recommend([user], 7, exclude_seen=False)[0]
+    ]
     batch = httpx.post(server + "/recommend", json={"users": [user, "ghost"], "k": 3}).json()["results"]
-    assert [b["user"] for b in batch] == [user, "ghost"] and {i["via"] for i in batch[1]["items"]} == {"popularity"}
+    assert [b["user"] for b in batch] == [user, "ghost"] and {i["via"] for i in batch[1]["items"]} == {
+        "popularity"
+    }
 
 
-@pytest.mark.parametrize("method, path, kw, status, words", [
-    ("GET", "/recommend", {}, 400, "missing query parameter: user"),
-    ("GET", "/recommend", {"params": {"user": "u000", "k": 0}}, 400, "between 1 and 50"),
-    ("GET", "/recommend", {"params": {"user": "u000", "k": 10**9}}, 400, "between 1 and 50"),
-    ("GET", "/recommend", {"params": {"user": "u000", "k": "ten"}}, 400, "must be an integer"),
-    ("GET", "/recommend", {"params": {"user": "u000", "exclude_seen": "maybe"}}, 400, "true or false"),
-    ("POST", "/recommend", {"content": b"{not json"}, 400, "not valid JSON"),
-    ("POST", "/recommend", {"content": b"\xff\xfe"}, 400, "not valid JSON"),
-    ("POST", "/recommend", {"json": ["u000"]}, 400, "JSON object"),
-    ("POST", "/recommend", {"json": {"users": []}}, 400, "1 to 8"),
-    ("POST", "/recommend", {"json": {"users": ["u"] * 9}}, 413, "1 to 8"),
-    ("POST", "/recommend", {"json": {"users": [None]}}, 400, "non-empty string"),
-    ("POST", "/recommend", {"json": {"users": ["u000"], "k": -1}}, 400, "between 1 and 50"),
-])
+@pytest.mark.parametrize(
+    "method, path, kw, status, words",
+    [
+        ("GET", "/recommend", {}, 400, "missing query parameter: user"),
+        ("GET", "/recommend", {"params": {"user": "u000", "k": 0}}, 400, "between 1 and 50"),
+        ("GET", "/recommend", {"params": {"user": "u000", "k": 10**9}}, 400, "between 1 and 50"),
+        ("GET", "/recommend", {"params": {"user": "u000", "k": "ten"}}, 400, "must be an integer"),
+        ("GET", "/recommend", {"params": {"user": "u000", "exclude_seen": "maybe"}}, 400, "true or false"),
+        ("POST", "/recommend", {"content": b"{not json"}, 400, "not valid JSON"),
+        ("POST", "/recommend", {"content": b"\xff\xfe"}, 400, "not valid JSON"),
+        ("POST", "/recommend", {"json": ["u000"]}, 400, "JSON object"),
+        ("POST", "/recommend", {"json": {"users": []}}, 400, "1 to 8"),
+        ("POST", "/recommend", {"json": {"users": ["u"] * 9}}, 413, "1 to 8"),
+        ("POST", "/recommend", {"json": {"users": [None]}}, 400, "non-empty string"),
+        ("POST", "/recommend", {"json": {"users": ["u000"], "k": -1}}, 400, "between 1 and 50"),
+    ],
+)
 def test_bad_requests_get_4xx_with_a_message(server, method, path, kw, status, words):
     r = httpx.request(method, server + path, **kw)
     assert r.status_code == status and words in r.json()["error"]

@@ -33,7 +33,8 @@ def test_approximate_index_is_saved_with_recall_and_refused_when_stale(setup, tm
     with pytest.raises(StaleIndexError, match="new_items"):
         Recommender.load(run, index="hnsw", new_items=False)
     assert Recommender.load(run, index="hnsw", new_items=False, rebuild_index=True).index.ntotal == len(
-        rec.run.item_ids)
+        rec.run.item_ids
+    )
 
 
 def test_cli_recommend_with_an_index_choice(setup, tmp_path, capsys):
@@ -41,8 +42,23 @@ def test_cli_recommend_with_an_index_choice(setup, tmp_path, capsys):
 
     run = tmp_path / "run"
     shutil.copytree(setup["run"], run)
-    assert main(["recommend", str(run), "--user", Recommender.load(run).run.user_ids[0], "--index", "ivf",
-                 "--target-recall", "0.9", "-k", "5"]) == 0
+    assert (
+        main(
+            [
+                "recommend",
+                str(run),
+                "--user",
+                Recommender.load(run).run.user_ids[0],
+                "--index",
+                "ivf",
+                "--target-recall",
+                "0.9",
+                "-k",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert read_meta(run, "ivf")["recall"]["target"] == 0.9
     with pytest.raises(SystemExit):  # argparse refuses an unknown kind
         main(["recommend", str(run), "--user", "u", "--index", "annoy"])
@@ -57,18 +73,35 @@ def test_all_users_in_parquet_parts_resumable(setup, tmp_path):
     assert main(["recommend", run, "--all-users", "--out", str(out), "-k", "4", "--chunk-users", "30"]) == 0
     m = json.loads((out / "manifest.json").read_text())
     n_users = len(Recommender.load(run).run.user_ids)
-    assert m["stage"] == "recommend-all" and m["status"] == "complete" and len(m["parts"]) == -(-n_users // 30)
+    assert (
+        m["stage"] == "recommend-all" and m["status"] == "complete" and len(m["parts"]) == -(-n_users // 30)
+    )
     table = pq.read_table(out / "parts")  # the folder reads as one table
-    assert table.num_rows == m["rows"] == 4 * n_users and set(table.column("rank").to_pylist()) == {1, 2, 3, 4}
+    assert table.num_rows == m["rows"] == 4 * n_users and set(table.column("rank").to_pylist()) == {
+        1,
+        2,
+        3,
+        4,
+    }
     # A crash after some parts: the rest are written on --resume, finished ones are kept untouched.
     (out / m["parts"][1]).unlink()
     kept = (out / m["parts"][0]).stat().st_mtime_ns
     assert main(["recommend", run, "--all-users", "--out", str(out), "-k", "4", "--chunk-users", "30"]) == 2
-    assert main(["recommend", run, "--all-users", "--out", str(out), "-k", "4", "--chunk-users", "30",
-                 "--resume"]) == 0
-    assert (out / m["parts"][0]).stat().st_mtime_ns == kept and pq.read_table(out / "parts").num_rows == m["rows"]
-    assert main(["recommend", run, "--all-users", "--out", str(out), "-k", "5", "--chunk-users", "30",
-                 "--resume"]) == 2  # other settings: refused
+    assert (
+        main(
+            ["recommend", run, "--all-users", "--out", str(out), "-k", "4", "--chunk-users", "30", "--resume"]
+        )
+        == 0
+    )
+    assert (out / m["parts"][0]).stat().st_mtime_ns == kept and pq.read_table(out / "parts").num_rows == m[
+        "rows"
+    ]
+    assert (
+        main(
+            ["recommend", run, "--all-users", "--out", str(out), "-k", "5", "--chunk-users", "30", "--resume"]
+        )
+        == 2
+    )  # other settings: refused
 
 
 @pytest.mark.slow
@@ -84,12 +117,36 @@ def test_all_users_split_over_two_processes(setup, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "all"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+    }
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
-           "-m", "mllmrec.cli", "recommend", str(setup["run"]), "--all-users", "--out", str(out), "-k", "3",
-           "--chunk-users", "20", "--index", "hnsw"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(port),
+        "-m",
+        "mllmrec.cli",
+        "recommend",
+        str(setup["run"]),
+        "--all-users",
+        "--out",
+        str(out),
+        "-k",
+        "3",
+        "--chunk-users",
+        "20",
+        "--index",
+        "hnsw",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads((out / "manifest.json").read_text())

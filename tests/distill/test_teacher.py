@@ -13,9 +13,13 @@ from mllmrec.distill.prompt import pca_hard_tokens, prepare_features
 from mllmrec.distill.teacher import Teacher
 
 
-def tiny(seed: int = 0, n_users: int = 3, n_items: int = 4, d: int = 6) -> tuple[dict[str, np.ndarray], sp.csr_matrix]:
+def tiny(
+    seed: int = 0, n_users: int = 3, n_items: int = 4, d: int = 6
+) -> tuple[dict[str, np.ndarray], sp.csr_matrix]:
     rng = np.random.default_rng(seed)
-    r = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0]], np.float32))  # item 3: no interactions
+    r = sp.csr_matrix(
+        np.array([[1, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0]], np.float32)
+    )  # item 3: no interactions
     return {"mm": rng.normal(size=(n_items, d)), "visual": rng.normal(size=(n_items, d + 2))}, r
 
 
@@ -75,7 +79,9 @@ def test_item_without_interactions_is_scored_from_its_vectors():
 def test_prompt_changes_every_channel_and_is_trainable():
     feats, r = tiny()
     teacher = Teacher(feats, r, dim=4, n_layers=1, prompt_tokens=2)
-    out = teacher.loss({"users": torch.tensor([0, 1]), "pos": torch.tensor([0, 2]), "neg": torch.tensor([3, 0])})
+    out = teacher.loss(
+        {"users": torch.tensor([0, 1]), "pos": torch.tensor([0, 2]), "neg": torch.tensor([3, 0])}
+    )
     assert set(out) == {"bpr", "bpr_channels", "reg"}
     sum(out.values()).backward()
     assert teacher.prompt.net[0].weight.grad is not None and teacher.prompt.net[0].weight.grad.abs().sum() > 0

@@ -33,14 +33,19 @@ def vectors(tmp_path):
 
 def test_npy_with_ids_becomes_a_store_that_the_provider_reads(tmp_path, vectors):
     ids, v = vectors
-    m = run_import(ImportConfig(source=str(tmp_path / "v.npy"), ids=str(tmp_path / "ids.txt"), out=str(tmp_path / "s")))
+    m = run_import(
+        ImportConfig(source=str(tmp_path / "v.npy"), ids=str(tmp_path / "ids.txt"), out=str(tmp_path / "s"))
+    )
     s = EmbeddingStore.open(tmp_path / "s")
     assert s.ids == ids and np.array_equal(np.asarray(s.vectors("mm")), v)
     assert m["source"]["kind"] == "npy" and len(m["source"]["sha256"]) == 64 and m["dims"] == {"mm": 5}
     assert m["counts"] == {"input": 6, "embedded": 6, "rejected": 0, "text_only": 0}
-    np.testing.assert_array_equal(FeatureProvider.open(tmp_path / "s").lookup(["i3", "i0"]).vectors, v[[3, 0]])
-    again = run_import(ImportConfig(source=str(tmp_path / "v.npy"), ids=str(tmp_path / "ids.txt"),
-                                    out=str(tmp_path / "s2")))
+    np.testing.assert_array_equal(
+        FeatureProvider.open(tmp_path / "s").lookup(["i3", "i0"]).vectors, v[[3, 0]]
+    )
+    again = run_import(
+        ImportConfig(source=str(tmp_path / "v.npy"), ids=str(tmp_path / "ids.txt"), out=str(tmp_path / "s2"))
+    )
     assert again["fingerprint"] == m["fingerprint"]  # same ids and vectors, same fingerprint
 
 
@@ -51,15 +56,31 @@ def test_parquet_and_safetensors_sources(tmp_path, vectors):
 
     ids, v = vectors
     pq.write_table(pa.table({"asin": ids, "emb": [list(map(float, r)) for r in v]}), tmp_path / "v.parquet")
-    run_import(ImportConfig(source=str(tmp_path / "v.parquet"), id_field="asin", vector_field="emb",
-                            out=str(tmp_path / "p"), channel="text"))
+    run_import(
+        ImportConfig(
+            source=str(tmp_path / "v.parquet"),
+            id_field="asin",
+            vector_field="emb",
+            out=str(tmp_path / "p"),
+            channel="text",
+        )
+    )
     np.testing.assert_allclose(np.asarray(EmbeddingStore.open(tmp_path / "p").vectors("text")), v, rtol=1e-6)
     save_file({"a": v, "b": v[:, :2].copy()}, str(tmp_path / "v.safetensors"))
     with pytest.raises(VectorImportError, match="--tensor"):
-        run_import(ImportConfig(source=str(tmp_path / "v.safetensors"), ids=str(tmp_path / "ids.txt"),
-                                out=str(tmp_path / "t")))
-    run_import(ImportConfig(source=str(tmp_path / "v.safetensors"), ids=str(tmp_path / "ids.txt"), tensor="b",
-                            out=str(tmp_path / "t")))  # the refused attempt left no folder in the way
+        run_import(
+            ImportConfig(
+                source=str(tmp_path / "v.safetensors"), ids=str(tmp_path / "ids.txt"), out=str(tmp_path / "t")
+            )
+        )
+    run_import(
+        ImportConfig(
+            source=str(tmp_path / "v.safetensors"),
+            ids=str(tmp_path / "ids.txt"),
+            tensor="b",
+            out=str(tmp_path / "t"),
+        )
+    )  # the refused attempt left no folder in the way
     assert EmbeddingStore.open(tmp_path / "t").manifest["dims"] == {"mm": 2}
 
 
@@ -94,14 +115,20 @@ def test_sentence_transformers_folder_over_a_catalogue(tmp_path):
     from mllmrec.testing.st_folder import build_st_folder
 
     folder = build_st_folder(tmp_path / "st")
-    cat = _catalog(tmp_path / "items.jsonl", [
-        {"id": "a", "title": "red leather bag", "description": "roomy classic cut"},
-        {"id": "b", "title": "blue cotton shirt", "description": ""},
-        {"id": "c", "title": "", "description": ""},  # no text: rejected, with the reason
-        {"id": "d", "title": "wool", "description": "plain item"},
-    ])
-    m = run_import(ImportConfig(source=str(folder), catalog=str(cat), out=str(tmp_path / "s"), batch_size=2,
-                                progress=False))
+    cat = _catalog(
+        tmp_path / "items.jsonl",
+        [
+            {"id": "a", "title": "red leather bag", "description": "roomy classic cut"},
+            {"id": "b", "title": "blue cotton shirt", "description": ""},
+            {"id": "c", "title": "", "description": ""},  # no text: rejected, with the reason
+            {"id": "d", "title": "wool", "description": "plain item"},
+        ],
+    )
+    m = run_import(
+        ImportConfig(
+            source=str(folder), catalog=str(cat), out=str(tmp_path / "s"), batch_size=2, progress=False
+        )
+    )
     s = EmbeddingStore.open(tmp_path / "s")
     assert s.ids == ["a", "b", "d"] and [r["id"] for r in m["rejected"]] == ["c"]
     assert m["counts"]["input"] == 4 and m["source"]["pooling"] == "mean" and m["source"]["normalize"]
@@ -116,8 +143,19 @@ def test_sentence_transformers_folder_over_a_catalogue(tmp_path):
 
 
 def test_cli_import_prints_what_it_wrote(tmp_path, vectors, capsys):
-    assert main(["import", str(tmp_path / "v.npy"), "--ids", str(tmp_path / "ids.txt"), "--out",
-                 str(tmp_path / "s")]) == 0
+    assert (
+        main(
+            [
+                "import",
+                str(tmp_path / "v.npy"),
+                "--ids",
+                str(tmp_path / "ids.txt"),
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 0
+    )
     assert "imported 6 items from npy" in capsys.readouterr().out
     assert main(["import", str(tmp_path / "v.npy"), "--out", str(tmp_path / "x")]) == 2
     assert "pass --ids" in capsys.readouterr().err

@@ -26,10 +26,15 @@ import report  # noqa: E402
 def test_headline_prints_the_metrics_that_exist():
     assert report.headline({"recall@10": 0.5, "ndcg@10": 0.25}, (5, 10)) == "recall@10 0.5000  ndcg@10 0.2500"
     assert "nan" not in report.headline({"recall@10": 0.5}, [5, 10])
-    assert report.headline({"recall@20": 0.1, "ndcg@20": 0.2, "recall@50": 0.3}, (20, 50)).startswith("recall@20")
+    assert report.headline({"recall@20": 0.1, "ndcg@20": 0.2, "recall@50": 0.3}, (20, 50)).startswith(
+        "recall@20"
+    )
     assert report.table_metrics([{"test": {"recall@10": 1.0, "recall@5": 1.0}}]) == ("recall@10",)
     assert report.table_metrics([{"test": {"recall@5": 1.0, "ndcg@5": 1.0, "recall@2": 1.0}}]) == (
-        "ndcg@5", "recall@2", "recall@5")
+        "ndcg@5",
+        "recall@2",
+        "recall@5",
+    )
 
 
 def test_coverage_share_and_refusal():
@@ -59,11 +64,28 @@ def test_a_store_missing_items_is_refused_then_counted_when_allowed(tmp_path):
 
     def grid(extra: str) -> subprocess.CompletedProcess:
         cfg = tmp_path / "g.yaml"
-        cfg.write_text(f"name: g\ndataset: {{kind: files, catalog: {data.items}, interactions: {data.interactions}}}\n"
-                       f"ks: [5, 10]\nmethods:\n  - name: popularity\n  - {{name: content-knn, store: {store}}}\n{extra}")
-        return subprocess.run([sys.executable, str(ROOT / "eval" / "run.py"), "--config", str(cfg), "--out",
-                               str(tmp_path / "o"), "--work", str(tmp_path / "w"), "--no-progress"], cwd=tmp_path,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600)
+        cfg.write_text(
+            f"name: g\ndataset: {{kind: files, catalog: {data.items}, interactions: {data.interactions}}}\n"
+            f"ks: [5, 10]\nmethods:\n  - name: popularity\n  - {{name: content-knn, store: {store}}}\n{extra}"
+        )
+        return subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "eval" / "run.py"),
+                "--config",
+                str(cfg),
+                "--out",
+                str(tmp_path / "o"),
+                "--work",
+                str(tmp_path / "w"),
+                "--no-progress",
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     p = grid("")
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]

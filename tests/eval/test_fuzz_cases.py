@@ -21,8 +21,18 @@ def test_fuzz_catalogue_holds_every_kind_of_bad_item(tmp_path):
     write_small_catalog(tmp_path / "d", n=3)  # items.jsonl + images/
     cat = F.write_fuzz_catalogue(tmp_path / "d")
     ids = [json.loads(line)["id"] for line in cat.read_text().splitlines()]
-    for kind in ("img-mode-CMYK", "img-mode-I16", "img-wide-8000x20", "img-truncated", "img-huge-header",
-                 "path-url", "path-outside", "path-directory", "text-1mb", "text-lone-surrogate"):
+    for kind in (
+        "img-mode-CMYK",
+        "img-mode-I16",
+        "img-wide-8000x20",
+        "img-truncated",
+        "img-huge-header",
+        "path-url",
+        "path-outside",
+        "path-directory",
+        "text-1mb",
+        "text-lone-surrogate",
+    ):
         assert kind in ids
     loaded = load_catalog(CatalogSpec(catalog=str(cat)))
     assert len(loaded.items) + len(loaded.rejected) == F.catalogue_rows(cat)  # every row accounted for
@@ -37,6 +47,9 @@ def test_each_damage_changes_its_copy(tmp_path):
     copies = F.damaged_copies("store", Path(good), tmp_path / "bad")
     assert set(copies) == set(F.DAMAGE["store"])
     for d in copies.values():
-        changed = [p.name for p in Path(good).iterdir()
-                   if p.is_file() and (not (d / p.name).exists() or (d / p.name).read_bytes() != p.read_bytes())]
+        changed = [
+            p.name
+            for p in Path(good).iterdir()
+            if p.is_file() and (not (d / p.name).exists() or (d / p.name).read_bytes() != p.read_bytes())
+        ]
         assert changed, d

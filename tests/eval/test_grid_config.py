@@ -40,22 +40,35 @@ def test_blocks_and_method_parameters_are_typed(tmp_path: Path) -> None:
     cfg = grid_config.load(tmp_path / "g.yaml")
     assert cfg.protocol.cold_share == 0.3 and cfg.train.given() == {"epochs": 3, "lr": 0.01}
     by = {m.title: m for m in cfg.methods}
-    assert by["lightgcn"].params == {"dim": 8, "layers": 1} and by["content-knn"].features == "store some/store"
+    assert (
+        by["lightgcn"].params == {"dim": 8, "layers": 1} and by["content-knn"].features == "store some/store"
+    )
     assert by["vbpr"].embed.options == {"image_field": "image", "batch_size": 4}
 
 
-@pytest.mark.parametrize(("typo", "message"), [
-    ("train: {epochs: 3, lr: 0.01}", "train: unknown option(s): epoch (did you mean epochs?)"),
-    ("protocol: {split: cold, cold_share: 0.3}", "protocol: unknown option(s): cold_shar (did you mean cold_share?)"),
-    ("{name: lightgcn, dim: 8, layers: 1}", "unknown option(s): layer (did you mean layers?)"),
-    ("{name: lightgcn, dim: 8, layers: 1}", "unknown model 'lightgnc' (did you mean lightgcn?)"),
-    ("image_field: image", "unknown option(s): image_feld (did you mean image_field?)"),
-    ("kd: false", "unknown option(s): kdd"),
-])
+@pytest.mark.parametrize(
+    ("typo", "message"),
+    [
+        ("train: {epochs: 3, lr: 0.01}", "train: unknown option(s): epoch (did you mean epochs?)"),
+        (
+            "protocol: {split: cold, cold_share: 0.3}",
+            "protocol: unknown option(s): cold_shar (did you mean cold_share?)",
+        ),
+        ("{name: lightgcn, dim: 8, layers: 1}", "unknown option(s): layer (did you mean layers?)"),
+        ("{name: lightgcn, dim: 8, layers: 1}", "unknown model 'lightgnc' (did you mean lightgcn?)"),
+        ("image_field: image", "unknown option(s): image_feld (did you mean image_field?)"),
+        ("kd: false", "unknown option(s): kdd"),
+    ],
+)
 def test_a_misspelled_key_is_an_error_with_a_suggestion(tmp_path: Path, typo: str, message: str) -> None:
-    wrong = {"train": typo.replace("epochs", "epoch"), "protocol": typo.replace("cold_share", "cold_shar"),
-             "layer": typo.replace("layers", "layer"), "lightgnc": typo.replace("name: lightgcn", "name: lightgnc"),
-             "image_feld": typo.replace("image_field", "image_feld"), "kdd": typo.replace("kd", "kdd")}
+    wrong = {
+        "train": typo.replace("epochs", "epoch"),
+        "protocol": typo.replace("cold_share", "cold_shar"),
+        "layer": typo.replace("layers", "layer"),
+        "lightgnc": typo.replace("name: lightgcn", "name: lightgnc"),
+        "image_feld": typo.replace("image_field", "image_feld"),
+        "kdd": typo.replace("kd", "kdd"),
+    }
     key = next(k for k in wrong if k in message)
     (tmp_path / "g.yaml").write_text(GOOD.replace(typo, wrong[key]))
     with pytest.raises(ConfigError) as e:
@@ -86,8 +99,13 @@ def test_an_i2i_config_checks_its_pairs_and_train_blocks_against_the_stage_confi
         ("valid_share: 0.2", "pairs: interactions: set by eval/run.py itself"),
         ("{name: tuned}", "methods[1]: name: 'tunned' is not one of"),
     ]:
-        bad = {"top_tt": "top_tt: 5", "stepz": "stepz: 2", "image_field": "steps: 2, image_field: none",
-               "interactions": "interactions: x.csv", "tunned": "{name: tunned}"}
+        bad = {
+            "top_tt": "top_tt: 5",
+            "stepz": "stepz: 2",
+            "image_field": "steps: 2, image_field: none",
+            "interactions": "interactions: x.csv",
+            "tunned": "{name: tunned}",
+        }
         key = next(k for k in bad if k in message)
         (tmp_path / "bad.yaml").write_text(I2I.replace(wrong, bad[key]))
         with pytest.raises(ConfigError) as e:

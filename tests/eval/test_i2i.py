@@ -32,9 +32,24 @@ methods:
 
 def _run(cfg: Path, out: Path, work: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "eval" / "run.py"), "--config", str(cfg), "--out", str(out),
-                           "--work", str(work), "--no-progress"], cwd=cfg.parent, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "eval" / "run.py"),
+            "--config",
+            str(cfg),
+            "--out",
+            str(out),
+            "--work",
+            str(work),
+            "--no-progress",
+        ],
+        cwd=cfg.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_i2i_protocol_trains_without_test_pairs_and_scores_every_method(tmp_path: Path) -> None:
@@ -48,7 +63,9 @@ def test_i2i_protocol_trains_without_test_pairs_and_scores_every_method(tmp_path
     res = json.loads((out / "results.json").read_text())
     for part in ("valid", "test"):
         assert set(res[part]) == {"random", "popularity", "zero", "tuned"}
-        assert all(0.0 <= r["recall@10"] <= 1.0 and r["recall@5"] <= r["recall@10"] for r in res[part].values())
+        assert all(
+            0.0 <= r["recall@10"] <= 1.0 and r["recall@5"] <= r["recall@10"] for r in res[part].values()
+        )
         assert res["protocol"][part]["queries"] > 0
     # Training saw the pairs without their test part; the test part is what the test table scores.
     parts = set(pq.read_table(work / "pairs-notest" / "pairs.parquet")["part"].to_pylist())
@@ -59,7 +76,9 @@ def test_i2i_protocol_trains_without_test_pairs_and_scores_every_method(tmp_path
     assert "## Test part" in report and "tuned" in report and "**(chosen)**" in report
     # Tuned vectors differ from zero-shot ones (the adapter was applied), on the same items.
     stores = sorted((work / "stores").iterdir())
-    assert any(s.name.startswith("tuned-") for s in stores) and any(s.name.startswith("zero-shot-") for s in stores)
+    assert any(s.name.startswith("tuned-") for s in stores) and any(
+        s.name.startswith("zero-shot-") for s in stores
+    )
 
     # A second invocation reuses the finished run (and the stores) and gives the same numbers.
     p = _run(cfg, out, work)

@@ -19,7 +19,11 @@ def recbole_python() -> Path:
     if given:
         assert Path(given).is_file(), f"MLLMREC_RECBOLE_PYTHON={given} does not exist"
         return Path(given)
-    r = subprocess.run([str(ROOT / "adapters" / "recbole" / "venv.sh"), str(ROOT / ".venv-recbole")],
-                       capture_output=True, text=True, timeout=1800)
+    r = subprocess.run(
+        [str(ROOT / "adapters" / "recbole" / "venv.sh"), str(ROOT / ".venv-recbole")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert r.returncode == 0, f"building RecBole's venv failed:\n{r.stderr[-3000:]}"
     return Path(r.stdout.strip().splitlines()[-1])

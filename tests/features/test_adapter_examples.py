@@ -14,7 +14,11 @@ EXPECT = {  # example -> lines its output must contain
     "torch": ["item features: mm: ", "test Recall@20 before training", "test Recall@20 after"],
     "cornac": ["VBPR  test Recall@20", "BPR   test Recall@20"],
     "mmrec": ["row i = MMRec item i: checked", "image_feat.npy (", "<- visual"],
-    "recbole": ["row of each item token = its vector: checked", "PretrainedBPR with vectors", "alias_of_item_id: [iid]"],
+    "recbole": [
+        "row of each item token = its vector: checked",
+        "PretrainedBPR with vectors",
+        "alias_of_item_id: [iid]",
+    ],
 }
 
 
@@ -28,13 +32,22 @@ def inputs(tmp_path_factory):
     return work, data, store
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.recbole) if n == "recbole" else n
-                                  for n in sorted(EXPECT)])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.recbole) if n == "recbole" else n for n in sorted(EXPECT)]
+)
 def test_example_runs(inputs, name, request):
     work, data, store = inputs
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, str(ROOT / "adapters" / name / "example.py"), "--store", str(store), "--data", str(data),
-           "--work", str(work / name)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "adapters" / name / "example.py"),
+        "--store",
+        str(store),
+        "--data",
+        str(data),
+        "--work",
+        str(work / name),
+    ]
     if name in ("torch", "cornac"):
         cmd += ["--epochs", "3"]
     if name == "recbole":  # real RecBole, in its own venv (adapters/recbole/venv.sh)
@@ -46,10 +59,14 @@ def test_example_runs(inputs, name, request):
 
 
 def test_every_adapter_folder_has_a_readme_and_a_tested_example():
-    folders = sorted(p.name for p in (ROOT / "adapters").iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    folders = sorted(
+        p.name for p in (ROOT / "adapters").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+    )
     assert folders == sorted(EXPECT)
     for name in folders:
-        assert (ROOT / "adapters" / name / "README.md").is_file() and (ROOT / "adapters" / name / "example.py").is_file()
+        assert (ROOT / "adapters" / name / "README.md").is_file() and (
+            ROOT / "adapters" / name / "example.py"
+        ).is_file()
 
 
 def test_no_example_loads_with_pickle_enabled():

@@ -24,7 +24,9 @@ def data(tmp_path_factory):
     from mllmrec.datasets.synthetic import ATTRIBUTES, make_synthetic
 
     root = tmp_path_factory.mktemp("cornac")
-    syn = make_synthetic(SyntheticConfig(out=str(root / "syn"), n_items=150, n_users=200, image_size=16, seed=3))
+    syn = make_synthetic(
+        SyntheticConfig(out=str(root / "syn"), n_items=150, n_users=200, image_size=16, seed=3)
+    )
     attrs = [json.loads(line) for line in syn.attributes.read_text().splitlines()]
     cols = [(a, v) for a, values in ATTRIBUTES.items() for v in values]
     onehot = np.array([[float(r[a] == v) for a, v in cols] for r in attrs], np.float32)  # [n_items, 30]
@@ -58,17 +60,31 @@ def test_cornac_vbpr_on_exported_features_scored_by_cornac(tmp_path, data):
     root, store, split = data
     out = tmp_path / "cornac"
     (tmp_path / "ids.json").write_text(json.dumps(split.item_ids))
-    E.run_export(ExportConfig(source=str(store), format="cornac", out=str(out), ids=str(tmp_path / "ids.json")))
-    modality = ImageModality(features=np.load(out / "features.npy"),
-                             ids=json.loads((out / "ids.json").read_text()))
+    E.run_export(
+        ExportConfig(source=str(store), format="cornac", out=str(out), ids=str(tmp_path / "ids.json"))
+    )
+    modality = ImageModality(
+        features=np.load(out / "features.npy"), ids=json.loads((out / "ids.json").read_text())
+    )
     method = cornac_eval_method(split, seed=0, item_image=modality)
     ours = cornac_modality(store, split.item_ids).features
     for raw, vec in _features_by_raw_id(method).items():  # Cornac's own item order, our rows
         np.testing.assert_array_equal(vec, ours[split.item_ids.index(raw)])
 
-    models = [cornac.models.VBPR(k=10, k2=10, n_epochs=15, batch_size=256, learning_rate=0.01, lambda_w=0.01,
-                                 lambda_b=0.01, seed=0, verbose=False),
-              cornac.models.MostPop()]
+    models = [
+        cornac.models.VBPR(
+            k=10,
+            k2=10,
+            n_epochs=15,
+            batch_size=256,
+            learning_rate=0.01,
+            lambda_w=0.01,
+            lambda_b=0.01,
+            seed=0,
+            verbose=False,
+        ),
+        cornac.models.MostPop(),
+    ]
     recall = {}
     for model in models:  # Cornac's own evaluator: fit on train, rank all items, train/valid items masked
         test_result, _ = method.evaluate(model, [Recall(k=20)], user_based=True)
@@ -95,5 +111,7 @@ def test_scrambled_id_order_gives_the_same_features_in_cornac(data):
 
     m = cornac_modality(store, scrambled)
     bare = cornac_eval_method(split, seed=0, item_image=ImageModality(features=m.features))
-    assert any(not np.array_equal(bare.train_set.item_image.features[idx], seen[0][raw])
-               for raw, idx in bare.global_iid_map.items())
+    assert any(
+        not np.array_equal(bare.train_set.item_image.features[idx], seen[0][raw])
+        for raw, idx in bare.global_iid_map.items()
+    )

@@ -21,7 +21,10 @@ IDS = [f"i{k}" for k in range(8)]
 @pytest.fixture
 def store(tmp_path):
     rng = np.random.default_rng(0)
-    vecs = {"mm": rng.normal(size=(8, 6)).astype(np.float32), "visual": rng.normal(size=(8, 6)).astype(np.float32)}
+    vecs = {
+        "mm": rng.normal(size=(8, 6)).astype(np.float32),
+        "visual": rng.normal(size=(8, 6)).astype(np.float32),
+    }
     return write_array_store(tmp_path / "store", IDS, vecs), vecs
 
 
@@ -49,10 +52,14 @@ def test_npy_export_in_source_order_with_manifest_and_verification(tmp_path, sto
 def test_rows_follow_ids_file_or_interactions(tmp_path, store):
     src, vecs = store
     (tmp_path / "ids.txt").write_text("i5\ni0\ni3\n")
-    E.run_export(ExportConfig(source=str(src), format="cornac", out=str(tmp_path / "a"), ids=str(tmp_path / "ids.txt")))
+    E.run_export(
+        ExportConfig(source=str(src), format="cornac", out=str(tmp_path / "a"), ids=str(tmp_path / "ids.txt"))
+    )
     np.testing.assert_array_equal(np.load(tmp_path / "a" / "features.npy"), vecs["mm"][[5, 0, 3]])
     log = _log(tmp_path / "log.csv", [("u1", "i6"), ("u1", "i2"), ("u2", "i6"), ("u2", "i1")])
-    m = E.run_export(ExportConfig(source=str(src), format="npy", out=str(tmp_path / "b"), interactions=str(log)))
+    m = E.run_export(
+        ExportConfig(source=str(src), format="npy", out=str(tmp_path / "b"), interactions=str(log))
+    )
     assert json.loads((tmp_path / "b" / "ids.json").read_text()) == ["i6", "i2", "i1"]  # first-seen order
     np.testing.assert_array_equal(np.load(tmp_path / "b" / "features.npy"), vecs["mm"][[6, 2, 1]])
     assert m["inputs"]["interactions"]["sha256"] and m["row_order"] == f"items of {log}"
@@ -100,7 +107,9 @@ def test_existing_files_and_foreign_folders_are_protected(tmp_path, store, capsy
     assert main([*args, "--overwrite"]) == 0
     assert main(["export", str(src), "--format", "npy", "--out", str(src)]) == 2  # into the store itself
     assert "holds a 'embed' artefact" in capsys.readouterr().err
-    assert main(["export", str(src), "--format", "npy", "--out", str(tmp_path / "x"), "--channel", "fused"]) == 2
+    assert (
+        main(["export", str(src), "--format", "npy", "--out", str(tmp_path / "x"), "--channel", "fused"]) == 2
+    )
     assert "channel 'fused' is not available" in capsys.readouterr().err
     with pytest.raises(E.ExportError, match="not an mllmrec export"):
         E.verify_export(tmp_path)
@@ -131,8 +140,20 @@ def test_export_help_documents_every_flag(capsys):
     with pytest.raises(SystemExit):
         main(["export", "--help"])
     text = capsys.readouterr().out
-    for flag in ("--format", "--out", "--channel", "--ids", "--interactions", "--missing", "--image-channel",
-                 "--text-channel", "--single-channel", "--stale-caches", "--recbole-id-field", "--overwrite"):
+    for flag in (
+        "--format",
+        "--out",
+        "--channel",
+        "--ids",
+        "--interactions",
+        "--missing",
+        "--image-channel",
+        "--text-channel",
+        "--single-channel",
+        "--stale-caches",
+        "--recbole-id-field",
+        "--overwrite",
+    ):
         assert flag in text
 
 
@@ -152,14 +173,24 @@ def test_options_that_do_not_apply_are_refused(tmp_path, store):
     src, _ = store
     log = _log(tmp_path / "log.csv", [("u1", "i1")])
     with pytest.raises(E.ExportError, match="--channel does not apply to --format mmrec"):
-        E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), channel="mm",
-                              interactions=str(log)))
+        E.run_export(
+            ExportConfig(
+                source=str(src), format="mmrec", out=str(tmp_path / "o"), channel="mm", interactions=str(log)
+            )
+        )
     from mllmrec.features.exporters.mmrec import MmrecError
 
     (tmp_path / "ids.txt").write_text("i1\n")
     with pytest.raises(MmrecError, match="not an MMRec .inter"):
-        E.run_export(ExportConfig(source=str(src), format="mmrec", out=str(tmp_path / "o"), interactions=str(log),
-                              ids=str(tmp_path / "ids.txt")))
+        E.run_export(
+            ExportConfig(
+                source=str(src),
+                format="mmrec",
+                out=str(tmp_path / "o"),
+                interactions=str(log),
+                ids=str(tmp_path / "ids.txt"),
+            )
+        )
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "manifest.json").write_text("{not json")
     with pytest.raises(E.ExportError, match="holds a 'unreadable' artefact"):
@@ -196,4 +227,8 @@ def test_non_finite_fill_is_explicit_and_recorded(tmp_path, nan_store):
     finite = np.delete(vecs["mm"], [2, 5], axis=0)
     np.testing.assert_allclose(feats[2], finite.mean(axis=0), rtol=1e-5)
     rep = m["missing"]["features"]
-    assert rep["nonfinite"] == 2 and rep["nonfinite_filled"] == {"mean": 2} and rep["nonfinite_ids"] == ["i2", "i5"]
+    assert (
+        rep["nonfinite"] == 2
+        and rep["nonfinite_filled"] == {"mean": 2}
+        and rep["nonfinite_ids"] == ["i2", "i5"]
+    )

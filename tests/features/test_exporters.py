@@ -27,14 +27,18 @@ def source(tmp_path_factory):
     rng = np.random.default_rng(0)
     vecs = {c: rng.normal(size=(8, 5)).astype(np.float32) for c in ("mm", "visual")}
     log = root / "log.csv"  # scrambled item order; every user saw every item, so a split keeps them all
-    log.write_text("user_id,item_id\n" + "".join(f"u{u},{IDS[(3 * k + u) % 8]}\n" for u in range(10) for k in range(8)))
+    log.write_text(
+        "user_id,item_id\n" + "".join(f"u{u},{IDS[(3 * k + u) % 8]}\n" for u in range(10) for k in range(8))
+    )
     return write_array_store(root / "store", IDS, vecs), vecs, log
 
 
 @pytest.mark.parametrize("name", list(EXPORTERS))
 def test_every_exporter_writes_rows_aligned_to_ids(tmp_path, source, name):
     store, vecs, log = source
-    m = run_export(ExportConfig(source=str(store), format=name, out=str(tmp_path / name), interactions=str(log)))
+    m = run_export(
+        ExportConfig(source=str(store), format=name, out=str(tmp_path / name), interactions=str(log))
+    )
     ids, arrays = EXPORTERS[name].read(tmp_path / name, m)
     assert len(ids) == m["rows"] > 0 and set(ids) <= set(IDS) and len(set(ids)) == len(ids)
     assert set(arrays) == set(m["channels"])
@@ -65,8 +69,16 @@ def _other_value(field: str):
     return default + 1 if isinstance(default, int) else f"{default}-x"
 
 
-@pytest.mark.parametrize(("field", "owner", "other"), [
-    (f, e.name, o) for e in EXPORTERS.values() for f in e.flags for o in EXPORTERS if f not in EXPORTERS[o].flags])
+@pytest.mark.parametrize(
+    ("field", "owner", "other"),
+    [
+        (f, e.name, o)
+        for e in EXPORTERS.values()
+        for f in e.flags
+        for o in EXPORTERS
+        if f not in EXPORTERS[o].flags
+    ],
+)
 def test_a_formats_flag_is_refused_for_another_format(field, owner, other):
     with pytest.raises(ConfigError, match=f"--{field.replace('_', '-')} applies to --format .*{owner}"):
         ExportConfig(source="s", format=other, out="o", **{field: _other_value(field)})

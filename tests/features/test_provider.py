@@ -21,7 +21,10 @@ IDS = ["a", "b", "7", "c", "042", "d"]
 
 def _vectors(n: int = len(IDS), d: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {"mm": rng.normal(size=(n, d)).astype(np.float32), "visual": rng.normal(size=(n, d)).astype(np.float32)}
+    return {
+        "mm": rng.normal(size=(n, d)).astype(np.float32),
+        "visual": rng.normal(size=(n, d)).astype(np.float32),
+    }
 
 
 @pytest.fixture(params=["safetensors", "parquet"])
@@ -64,7 +67,9 @@ def test_aligned_to_id_lists_and_id_map_files(tmp_path, store):
     (tmp_path / "ids.json").write_text(json.dumps(order))
     (tmp_path / "map.json").write_text(json.dumps({i: k for k, i in enumerate(order)}))
     scrambled = [3, 1, 0, 2]  # MMRec-style mapping file, rows listed out of order
-    (tmp_path / "i_id_mapping.csv").write_text("asin\titemID\n" + "".join(f"{order[r]}\t{r}\n" for r in scrambled))
+    (tmp_path / "i_id_mapping.csv").write_text(
+        "asin\titemID\n" + "".join(f"{order[r]}\t{r}\n" for r in scrambled)
+    )
     (tmp_path / "map.csv").write_text("item,row\n" + "".join(f"{order[r]},{r}\n" for r in scrambled))
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -92,15 +97,18 @@ def test_three_column_mmrec_id_map_is_read_by_the_column_the_source_knows(tmp_pa
         read_id_map(p, id_column="asin")
 
 
-@pytest.mark.parametrize("content, message", [
-    ("a\nb\na\n", "occur more than once"),
-    ("a\n\nb\n", "line 2 is empty"),
-    ("asin\titemID\na\t0\nb\t2\n", "missing rows \\[1\\]"),
-    ("asin\titemID\na\t0\nb\t0\n", "rows given twice \\[0\\]"),
-    ("asin\titemID\na\t0\nb\tx\n", "must be integers"),
-    ("x\ty\tz\na\tb\tc\n", "expected one id column"),
-    ("asin\titemID\na\t0\nb\n", "data row 2 has 1 cells"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("a\nb\na\n", "occur more than once"),
+        ("a\n\nb\n", "line 2 is empty"),
+        ("asin\titemID\na\t0\nb\t2\n", "missing rows \\[1\\]"),
+        ("asin\titemID\na\t0\nb\t0\n", "rows given twice \\[0\\]"),
+        ("asin\titemID\na\t0\nb\tx\n", "must be integers"),
+        ("x\ty\tz\na\tb\tc\n", "expected one id column"),
+        ("asin\titemID\na\t0\nb\n", "data row 2 has 1 cells"),
+    ],
+)
 def test_bad_id_maps_are_refused(tmp_path, content, message):
     suffix = ".tsv" if "\t" in content else ".txt"
     p = tmp_path / f"map{suffix}"
@@ -141,7 +149,9 @@ def test_missing_id_policies_fill_and_report(store, caplog):
     np.testing.assert_allclose(m.vectors[0], vecs["mm"].astype(np.float64).mean(axis=0), rtol=1e-6)
     np.testing.assert_array_equal(m.vectors[1], vecs["mm"][1])
     assert m.report.filled == {"mean": 2} and fp.last_report == m.report
-    with pytest.raises(P.ProviderError, match="2 ids are missing from channel .mm., and missing=.new-item. only fills"):
+    with pytest.raises(
+        P.ProviderError, match="2 ids are missing from channel .mm., and missing=.new-item. only fills"
+    ):
         fp.lookup(asked, missing="new-item")
     with pytest.raises(P.ProviderError, match="not one of"):
         fp.lookup(asked, missing="guess")  # type: ignore[arg-type]
@@ -218,8 +228,17 @@ def test_lookups_in_a_large_store_read_only_the_asked_rows(tmp_path):
         f.write(b"\0")
     ids = pa.array([f"item{k}" for k in range(n)], pa.string())
     pq.write_table(pa.table({"id": ids, "label": ids}), out / st.ITEMS)
-    artifacts.write_manifest(out, {"stage": "embed", "status": "complete", "channels": ["mm"], "dims": {"mm": d},
-                            "config": {"format": "safetensors"}, "counts": {}})
+    artifacts.write_manifest(
+        out,
+        {
+            "stage": "embed",
+            "status": "complete",
+            "channels": ["mm"],
+            "dims": {"mm": d},
+            "config": {"format": "safetensors"},
+            "counts": {},
+        },
+    )
     fp = P.FeatureProvider.open(out)
     asked = [f"item{k}" for k in np.random.default_rng(0).integers(0, n, 10_000)]
     fp.rows(asked[:1])  # the id column (~16 MB) is read once, before measuring
@@ -247,8 +266,10 @@ def test_foreign_artefacts_and_distill_runs_without_the_reader(tmp_path, monkeyp
 
 
 def test_import_mllmrec_stays_light_and_resolves_feature_provider():
-    code = ("import sys, mllmrec; heavy = [m for m in ('torch', 'pyarrow', 'numpy') if m in sys.modules]; "
-            "fp = mllmrec.FeatureProvider; print(heavy, fp.__module__, 'torch' in sys.modules)")
+    code = (
+        "import sys, mllmrec; heavy = [m for m in ('torch', 'pyarrow', 'numpy') if m in sys.modules]; "
+        "fp = mllmrec.FeatureProvider; print(heavy, fp.__module__, 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[] mllmrec.features.provider False"
 

@@ -31,10 +31,25 @@ def exported(tmp_path_factory):
     folder = tmp / "data" / "toy"
     folder.mkdir(parents=True)
     rows = [(u, IDS[k]) for u in range(24) for k in rng.permutation(len(IDS))[:12]]
-    (folder / "toy.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n"
-                                      + "".join(f"u{u}\t{i}\t{t}\n" for t, (u, i) in enumerate(rows)))
-    assert main(["export", str(store), "--format", "recbole", "--out", str(folder),
-                 "--interactions", str(folder / "toy.inter")]) == 0
+    (folder / "toy.inter").write_text(
+        "user_id:token\titem_id:token\ttimestamp:float\n"
+        + "".join(f"u{u}\t{i}\t{t}\n" for t, (u, i) in enumerate(rows))
+    )
+    assert (
+        main(
+            [
+                "export",
+                str(store),
+                "--format",
+                "recbole",
+                "--out",
+                str(folder),
+                "--interactions",
+                str(folder / "toy.inter"),
+            ]
+        )
+        == 0
+    )
     return tmp / "data", dict(zip(IDS, vecs, strict=True)), rows
 
 
@@ -59,16 +74,28 @@ def test_recbole_loads_every_items_row_as_its_vector(recbole_python, exported, t
 
 def test_pretrained_bpr_trains_on_the_vectors_in_recbole(recbole_python, exported, tmp_path):
     data, _, _ = exported
-    runs = [{"name": n, "seed": 0, "config": {"epochs": 2, "pretrained_field": f, "embedding_size": 8}}
-            for n, f in (("with", "iid"), ("without", None))]
+    runs = [
+        {"name": n, "seed": 0, "config": {"epochs": 2, "pretrained_field": f, "embedding_size": 8}}
+        for n, f in (("with", "iid"), ("without", None))
+    ]
     (tmp_path / "runs.json").write_text(json.dumps(runs))
-    _run(recbole_python, "train", str(data), "toy", "--runs", str(tmp_path / "runs.json"),
-         "--out", str(tmp_path / "res.json"))
+    _run(
+        recbole_python,
+        "train",
+        str(data),
+        "toy",
+        "--runs",
+        str(tmp_path / "runs.json"),
+        "--out",
+        str(tmp_path / "res.json"),
+    )
     res = json.loads((tmp_path / "res.json").read_text())
     assert [r["name"] for r in res] == ["with", "without"]
     for r in res:
         assert len(r["valid_curve"]) == 2 and 0.0 <= r["test"]["recall@20"] <= 1.0
-    assert res[0]["valid"] != res[1]["valid"] or res[0]["test"] != res[1]["test"]  # the vectors changed the model
+    assert (
+        res[0]["valid"] != res[1]["valid"] or res[0]["test"] != res[1]["test"]
+    )  # the vectors changed the model
 
 
 def test_export_yaml_is_recboles_config(exported):

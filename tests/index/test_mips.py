@@ -52,7 +52,9 @@ def test_approximate_kinds_reach_high_recall_with_exact_scores(kind, knob):
     scores, rows = index.search(users, 20)
     truth = exact_top(items, users, 20)
     assert recall_at_k(rows, truth) >= 0.9
-    np.testing.assert_allclose(scores, np.einsum("mkd,md->mk", items[rows], users), rtol=1e-5)  # re-scored exactly
+    np.testing.assert_allclose(
+        scores, np.einsum("mkd,md->mk", items[rows], users), rtol=1e-5
+    )  # re-scored exactly
     assert (np.diff(scores, axis=1) <= 1e-6).all()
 
 
@@ -65,19 +67,32 @@ def test_exact_matches_brute_force():
 def test_saved_index_records_recall_tunes_and_is_refused_when_stale(tmp_path):
     items, users = _data()
     fp = fingerprint("ids", items, {"source": 1})
-    index, meta = load_or_build(tmp_path, items, fp, IndexParams("ivf"), queries=users, k=20, target_recall=0.95)
+    index, meta = load_or_build(
+        tmp_path, items, fp, IndexParams("ivf"), queries=users, k=20, target_recall=0.95
+    )
     saved = read_meta(tmp_path, "ivf")
     assert saved == json.loads(paths(tmp_path, "ivf")[1].read_text()) and saved["recall"]["recall"] >= 0.95
     trials = saved["recall"]["trials"]
     assert trials[-1]["nprobe"] == saved["recall"]["nprobe"] == index.params.nprobe
     assert all(t["recall"] < 0.95 for t in trials[:-1])  # the cheapest knob that meets the target
-    again, meta2 = load_or_build(tmp_path, items, fp, IndexParams("ivf"), queries=users, k=20, target_recall=0.95)
-    assert meta2["built"] == meta["built"] and again.params.nprobe == index.params.nprobe  # loaded, not rebuilt
+    again, meta2 = load_or_build(
+        tmp_path, items, fp, IndexParams("ivf"), queries=users, k=20, target_recall=0.95
+    )
+    assert (
+        meta2["built"] == meta["built"] and again.params.nprobe == index.params.nprobe
+    )  # loaded, not rebuilt
     moved = items.copy()
     moved[::7] *= 1.5
     with pytest.raises(StaleIndexError, match="vectors_sample_sha256"):
         load_or_build(tmp_path, moved, fingerprint("ids", moved, {"source": 1}), IndexParams("ivf"))
-    _, meta3 = load_or_build(tmp_path, moved, fingerprint("ids", moved, {"source": 1}), IndexParams("ivf"),
-                             queries=users, k=20, rebuild=True)
+    _, meta3 = load_or_build(
+        tmp_path,
+        moved,
+        fingerprint("ids", moved, {"source": 1}),
+        IndexParams("ivf"),
+        queries=users,
+        k=20,
+        rebuild=True,
+    )
     assert meta3["fingerprint"]["vectors_sample_sha256"] != fp["vectors_sample_sha256"]
     assert not list(tmp_path.glob(".mllmrec-writer.lock"))

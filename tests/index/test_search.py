@@ -39,19 +39,32 @@ def clustered(n: int = N, d: int = DIM, clusters: int = CLUSTERS, seed: int = 0)
     return (centres[rng.integers(0, clusters, n)] + 0.35 * rng.normal(size=(n, d))).astype(np.float32)
 
 
-def make_store(out: Path, vecs: np.ndarray, fmt: str = "safetensors", labels: list[str] | None = None,
-               completed: str = "2025-01-01T00:00:00+0000") -> Path:
+def make_store(
+    out: Path,
+    vecs: np.ndarray,
+    fmt: str = "safetensors",
+    labels: list[str] | None = None,
+    completed: str = "2025-01-01T00:00:00+0000",
+) -> Path:
     """Write a complete single-channel ("mm") store holding `vecs` in row order."""
     out.mkdir(parents=True, exist_ok=True)
     ids = [f"item{k}" for k in range(len(vecs))]
     labels = labels if labels is not None else [f"Item number {k}" for k in range(len(vecs))]
     write_vectors(out, fmt, ids, labels, {"mm": vecs})
     n = len(vecs)
-    write_manifest(out, {
-        "stage": "embed", "status": "complete", "completed": completed,
-        "counts": {"input": n, "embedded": n, "rejected": 0, "text_only": 0},
-        "channels": ["mm"], "dims": {"mm": vecs.shape[1]}, "config": {"format": fmt}, "rejected": [],
-    })
+    write_manifest(
+        out,
+        {
+            "stage": "embed",
+            "status": "complete",
+            "completed": completed,
+            "counts": {"input": n, "embedded": n, "rejected": 0, "text_only": 0},
+            "channels": ["mm"],
+            "dims": {"mm": vecs.shape[1]},
+            "config": {"format": fmt},
+            "rejected": [],
+        },
+    )
     return out
 
 
@@ -106,8 +119,9 @@ def test_self_is_excluded_unless_asked(store: Path) -> None:
     assert len(with_self) == 5
 
 
-def test_without_saved_index_builds_flat_in_memory(store: Path, vecs: np.ndarray,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_without_saved_index_builds_flat_in_memory(
+    store: Path, vecs: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO, logger="mllmrec.index.search"):
         ix = NeighborIndex.load(store)
     assert "in memory" in caplog.text and ix.in_memory and ix.kind == "flat"
@@ -132,14 +146,18 @@ def test_search_arbitrary_vector_is_scale_invariant(store: Path, vecs: np.ndarra
 # ---------------------------------------------------------------------------------------------
 # Measured on this data (5 seeds): defaults give recall@10 = 1.000 for both kinds; the starved
 # settings give IVF 0.88-0.94 and HNSW 0.96-0.97, so they show the saved search parameter is used.
-@pytest.mark.parametrize(("params", "low", "high"), [
-    ({"kind": "ivf"}, 0.99, 1.0),
-    ({"kind": "hnsw"}, 0.99, 1.0),
-    ({"kind": "ivf", "nlist": 20, "nprobe": 1}, 0.80, 0.99),
-    ({"kind": "hnsw", "hnsw_m": 4, "ef_search": 10}, 0.90, 0.995),
-])
-def test_ann_recall_against_flat(tmp_path: Path, vecs: np.ndarray, params: dict, low: float,
-                                 high: float) -> None:
+@pytest.mark.parametrize(
+    ("params", "low", "high"),
+    [
+        ({"kind": "ivf"}, 0.99, 1.0),
+        ({"kind": "hnsw"}, 0.99, 1.0),
+        ({"kind": "ivf", "nlist": 20, "nprobe": 1}, 0.80, 0.99),
+        ({"kind": "hnsw", "hnsw_m": 4, "ef_search": 10}, 0.90, 0.995),
+    ],
+)
+def test_ann_recall_against_flat(
+    tmp_path: Path, vecs: np.ndarray, params: dict, low: float, high: float
+) -> None:
     store = make_store(tmp_path / "s", vecs)
     build_index(store, **params)
     ix = NeighborIndex.load(store)
@@ -208,7 +226,9 @@ def test_stale_index_is_refused_after_reembedding(tmp_path: Path, vecs: np.ndarr
         NeighborIndex.load(store)
 
 
-def test_stale_index_is_refused_after_reembedding_with_other_settings(tmp_path: Path, vecs: np.ndarray) -> None:
+def test_stale_index_is_refused_after_reembedding_with_other_settings(
+    tmp_path: Path, vecs: np.ndarray
+) -> None:
     """Same second, same counts, same vector file size: only the manifest's `identity` differs."""
     store = make_store(tmp_path / "s", vecs)
     manifest = read_manifest(store)
@@ -272,8 +292,9 @@ def test_nan_vector_is_refused(tmp_path: Path, vecs: np.ndarray) -> None:
 # ---------------------------------------------------------------------------------------------
 # CLI run functions
 # ---------------------------------------------------------------------------------------------
-def test_run_index_and_run_neighbors_print(tmp_path: Path, vecs: np.ndarray,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_index_and_run_neighbors_print(
+    tmp_path: Path, vecs: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
     labels = [f"Item number {k}" for k in range(N)]
     labels[0] = "A very long title\nthat goes on " + "and on " * 30
     store = make_store(tmp_path / "s", vecs, labels=labels)

@@ -103,15 +103,23 @@ def test_fields_keep_non_ascii_field_names_readable():
 
 
 def test_fields_all_empty_render_nothing():
-    r = render(template("[{{fields}}]"), Item("e", {"title": "", "description": ""}, ("a.png",)), [],
-               image_placeholder=PH)
+    r = render(
+        template("[{{fields}}]"),
+        Item("e", {"title": "", "description": ""}, ("a.png",)),
+        [],
+        image_placeholder=PH,
+    )
     assert r.text == '[]"'
 
 
 def test_single_field_marker_is_raw_and_missing_field_is_empty():
     item = Item("s", {"title": 'Mug "XL"', "description": "Big."})
-    r = render(template("T={{field:title}}; D={{field:description}}; X={{field:nope}}."), item, [],
-               image_placeholder=PH)
+    r = render(
+        template("T={{field:title}}; D={{field:description}}; X={{field:nope}}."),
+        item,
+        [],
+        image_placeholder=PH,
+    )
     assert r.text == 'T=Mug "XL"; D=Big.; X=."'
 
 

@@ -298,7 +298,9 @@ def test_known_markers_and_literal_braces_are_accepted(text):
 
 def test_slot_channels_keep_first_seen_order_without_duplicates():
     t = parse_template(
-        minimal(user=["{{slot:b}}", {"if": "image", "text": "{{slot:a}}", "else": "{{slot:b}}"}, "{{slot:a}}"])
+        minimal(
+            user=["{{slot:b}}", {"if": "image", "text": "{{slot:a}}", "else": "{{slot:b}}"}, "{{slot:a}}"]
+        )
     )
     assert t.slot_channels == ("b", "a")
     assert t.channels == ("mm", "b", "a")

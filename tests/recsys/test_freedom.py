@@ -79,8 +79,9 @@ def test_edge_pruner_keeps_fraction_and_prefers_low_degree_edges() -> None:
         assert adj.indices().shape[1] == 2 * 10  # 10 kept edges, both directions
         hub_kept.append(int((adj.indices()[0] == 0).sum()))
     assert np.mean(hub_kept) < 5  # hub edges (p ∝ 1/sqrt(10·2)) go more often than leaf edges (1/sqrt(1·2))
-    np.testing.assert_array_equal(pruner.sample(np.random.default_rng(3)).to_dense(),
-                                  pruner.sample(np.random.default_rng(3)).to_dense())
+    np.testing.assert_array_equal(
+        pruner.sample(np.random.default_rng(3)).to_dense(), pruner.sample(np.random.default_rng(3)).to_dense()
+    )
 
 
 def test_contract_shapes_and_graph_frozen() -> None:

@@ -275,7 +275,9 @@ def test_same_seed_same_result(cls: str) -> None:
 
 def test_negative_sampler_is_uniform_over_unseen_items() -> None:
     # user 2 makes item 8 a trained item; item 10 has no training interaction at all (cold)
-    train = sp.csr_matrix(np.array([[1] * 8 + [0, 0, 0], [0] * 9 + [1, 0], [0] * 8 + [1, 0, 0]], dtype=np.float32))
+    train = sp.csr_matrix(
+        np.array([[1] * 8 + [0, 0, 0], [0] * 9 + [1, 0], [0] * 8 + [1, 0, 0]], dtype=np.float32)
+    )
     sampler = NegativeSampler(train, np.random.default_rng(0))
     users = np.repeat([0, 1], 9000)
     neg = sampler(users)
@@ -310,5 +312,7 @@ def test_vbpr_items_never_trained_keep_only_their_feature_terms() -> None:
     valid = [np.array([int(np.flatnonzero(row == 0)[0])]) for row in dense]
     train_bpr(model, train, valid, epochs=3, batch_size=16, progress=False)
     with torch.no_grad():
-        assert float(model.gamma_item.weight[59].abs().sum()) == 0.0 and float(model.item_bias.weight[59]) == 0.0
+        assert (
+            float(model.gamma_item.weight[59].abs().sum()) == 0.0 and float(model.item_bias.weight[59]) == 0.0
+        )
         assert float(model.gamma_item.weight[:59].abs().sum()) > 0.0

@@ -63,5 +63,7 @@ def test_reading_the_names_imports_no_model_code() -> None:
     import sys
 
     code = "import sys, mllmrec.recsys.registry as r; print(len(r.MODELS), 'torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == [str(len(MODELS)), "False"]

@@ -167,7 +167,9 @@ def test_cached_uses_the_winner_of_a_race(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_family_names() -> None:
     assert [family_of_model_type(t) for t in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")] == list(FAMILIES)
-    assert set(FAMILIES) <= {f.name for f in families.FAMILIES.values()}  # the builder's families are real ones
+    assert set(FAMILIES) <= {
+        f.name for f in families.FAMILIES.values()
+    }  # the builder's families are real ones
     with pytest.raises(ValueError, match="qwen2_5_vl") as unknown_type:
         family_of_model_type("llava")
     with pytest.raises(ValueError, match="qwen3-vl") as unknown_family:

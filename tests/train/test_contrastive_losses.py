@@ -12,7 +12,9 @@ from mllmrec.config import ConfigError
 from mllmrec.train.losses import InfoNCE, get_loss, objective
 
 
-def _reference(reps: np.ndarray, partner: list[int], keys: list[int], scale: float, cross: bool = False) -> float:
+def _reference(
+    reps: np.ndarray, partner: list[int], keys: list[int], scale: float, cross: bool = False
+) -> float:
     """Row-by-row InfoNCE written out with Python loops."""
     z = reps / np.linalg.norm(reps, axis=1, keepdims=True)
     total = 0.0
@@ -42,7 +44,9 @@ def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def test_infonce_matches_hand_computation(batch):
     reps, partner, keys = batch
     got = InfoNCE()(reps, partner, keys, torch.tensor(math.log(20.0)))
-    assert float(got) == pytest.approx(_reference(reps.numpy(), partner.tolist(), keys.tolist(), 20.0), rel=1e-5)
+    assert float(got) == pytest.approx(
+        _reference(reps.numpy(), partner.tolist(), keys.tolist(), 20.0), rel=1e-5
+    )
 
 
 def test_infonce_masks_the_same_item_appearing_twice(batch):
@@ -58,7 +62,9 @@ def test_infonce_masks_known_positives_of_a_repeated_item(batch):
     reps, partner, _ = batch
     keys = torch.tensor([10, 11, 12, 11, 14, 15])  # pairs (10, 11) and (11, 14): 14 is a positive of 11 too
     got = float(InfoNCE()(reps, partner, keys, torch.tensor(3.0)))
-    assert got == pytest.approx(_reference(reps.numpy(), partner.tolist(), keys.tolist(), math.exp(3.0)), rel=1e-5)
+    assert got == pytest.approx(
+        _reference(reps.numpy(), partner.tolist(), keys.tolist(), math.exp(3.0)), rel=1e-5
+    )
     # The extra masking matters: the loss differs from the one where all six items are distinct.
     assert got != pytest.approx(float(InfoNCE()(reps, partner, torch.arange(6), torch.tensor(3.0))), rel=1e-4)
 
@@ -66,8 +72,9 @@ def test_infonce_masks_known_positives_of_a_repeated_item(batch):
 def test_cross_variant_only_uses_the_other_side(batch):
     reps, partner, keys = batch
     got = float(get_loss("infonce-cross")(reps, partner, keys, torch.tensor(3.0)))
-    assert got == pytest.approx(_reference(reps.numpy(), partner.tolist(), keys.tolist(), math.exp(3.0), cross=True),
-                                rel=1e-5)
+    assert got == pytest.approx(
+        _reference(reps.numpy(), partner.tolist(), keys.tolist(), math.exp(3.0), cross=True), rel=1e-5
+    )
 
 
 def test_logit_scale_is_clamped_at_100(batch):
@@ -81,9 +88,14 @@ def test_objective_weights_channels_and_matryoshka(batch):
     loss = InfoNCE()
     s = torch.tensor(2.0)
     vis = reps.flip(0)
-    total, parts = objective({"mm": reps, "visual": vis}, partner, keys, s, loss, {"mm": 0.9, "visual": 0.1},
-                             matryoshka_dims=(2,))
-    mm, mm2, v = loss(reps, partner, keys, s), loss(reps[:, :2], partner, keys, s), loss(vis, partner, keys, s)
+    total, parts = objective(
+        {"mm": reps, "visual": vis}, partner, keys, s, loss, {"mm": 0.9, "visual": 0.1}, matryoshka_dims=(2,)
+    )
+    mm, mm2, v = (
+        loss(reps, partner, keys, s),
+        loss(reps[:, :2], partner, keys, s),
+        loss(vis, partner, keys, s),
+    )
     v2 = loss(vis[:, :2], partner, keys, s)
     assert set(parts) == {"mm", "mm@2", "visual", "visual@2"}
     assert float(total) == pytest.approx(float(0.9 * (mm + mm2) / 2 + 0.1 * (v + v2) / 2), rel=1e-6)

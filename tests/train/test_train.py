@@ -16,8 +16,15 @@ from mllmrec.train.trainer import Trainer, load_train_encoder, run_train
 
 
 def _cfg(items: Path, pairs: Path, model: Path, out: Path, **kw) -> TrainConfig:
-    base = {"batch_pairs": 6, "steps": 2, "lr": 1e-3, "progress": False, "valid_every": 0, "device": "cpu",
-            "max_valid_queries": 8}
+    base = {
+        "batch_pairs": 6,
+        "steps": 2,
+        "lr": 1e-3,
+        "progress": False,
+        "valid_every": 0,
+        "device": "cpu",
+        "max_valid_queries": 8,
+    }
     return TrainConfig(pairs=str(pairs), out=str(out), model=str(model), catalog=str(items), **{**base, **kw})
 
 
@@ -30,8 +37,9 @@ def _grads(tr: Trainer) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("valid_every, steps_validated", [(0, []), (1, [0, 1, 2]), (2, [0, 2])])
-def test_valid_every_zero_means_no_validation(synthetic_pairs, tiny_qwen2_dir, tmp_path, monkeypatch, valid_every,
-                                             steps_validated):
+def test_valid_every_zero_means_no_validation(
+    synthetic_pairs, tiny_qwen2_dir, tmp_path, monkeypatch, valid_every, steps_validated
+):
     """Validation embeds every validation item per pass, so 0 must skip it entirely (issue 16.8),
     not just the passes between the zero-shot and the final one."""
     parts = []
@@ -76,7 +84,9 @@ def test_gradient_checkpointing_keeps_the_gradients(synthetic_pairs, tiny_qwen2_
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             tr = _trainer(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / f"r{ckpt}", grad_checkpointing=ckpt))
-        assert not [w for w in caught if "gradient_checkpointing" in str(w.message)], [str(w.message) for w in caught]
+        assert not [w for w in caught if "gradient_checkpointing" in str(w.message)], [
+            str(w.message) for w in caught
+        ]
         assert is_checkpointing(tr.encoder.model) == ckpt
         tr.train_step()
         tr.gradients(1, chunk_size=4)
@@ -89,8 +99,9 @@ def test_resume_reproduces_an_uninterrupted_run(synthetic_pairs, tiny_qwen2_dir,
     items, pairs = synthetic_pairs
     full = run_train(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / "full", steps=4, checkpoint_every=2))
     run_train(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / "cut", steps=2, checkpoint_every=2))
-    resumed = run_train(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / "cut", steps=4, checkpoint_every=2,
-                             resume=True))
+    resumed = run_train(
+        _cfg(items, pairs, tiny_qwen2_dir, tmp_path / "cut", steps=4, checkpoint_every=2, resume=True)
+    )
     from safetensors.torch import load_file
 
     a = load_file(str(tmp_path / "full" / "adapter" / "adapter_model.safetensors"))
@@ -131,7 +142,9 @@ def _store(out: Path) -> tuple[list[str], dict[str, np.ndarray]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["qwen", "composed"])
-def test_adapter_and_merged_model_give_the_trained_vectors(synthetic_pairs, tiny_qwen2_dir, tmp_path, backbone):
+def test_adapter_and_merged_model_give_the_trained_vectors(
+    synthetic_pairs, tiny_qwen2_dir, tmp_path, backbone
+):
     """The model in memory after training, `embed --adapter RUN` and `embed --model MERGED` agree."""
     from mllmrec.embed import run_embed
     from mllmrec.testing.composed import cached_tiny_composed
@@ -148,7 +161,9 @@ def test_adapter_and_merged_model_give_the_trained_vectors(synthetic_pairs, tiny
     ecfg = {"catalog": str(items), "device": "cpu", "progress": False, "batch_size": 4}
     run_embed(EmbedConfig(model=str(model), out=str(tmp_path / "zero"), **ecfg))
     run_embed(EmbedConfig(model=str(model), out=str(tmp_path / "memory"), **ecfg), encoder=trained)
-    run_embed(EmbedConfig(model=str(model), out=str(tmp_path / "tuned"), adapter=str(tmp_path / "run"), **ecfg))
+    run_embed(
+        EmbedConfig(model=str(model), out=str(tmp_path / "tuned"), adapter=str(tmp_path / "run"), **ecfg)
+    )
     merge_run(MergeConfig(run=str(tmp_path / "run"), out=str(tmp_path / "merged")))
     run_embed(EmbedConfig(model=str(tmp_path / "merged"), out=str(tmp_path / "viamerge"), **ecfg))
     ids, zero = _store(tmp_path / "zero")
@@ -161,7 +176,9 @@ def test_adapter_and_merged_model_give_the_trained_vectors(synthetic_pairs, tiny
         assert stores[name][0] == ids
         assert set(stores[name][1]) == set(memory)
         for ch in memory:
-            np.testing.assert_allclose(stores[name][1][ch], memory[ch], atol=2e-5, rtol=1e-4, err_msg=f"{name} {ch}")
+            np.testing.assert_allclose(
+                stores[name][1][ch], memory[ch], atol=2e-5, rtol=1e-4, err_msg=f"{name} {ch}"
+            )
     manifest = json.loads((tmp_path / "tuned" / "manifest.json").read_text())
     assert manifest["adapter"]["adapter_sha256"] == man["adapter_sha256"]
     assert manifest["dims"][main] == 24
@@ -181,8 +198,21 @@ def test_training_raises_validation_i2i_recall_above_zero_shot(tmp_path):
 
     items, pairs = synthetic_pairs(tmp_path, n_items=240, n_users=240, valid_share=0.3, test_share=0.1)
     model = cached_tiny_composed(tmp_path / "cache", vision=None)
-    man = run_train(_cfg(items, pairs, model, tmp_path / "run", image_field=None, batch_pairs=32, steps=30,
-                         lr=2e-3, seed=0, max_valid_queries=2000, valid_every=30))
+    man = run_train(
+        _cfg(
+            items,
+            pairs,
+            model,
+            tmp_path / "run",
+            image_field=None,
+            batch_pairs=32,
+            steps=30,
+            lr=2e-3,
+            seed=0,
+            max_valid_queries=2000,
+            valid_every=30,
+        )
+    )
     before, after = man["history"]["valid"][0], man["history"]["valid"][-1]
     assert (before["step"], after["step"]) == (0, 30)
     assert man["data"]["valid_queries"] >= 60

@@ -25,8 +25,15 @@ from mllmrec.train.trainer import Trainer, load_train_encoder, run_train
 
 
 def _cfg(items: Path, pairs: Path, model: Path, out: Path, **kw) -> TrainConfig:
-    base = {"batch_pairs": 6, "steps": 1, "lr": 1e-3, "progress": False, "valid_every": 0, "device": "cpu",
-            "max_valid_queries": 8}
+    base = {
+        "batch_pairs": 6,
+        "steps": 1,
+        "lr": 1e-3,
+        "progress": False,
+        "valid_every": 0,
+        "device": "cpu",
+        "max_valid_queries": 8,
+    }
     return TrainConfig(pairs=str(pairs), out=str(out), model=str(model), catalog=str(items), **{**base, **kw})
 
 
@@ -35,8 +42,14 @@ def _with_extra_pairs(pairs: Path, out: Path, rows: list[tuple[str, str, float, 
     import pyarrow.parquet as pq
 
     t = pq.read_table(pairs / "pairs.parquet")
-    extra = pa.table({"query_id": [r[0] for r in rows], "partner_id": [r[1] for r in rows],
-                      "score": [r[2] for r in rows], "part": [r[3] for r in rows]})
+    extra = pa.table(
+        {
+            "query_id": [r[0] for r in rows],
+            "partner_id": [r[1] for r in rows],
+            "score": [r[2] for r in rows],
+            "part": [r[3] for r in rows],
+        }
+    )
     out.mkdir()
     pq.write_table(pa.concat_tables([t, extra.cast(t.schema)]), out / "pairs.parquet")
     (out / "manifest.json").write_text((pairs / "manifest.json").read_text())
@@ -46,12 +59,19 @@ def _with_extra_pairs(pairs: Path, out: Path, rows: list[tuple[str, str, float, 
 def test_unknown_ids_in_pairs_are_reported_and_left_out(synthetic_pairs, tiny_qwen2_dir, tmp_path):
     items, pairs = synthetic_pairs
     first = json.loads(items.read_text().splitlines()[0])["id"]
-    edited = _with_extra_pairs(pairs, tmp_path / "p", [("ghost-1", first, 1.0, "train"), (first, "ghost-2", 1.0, "valid")])
-    tr = Trainer(_cfg(items, edited, tiny_qwen2_dir, tmp_path / "r"), load_train_encoder(_cfg(items, edited, tiny_qwen2_dir, tmp_path / "r"), "cpu"))
+    edited = _with_extra_pairs(
+        pairs, tmp_path / "p", [("ghost-1", first, 1.0, "train"), (first, "ghost-2", 1.0, "valid")]
+    )
+    tr = Trainer(
+        _cfg(items, edited, tiny_qwen2_dir, tmp_path / "r"),
+        load_train_encoder(_cfg(items, edited, tiny_qwen2_dir, tmp_path / "r"), "cpu"),
+    )
     rep = tr.data.report
     assert rep["unknown_items"] == {"count": 2, "examples": ["ghost-1", "ghost-2"]}
     assert rep["pairs_dropped"] == 2
-    assert "ghost-1" not in set(tr.data.train.ravel()) and "ghost-2" not in tr.data.protocols["valid"].candidates
+    assert (
+        "ghost-1" not in set(tr.data.train.ravel()) and "ghost-2" not in tr.data.protocols["valid"].candidates
+    )
 
 
 def test_items_with_bad_images_follow_the_policy(synthetic_pairs, tiny_qwen2_dir, tmp_path):
@@ -98,7 +118,9 @@ def test_vision_lora_goes_on_the_vision_blocks_only(synthetic_pairs, tiny_qwen2_
     cfg = _cfg(items, pairs, tiny_qwen2_dir, tmp_path / "r", vision_lora=True)
     tr = Trainer(cfg, load_train_encoder(cfg, "cpu"))
     lora = [n for n in tr.params if "lora_A" in n]
-    assert any(".visual.blocks." in n and n.split(".lora_A")[0].endswith(("attn.qkv", "attn.proj")) for n in lora)
+    assert any(
+        ".visual.blocks." in n and n.split(".lora_A")[0].endswith(("attn.qkv", "attn.proj")) for n in lora
+    )
     assert any(".language_model." in n and "q_proj" in n for n in lora)
     assert not any("patch_embed" in n or "merger" in n for n in lora)
 
@@ -115,8 +137,9 @@ def test_modality_dropout_drops_image_or_text(synthetic_pairs, tiny_qwen2_dir, t
     assert [r.text for r in tr.batches.render(ids, step=0)] == [r.text for r in dropped]  # seeded by step
 
 
-def test_embed_refuses_an_adapter_for_other_base_weights_or_an_unfinished_run(synthetic_pairs, tiny_qwen2_dir,
-                                                                             tmp_path):
+def test_embed_refuses_an_adapter_for_other_base_weights_or_an_unfinished_run(
+    synthetic_pairs, tiny_qwen2_dir, tmp_path
+):
     from mllmrec.embed import run_embed
     from mllmrec.testing.qwen import cached_tiny_qwen
 
@@ -124,14 +147,30 @@ def test_embed_refuses_an_adapter_for_other_base_weights_or_an_unfinished_run(sy
     run_train(_cfg(items, pairs, tiny_qwen2_dir, tmp_path / "run"))
     other = cached_tiny_qwen("qwen2-vl", seed=1, cache_dir=tmp_path / "cache")
     with pytest.raises(RunDirError, match="weights fingerprint"):
-        run_embed(EmbedConfig(catalog=str(items), model=str(other), out=str(tmp_path / "s"), adapter=str(tmp_path / "run"),
-                              progress=False, device="cpu"))
+        run_embed(
+            EmbedConfig(
+                catalog=str(items),
+                model=str(other),
+                out=str(tmp_path / "s"),
+                adapter=str(tmp_path / "run"),
+                progress=False,
+                device="cpu",
+            )
+        )
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())
     man["status"] = "running"
     (tmp_path / "run" / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(RunDirError, match="not complete"):
-        run_embed(EmbedConfig(catalog=str(items), model=str(tiny_qwen2_dir), out=str(tmp_path / "s2"),
-                              adapter=str(tmp_path / "run"), progress=False, device="cpu"))
+        run_embed(
+            EmbedConfig(
+                catalog=str(items),
+                model=str(tiny_qwen2_dir),
+                out=str(tmp_path / "s2"),
+                adapter=str(tmp_path / "run"),
+                progress=False,
+                device="cpu",
+            )
+        )
 
 
 @pytest.mark.slow
@@ -170,19 +209,65 @@ def test_two_processes_see_the_whole_batch_as_negatives(synthetic_pairs, tiny_qw
     from safetensors.torch import load_file
 
     items, pairs = synthetic_pairs
-    args = ["--catalog", str(items), "--model", str(tiny_qwen2_dir), "--batch-pairs", "6", "--steps", "2",
-            "--lr", "1e-2", "--no-progress", "--valid-every", "0", "--device", "cpu", "--max-valid-queries", "8"]
+    args = [
+        "--catalog",
+        str(items),
+        "--model",
+        str(tiny_qwen2_dir),
+        "--batch-pairs",
+        "6",
+        "--steps",
+        "2",
+        "--lr",
+        "1e-2",
+        "--no-progress",
+        "--valid-every",
+        "0",
+        "--device",
+        "cpu",
+        "--max-valid-queries",
+        "8",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
-    one = subprocess.run([sys.executable, "-m", "mllmrec.cli", "train", str(pairs), "--out", str(tmp_path / "one"), *args],
-                         env=env, capture_output=True, text=True, timeout=600)
+    one = subprocess.run(
+        [sys.executable, "-m", "mllmrec.cli", "train", str(pairs), "--out", str(tmp_path / "one"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     launcher = Path(sys.executable).with_name("accelerate")
-    two = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-                          "-m", "mllmrec.cli", "train", str(pairs), "--out", str(tmp_path / "two"), *args],
-                         env=env, capture_output=True, text=True, timeout=600)
+    two = subprocess.run(
+        [
+            str(launcher),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(_free_port()),
+            "-m",
+            "mllmrec.cli",
+            "train",
+            str(pairs),
+            "--out",
+            str(tmp_path / "two"),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     man = json.loads((tmp_path / "two" / "manifest.json").read_text())
     assert man["processes"] == 2 and man["status"] == "complete"
@@ -214,5 +299,7 @@ def test_merge_never_takes_trust_remote_code_from_the_runs_manifest(tmp_path, mo
     monkeypatch.setattr(load, "open_encoder", fake_open)
     for flag in (False, True):
         with pytest.raises(Stop):
-            merge.merge_run(MergeConfig(run=str(tmp_path / "run"), out=str(tmp_path / "m"), trust_remote_code=flag))
+            merge.merge_run(
+                MergeConfig(run=str(tmp_path / "run"), out=str(tmp_path / "m"), trust_remote_code=flag)
+            )
     assert seen == [False, True]

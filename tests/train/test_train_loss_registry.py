@@ -53,8 +53,18 @@ def test_run_train_takes_a_loss_object(synthetic_pairs, tiny_qwen2_dir, tmp_path
     from mllmrec.train.trainer import run_train
 
     items, pairs = synthetic_pairs
-    cfg = TrainConfig(pairs=str(pairs), out=str(tmp_path / "run"), model=str(tiny_qwen2_dir), catalog=str(items),
-                      batch_pairs=6, steps=1, progress=False, valid_every=0, device="cpu", max_valid_queries=8)
+    cfg = TrainConfig(
+        pairs=str(pairs),
+        out=str(tmp_path / "run"),
+        model=str(tiny_qwen2_dir),
+        catalog=str(items),
+        batch_pairs=6,
+        steps=1,
+        progress=False,
+        valid_every=0,
+        device="cpu",
+        max_valid_queries=8,
+    )
     mine = Halved()
     man = run_train(cfg, loss=mine)
     assert mine.calls >= 1 and man["loss"] == "halved" and man["identity"]["config"]["loss"] == "halved"

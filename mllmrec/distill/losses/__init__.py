@@ -88,8 +88,9 @@ def _one(spec: LossSpec, options: dict[str, float]) -> tuple[str, nn.Module, flo
         return name, cls(**kw), _weight(w or 1.0, spec)
     module, w = spec if isinstance(spec, tuple) else (spec, 1.0)
     if not isinstance(module, nn.Module) or not hasattr(module, "inputs"):
-        raise LossSpecError(f"loss {module!r}: a loss object must be an nn.Module with `inputs` "
-                            f"(the batch tensors it reads)")
+        raise LossSpecError(
+            f"loss {module!r}: a loss object must be an nn.Module with `inputs` (the batch tensors it reads)"
+        )
     return loss_name(module), module, _weight(w, spec)
 
 
@@ -103,5 +104,14 @@ def _weight(w: object, spec: object) -> float:
     return weight
 
 
-__all__ = ["LOSSES", "BPRLoss", "EmbeddingKD", "ListwiseKD", "LossSpec", "LossSpecError", "PairwiseKD",
-           "loss_name", "parse_losses"]
+__all__ = [
+    "LOSSES",
+    "BPRLoss",
+    "EmbeddingKD",
+    "ListwiseKD",
+    "LossSpec",
+    "LossSpecError",
+    "PairwiseKD",
+    "loss_name",
+    "parse_losses",
+]

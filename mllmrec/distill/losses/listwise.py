@@ -33,7 +33,9 @@ class ListwiseKD(nn.Module):
         parts = {}
         for channel, t in teacher_list.items():
             if t.shape != student_list.shape:
-                raise DistillError(f"teacher channel {channel!r} scores {tuple(t.shape)} vs student {tuple(student_list.shape)}")
+                raise DistillError(
+                    f"teacher channel {channel!r} scores {tuple(t.shape)} vs student {tuple(student_list.shape)}"
+                )
             log_p = F.log_softmax(t / self.tau, dim=-1)  # [b, L]
             kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean()  # []
             parts[channel] = kl * self.tau**2 / len(teacher_list)

@@ -25,7 +25,9 @@ class PairwiseKD(nn.Module):
         super().__init__()
         self.tau = positive("tau", tau)
 
-    def forward(self, student_pos: Tensor, student_neg: Tensor, teacher_pos: Tensor, teacher_neg: Tensor) -> Tensor:
+    def forward(
+        self, student_pos: Tensor, student_neg: Tensor, teacher_pos: Tensor, teacher_neg: Tensor
+    ) -> Tensor:
         x = (student_pos - student_neg) / self.tau  # [b]
         p_t = ((teacher_pos - teacher_neg) / self.tau).sigmoid()  # [b]
         return (p_t * F.softplus(-x) + (1 - p_t) * F.softplus(x)).mean()  # []

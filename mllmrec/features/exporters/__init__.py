@@ -20,13 +20,16 @@ from mllmrec.features.exporters.recbole import RecboleExporter
 if TYPE_CHECKING:
     from mllmrec.features.config import ExportConfig
 
-EXPORTERS: dict[str, Exporter] = {e.name: e for e in (
-    MmrecExporter(),
-    RecboleExporter(),
-    CornacExporter(),
-    NpyExporter(),
-    ParquetExporter(),
-)}
+EXPORTERS: dict[str, Exporter] = {
+    e.name: e
+    for e in (
+        MmrecExporter(),
+        RecboleExporter(),
+        CornacExporter(),
+        NpyExporter(),
+        ParquetExporter(),
+    )
+}
 FORMATS: tuple[str, ...] = tuple(EXPORTERS)
 
 
@@ -58,9 +61,18 @@ def check_options(cfg: ExportConfig) -> None:
             owners.setdefault(name, []).append(e.name)
     for name, fmts in owners.items():
         if name not in chosen.flags and getattr(cfg, name) != defaults[name]:
-            raise ConfigError(f"--{name.replace('_', '-')} applies to --format {' / '.join(fmts)} only, "
-                              f"not {cfg.format}")
+            raise ConfigError(
+                f"--{name.replace('_', '-')} applies to --format {' / '.join(fmts)} only, not {cfg.format}"
+            )
 
 
-__all__ = ["EXPORTERS", "FORMATS", "ExportError", "Exporter", "RowPlan", "check_options", "formats_help",
-           "get_exporter"]
+__all__ = [
+    "EXPORTERS",
+    "FORMATS",
+    "ExportError",
+    "Exporter",
+    "RowPlan",
+    "check_options",
+    "formats_help",
+    "get_exporter",
+]

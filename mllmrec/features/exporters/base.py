@@ -71,9 +71,13 @@ class Exporter:
     def plan(self, cfg: ExportConfig, provider: FeatureProvider, dataset: str) -> RowPlan:
         """Default: one array `features` of --channel (else the source's default) in `target_ids` order."""
         row_ids, origin = target_ids(cfg, provider)
-        return RowPlan(row_ids, origin, {"features": provider.channel if cfg.channel is None else cfg.channel})
+        return RowPlan(
+            row_ids, origin, {"features": provider.channel if cfg.channel is None else cfg.channel}
+        )
 
-    def files(self, cfg: ExportConfig, dataset: str, plan: RowPlan, channels: dict[str, str]) -> dict[str, Writer]:
+    def files(
+        self, cfg: ExportConfig, dataset: str, plan: RowPlan, channels: dict[str, str]
+    ) -> dict[str, Writer]:
         """{file name: writer} for the output folder; `channels`: array name -> channel it holds."""
         raise NotImplementedError
 
@@ -103,7 +107,11 @@ def target_ids(cfg: ExportConfig, provider: FeatureProvider) -> tuple[list[str],
         inter = read_interactions(cfg.interactions, user_field=cfg.user_field, item_field=cfg.item_field)
         logged = list(index_ids(inter.items)[0])
     if cfg.ids is None:
-        return (logged, f"items of {cfg.interactions}") if logged is not None else (provider.ids(), f"all ids of {cfg.source}")
+        return (
+            (logged, f"items of {cfg.interactions}")
+            if logged is not None
+            else (provider.ids(), f"all ids of {cfg.source}")
+        )
     from mllmrec.features.idmap import read_id_map
 
     ids = read_id_map(cfg.ids, id_column=cfg.id_column, known=lambda: provider.ids())
@@ -111,8 +119,10 @@ def target_ids(cfg: ExportConfig, provider: FeatureProvider) -> tuple[list[str],
         known = set(ids)
         lost = [i for i in logged if i not in known]
         if lost:
-            raise ExportError(f"{len(lost)} item(s) of {cfg.interactions} are not in {cfg.ids}, e.g. "
-                              f"{', '.join(lost[:5])}: they would have no feature row")
+            raise ExportError(
+                f"{len(lost)} item(s) of {cfg.interactions} are not in {cfg.ids}, e.g. "
+                f"{', '.join(lost[:5])}: they would have no feature row"
+            )
     return ids, f"ids file {cfg.ids}"
 
 

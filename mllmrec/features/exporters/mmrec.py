@@ -66,7 +66,9 @@ class MmrecExporter(Exporter):
 
     def validate(self, cfg: ExportConfig) -> None:
         if cfg.channel is not None:
-            raise ExportError("--channel does not apply to --format mmrec; use --image-channel and --text-channel")
+            raise ExportError(
+                "--channel does not apply to --format mmrec; use --image-channel and --text-channel"
+            )
 
     def plan(self, cfg: ExportConfig, provider: FeatureProvider, dataset: str) -> RowPlan:
         o: MmrecOptions = self.options(cfg)
@@ -75,7 +77,9 @@ class MmrecExporter(Exporter):
         stats = rows.stats | ({"single_channel": single} if single else {})
         return RowPlan(rows.row_ids, f"MMRec item ids of {cfg.interactions}", files, rows.extra_files, stats)
 
-    def files(self, cfg: ExportConfig, dataset: str, plan: RowPlan, channels: dict[str, str]) -> dict[str, Writer]:
+    def files(
+        self, cfg: ExportConfig, dataset: str, plan: RowPlan, channels: dict[str, str]
+    ) -> dict[str, Writer]:
         files: dict[str, Writer] = {n: (lambda p, ids, m, n=n: write_npy(p, m[n])) for n in plan.arrays}
         files |= {n: (lambda p, ids, m, t=t: atomic_write_text(p, t)) for n, t in plan.extra_files.items()}
         return files
@@ -89,11 +93,16 @@ class MmrecExporter(Exporter):
         if s.get("single_channel"):
             lines.append(_single_channel_line(s["single_channel"]))
         if s.get("items_dropped_by_split"):
-            lines.append(f"  {s['items_dropped_by_split']} items had no training interaction after the split and "
-                         f"are not in {cfg.dataset or out.resolve().name}.inter")
+            lines.append(
+                f"  {s['items_dropped_by_split']} items had no training interaction after the split and "
+                f"are not in {cfg.dataset or out.resolve().name}.inter"
+            )
         if caches:
-            verb = ("deleted" if self.options(cfg).stale_caches == "delete"
-                    else "WARNING: left in place (they hold the OLD features' graphs)")
+            verb = (
+                "deleted"
+                if self.options(cfg).stale_caches == "delete"
+                else "WARNING: left in place (they hold the OLD features' graphs)"
+            )
             lines.append(f"  MMRec graph caches {verb}: {', '.join(caches)}")
         return lines
 
@@ -110,8 +119,11 @@ class MmrecExporter(Exporter):
             from mllmrec.features.provider import FeatureProvider
 
             # the same id column as the export (chosen by the source's ids when it was not named)
-            ids = read_id_map(manifest["config"]["ids"], id_column=manifest["config"].get("id_column"),
-                              known=lambda: FeatureProvider.open(manifest["inputs"]["source"]["path"]).ids())
+            ids = read_id_map(
+                manifest["config"]["ids"],
+                id_column=manifest["config"].get("id_column"),
+                known=lambda: FeatureProvider.open(manifest["inputs"]["source"]["path"]).ids(),
+            )
             return ids[:n], arrays
         return [str(k) for k in range(n)], arrays
 
@@ -132,25 +144,32 @@ def is_mmrec_inter(path: Path) -> bool:
     return "\t" in header and set(MMREC_COLUMNS) <= {c.strip() for c in header.split("\t")}
 
 
-def plan_rows(cfg: ExportConfig, o: MmrecOptions, dataset: str,
-              known: Callable[[], Collection[str]] | None = None) -> MmrecPlan:
+def plan_rows(
+    cfg: ExportConfig, o: MmrecOptions, dataset: str, known: Callable[[], Collection[str]] | None = None
+) -> MmrecPlan:
     """Rows for an MMRec dataset's .inter file, or a fresh MMRec remapping of any other log;
     `known()`: the source's ids, to tell which column of a many-column --ids map holds them."""
     if cfg.interactions is None:
-        raise MmrecError("--format mmrec needs --interactions: the dataset's MMRec .inter file (item ids "
-                         "0..n-1), or an interaction log with raw ids to remap into MMRec's layout")
+        raise MmrecError(
+            "--format mmrec needs --interactions: the dataset's MMRec .inter file (item ids "
+            "0..n-1), or an interaction log with raw ids to remap into MMRec's layout"
+        )
     path = Path(cfg.interactions)
     if not path.is_file():
         raise MmrecError(f"interactions file not found (or not a file): {path}")
     if is_mmrec_inter(path):
         return _from_mmrec_inter(cfg, path, known)
     if cfg.ids is not None:
-        raise MmrecError(f"--ids maps MMRec item ids to raw ids, but {path} is not an MMRec .inter (tab-separated "
-                         "userID, itemID, x_label): a raw log is remapped to MMRec ids by the export itself")
+        raise MmrecError(
+            f"--ids maps MMRec item ids to raw ids, but {path} is not an MMRec .inter (tab-separated "
+            "userID, itemID, x_label): a raw log is remapped to MMRec ids by the export itself"
+        )
     return _remap(cfg, path, dataset, o.seed)
 
 
-def _from_mmrec_inter(cfg: ExportConfig, path: Path, known: Callable[[], Collection[str]] | None) -> MmrecPlan:
+def _from_mmrec_inter(
+    cfg: ExportConfig, path: Path, known: Callable[[], Collection[str]] | None
+) -> MmrecPlan:
     import numpy as np
 
     from mllmrec.catalog.interactions import read_interactions
@@ -174,8 +193,10 @@ def _from_mmrec_inter(cfg: ExportConfig, path: Path, known: Callable[[], Collect
 
     mapped = read_id_map(cfg.ids, id_column=cfg.id_column, known=known)
     if len(mapped) < n:
-        raise MmrecError(f"{cfg.ids} maps {len(mapped)} item ids, but {path} uses item ids up to {n - 1}: "
-                         f"itemIDs {len(mapped)}..{n - 1} have no raw id")
+        raise MmrecError(
+            f"{cfg.ids} maps {len(mapped)} item ids, but {path} uses item ids up to {n - 1}: "
+            f"itemIDs {len(mapped)}..{n - 1} have no raw id"
+        )
     stats |= {"raw_ids": str(cfg.ids), "mapped_items_beyond_inter": len(mapped) - n}
     return MmrecPlan(mapped[:n], stats=stats)
 
@@ -193,14 +214,22 @@ def _remap(cfg: ExportConfig, path: Path, dataset: str, seed: int) -> MmrecPlan:
     for label, part in enumerate(("train", "valid", "test")):
         for u, i in split.pairs(part).tolist():
             w.writerow((u, i, label))
-    extra = {f"{dataset}.inter": buf.getvalue(),
-             ITEM_MAP: _mapping("item_id", "itemID", split.item_ids),
-             USER_MAP: _mapping("user_id", "userID", split.user_ids)}
+    extra = {
+        f"{dataset}.inter": buf.getvalue(),
+        ITEM_MAP: _mapping("item_id", "itemID", split.item_ids),
+        USER_MAP: _mapping("user_id", "userID", split.user_ids),
+    }
     meta = split.meta
-    stats = {"mode": "remapped", "items": split.n_items, "users": split.n_users, "split": meta.get("protocol"),
-             "seed": meta.get("seed"), "pairs": meta.get("counts"),
-             "dropped_without_train": meta.get("dropped_without_train", {}),
-             "items_dropped_by_split": meta.get("items_dropped", 0)}
+    stats = {
+        "mode": "remapped",
+        "items": split.n_items,
+        "users": split.n_users,
+        "split": meta.get("protocol"),
+        "seed": meta.get("seed"),
+        "pairs": meta.get("counts"),
+        "dropped_without_train": meta.get("dropped_without_train", {}),
+        "items_dropped_by_split": meta.get("items_dropped", 0),
+    }
     return MmrecPlan(list(split.item_ids), extra, stats)
 
 
@@ -212,9 +241,11 @@ def _mapping(raw_name: str, id_name: str, ids: list[str]) -> str:
     return buf.getvalue()
 
 
-def channel_files(o: MmrecOptions, channels: list[str],
-                  modality: Callable[[str], tuple[str | None, str]] = lambda ch: (None, ""),
-                  ) -> tuple[dict[str, str], dict[str, Any]]:
+def channel_files(
+    o: MmrecOptions,
+    channels: list[str],
+    modality: Callable[[str], tuple[str | None, str]] = lambda ch: (None, ""),
+) -> tuple[dict[str, str], dict[str, Any]]:
     """({file name: channel} to write, the single-channel decision or {}), from --image-channel,
     --text-channel and --single-channel.
 
@@ -222,14 +253,19 @@ def channel_files(o: MmrecOptions, channels: list[str],
     says (`modality(channel)` -> ("text" | "image" | None, why)), else the file whose flag named
     the channel. Filling both would let MMRec treat a text vector as an image feature too, so a
     comparison with text-only baselines would silently stop being fair; `both` is opt-in."""
-    wanted = {kind: ch for kind, ch in (("image", o.image_channel), ("text", o.text_channel))
-              if ch.lower() != "none"}
+    wanted = {
+        kind: ch
+        for kind, ch in (("image", o.image_channel), ("text", o.text_channel))
+        if ch.lower() != "none"
+    }
     if not wanted:
         raise MmrecError("--image-channel and --text-channel are both 'none': nothing to export")
     have = {kind: ch for kind, ch in wanted.items() if ch in channels}
     if not have:
-        raise MmrecError(f"the source has none of the channels {sorted(set(wanted.values()))} "
-                         f"(it has {', '.join(channels)}); pick them with --image-channel/--text-channel")
+        raise MmrecError(
+            f"the source has none of the channels {sorted(set(wanted.values()))} "
+            f"(it has {', '.join(channels)}); pick them with --image-channel/--text-channel"
+        )
     if len(have) == len(wanted):
         return {FEATURE_FILES[kind]: ch for kind, ch in have.items()}, {}
     # a single-channel source: --single-channel says where it goes
@@ -240,8 +276,13 @@ def channel_files(o: MmrecOptions, channels: list[str],
         kind, why = (detected, reason) if detected else (named, f"--{named}-channel {ch}")
     kinds = ("image", "text") if kind == "both" else (kind,)
     files = {FEATURE_FILES[k]: ch for k in kinds}
-    return files, {"channel": ch, "choice": o.single_channel, "files": sorted(files), "why": why,
-                   "left_empty": sorted(set(FEATURE_FILES.values()) - set(files))}
+    return files, {
+        "channel": ch,
+        "choice": o.single_channel,
+        "files": sorted(files),
+        "why": why,
+        "left_empty": sorted(set(FEATURE_FILES.values()) - set(files)),
+    }
 
 
 def channel_modality(provider: FeatureProvider, channel: str) -> tuple[str | None, str]:
@@ -279,8 +320,10 @@ def _single_channel_line(d: dict[str, Any]) -> str:
     """What a single-channel source filled and why, for the CLI."""
     line = f"  single-channel source: channel {d['channel']} -> {' and '.join(d['files'])} ({d['why']})"
     if d["left_empty"]:
-        return line + (f"; no {', '.join(d['left_empty'])}: MMRec runs without that modality "
-                       "(--single-channel both fills it with the same vector)")
+        return line + (
+            f"; no {', '.join(d['left_empty'])}: MMRec runs without that modality "
+            "(--single-channel both fills it with the same vector)"
+        )
     return line + "; MMRec treats the same vector as image and text features"
 
 

@@ -18,9 +18,15 @@ class NpyExporter(Exporter):
     name = "npy"
     help = "npy (features.npy + ids.json)"
 
-    def files(self, cfg: ExportConfig, dataset: str, plan: RowPlan, channels: dict[str, str]) -> dict[str, Writer]:
-        return {"features.npy": lambda p, ids, m: write_npy(p, m["features"]),
-                "ids.json": lambda p, ids, m: write_json(p, ids)}
+    def files(
+        self, cfg: ExportConfig, dataset: str, plan: RowPlan, channels: dict[str, str]
+    ) -> dict[str, Writer]:
+        return {
+            "features.npy": lambda p, ids, m: write_npy(p, m["features"]),
+            "ids.json": lambda p, ids, m: write_json(p, ids),
+        }
 
     def read(self, out: Path, manifest: dict[str, Any]) -> tuple[list[str], dict[str, np.ndarray]]:
-        return json.loads((out / "ids.json").read_text(encoding="utf-8")), {"features": read_npy(out / "features.npy")}
+        return json.loads((out / "ids.json").read_text(encoding="utf-8")), {
+            "features": read_npy(out / "features.npy")
+        }

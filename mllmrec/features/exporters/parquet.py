@@ -20,7 +20,9 @@ class ParquetExporter(Exporter):
     name = "parquet"
     help = "parquet (features.parquet: id + vector)"
 
-    def files(self, cfg: ExportConfig, dataset: str, plan: RowPlan, channels: dict[str, str]) -> dict[str, Writer]:
+    def files(
+        self, cfg: ExportConfig, dataset: str, plan: RowPlan, channels: dict[str, str]
+    ) -> dict[str, Writer]:
         return {FILE: lambda p, ids, m: _write(p, ids, m["features"], channels["features"])}
 
     def read(self, out: Path, manifest: dict[str, Any]) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -29,7 +31,9 @@ class ParquetExporter(Exporter):
 
         table = pq.read_table(out / FILE)
         column = next(c for c in table.column_names if c != "id")
-        return table.column("id").to_pylist(), {"features": np.asarray(table.column(column).to_pylist(), np.float32)}
+        return table.column("id").to_pylist(), {
+            "features": np.asarray(table.column(column).to_pylist(), np.float32)
+        }
 
 
 def _write(path: Path, ids: list[str], matrix: np.ndarray, column: str) -> None:

@@ -32,10 +32,14 @@ class RecboleExporter(Exporter):
     Options = RecboleOptions
     flags = {"recbole_id_field": "id_field", "recbole_emb_field": "emb_field"}
 
-    def files(self, cfg: ExportConfig, dataset: str, plan: RowPlan, channels: dict[str, str]) -> dict[str, Writer]:
+    def files(
+        self, cfg: ExportConfig, dataset: str, plan: RowPlan, channels: dict[str, str]
+    ) -> dict[str, Writer]:
         o: RecboleOptions = self.options(cfg)
-        return {f"{dataset}.itememb": lambda p, ids, m: _write(p, ids, m["features"], o),
-                RECBOLE_YAML: lambda p, ids, m: atomic_write_text(p, _yaml(o, dataset))}
+        return {
+            f"{dataset}.itememb": lambda p, ids, m: _write(p, ids, m["features"], o),
+            RECBOLE_YAML: lambda p, ids, m: atomic_write_text(p, _yaml(o, dataset)),
+        }
 
     def read(self, out: Path, manifest: dict[str, Any]) -> tuple[list[str], dict[str, np.ndarray]]:
         import numpy as np
@@ -43,7 +47,9 @@ class RecboleExporter(Exporter):
         name = next(n for n in manifest["files"] if n.endswith(".itememb"))
         lines = (out / name).read_text(encoding="utf-8").splitlines()[1:]
         cells = [line.split("\t") for line in lines]
-        return [c[0] for c in cells], {"features": np.array([c[1].split(" ") for c in cells], dtype=np.float32)}
+        return [c[0] for c in cells], {
+            "features": np.array([c[1].split(" ") for c in cells], dtype=np.float32)
+        }
 
 
 def _write(path: Path, ids: list[str], matrix: np.ndarray, o: RecboleOptions) -> None:
@@ -52,23 +58,30 @@ def _write(path: Path, ids: list[str], matrix: np.ndarray, o: RecboleOptions) ->
     round-trips float32 exactly."""
     bad = [i for i in ids[:1000] if "\t" in i or "\n" in i]
     if bad:
-        raise ExportError(f"item id {bad[0]!r} contains a tab or newline, which a RecBole atomic file cannot hold")
+        raise ExportError(
+            f"item id {bad[0]!r} contains a tab or newline, which a RecBole atomic file cannot hold"
+        )
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write(f"{o.id_field}:token\t{o.emb_field}:float_seq\n")
         from tqdm.auto import tqdm
 
-        for start in tqdm(range(0, len(ids), 4096), desc=f"writing {path.name}", unit="block",
-                          disable=len(ids) < 200_000):
-            block = matrix[start:start + 4096]
-            f.writelines(f"{i}\t{' '.join(format(x, '.9g') for x in row)}\n"
-                         for i, row in zip(ids[start:start + 4096], block.tolist(), strict=True))
+        for start in tqdm(
+            range(0, len(ids), 4096), desc=f"writing {path.name}", unit="block", disable=len(ids) < 200_000
+        ):
+            block = matrix[start : start + 4096]
+            f.writelines(
+                f"{i}\t{' '.join(format(x, '.9g') for x in row)}\n"
+                for i, row in zip(ids[start : start + 4096], block.tolist(), strict=True)
+            )
 
 
 def _yaml(o: RecboleOptions, dataset: str) -> str:
     i, e = o.id_field, o.emb_field
-    return (f"# Load {dataset}.itememb (written by mllmrec export) as a pretrained item embedding.\n"
-            f"# In a model: torch.from_numpy(dataset.get_preload_weight('{i}'))\n"
-            f"additional_feat_suffix: [itememb]\n"
-            f"load_col:  # keep the inter columns your model needs\n  inter: [user_id, item_id]\n  itememb: [{i}, {e}]\n"
-            f"alias_of_item_id: [{i}]\n"
-            f"preload_weight:\n  {i}: {e}\n")
+    return (
+        f"# Load {dataset}.itememb (written by mllmrec export) as a pretrained item embedding.\n"
+        f"# In a model: torch.from_numpy(dataset.get_preload_weight('{i}'))\n"
+        f"additional_feat_suffix: [itememb]\n"
+        f"load_col:  # keep the inter columns your model needs\n  inter: [user_id, item_id]\n  itememb: [{i}, {e}]\n"
+        f"alias_of_item_id: [{i}]\n"
+        f"preload_weight:\n  {i}: {e}\n"
+    )

@@ -45,9 +45,15 @@ def loss_name(loss: Loss) -> str:
     return str(getattr(loss, "name", None) or type(loss).__name__)
 
 
-def objective(channels: dict[str, torch.Tensor], partner: torch.Tensor, keys: torch.Tensor, log_scale: torch.Tensor,
-              loss: Loss, weights: dict[str, float], matryoshka_dims: Sequence[int] = ()
-              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def objective(
+    channels: dict[str, torch.Tensor],
+    partner: torch.Tensor,
+    keys: torch.Tensor,
+    log_scale: torch.Tensor,
+    loss: Loss,
+    weights: dict[str, float],
+    matryoshka_dims: Sequence[int] = (),
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """total = Σ_channel w_c · mean over dims m ∈ {full} ∪ matryoshka of loss(reps_c[:, :m]).
 
     Returns (total, parts) with parts named "mm", "visual", "mm@64" ... (unweighted)."""

@@ -28,15 +28,18 @@ class InfoNCE:
             raise ValueError(f"negatives must be 'all' or 'cross', got {negatives!r}")
         self.negatives = negatives
 
-    def __call__(self, reps: torch.Tensor, partner: torch.Tensor, keys: torch.Tensor,
-                 log_scale: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, reps: torch.Tensor, partner: torch.Tensor, keys: torch.Tensor, log_scale: torch.Tensor
+    ) -> torch.Tensor:
         n = reps.shape[0]
         partner, keys = partner.to(reps.device), keys.to(reps.device)
         z = F.normalize(reps.float(), dim=-1)  # [n, d]
         logits = log_scale.clamp(max=MAX_LOG_SCALE).exp() * (z @ z.T)  # [n, n]
         kp = keys[partner]  # [n] the partner's item
         # not a negative of row i: the same item as i or as i's partner, or a row whose partner is i's item
-        mask = (keys[:, None] == keys[None, :]) | (kp[:, None] == keys[None, :]) | (keys[:, None] == kp[None, :])
+        mask = (
+            (keys[:, None] == keys[None, :]) | (kp[:, None] == keys[None, :]) | (keys[:, None] == kp[None, :])
+        )
         if self.negatives == "cross":
             side = partner > torch.arange(n, device=reps.device)  # [n] True for the first member of a pair
             mask = mask | (side[:, None] == side[None, :])
