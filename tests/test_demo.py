@@ -8,6 +8,7 @@ from mllmrec.cli import main
 from mllmrec.store import EmbeddingStore
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen2-vl", "composed"])
 def test_demo_runs_end_to_end(tmp_path, capsys, family):
     assert (

@@ -66,6 +66,7 @@ def test_connector_shapes():
         build_connector("perceiver", 32, 64)
 
 
+@pytest.mark.slow
 def test_round_trip_gives_identical_vectors(tmp_path):
     lm_dir, vision_dir = build_tiny_sources(tmp_path / "src", vision="clip", seed=3)
     cfg = ComposeConfig(lm=str(lm_dir), vision=str(vision_dir), out=str(tmp_path / "out"), seed=3)

@@ -35,6 +35,7 @@ def inputs(tmp_path_factory):
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.recbole) if n == "recbole" else n for n in sorted(EXPECT)]
 )
+@pytest.mark.slow
 def test_example_runs(inputs, name, request):
     work, data, store = inputs
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

@@ -52,6 +52,7 @@ def _features_by_raw_id(eval_method) -> dict[str, np.ndarray]:
     return {raw: feats[idx] for raw, idx in eval_method.global_iid_map.items()}
 
 
+@pytest.mark.slow
 def test_cornac_vbpr_on_exported_features_scored_by_cornac(tmp_path, data):
     import cornac
     from cornac.data import ImageModality
