@@ -28,11 +28,12 @@ from torch import Tensor, nn
 
 from mllmrec.distill.errors import DistillError
 from mllmrec.distill.prompt import PromptModule, pca_hard_tokens, prepare_features
+from mllmrec.recsys.channels import ChannelModel
 from mllmrec.recsys.graph import check_interactions, normalized_adjacency
-from mllmrec.recsys.models import RecModel, bpr_loss, l2_reg
+from mllmrec.recsys.models import bpr_loss, l2_reg
 
 
-class Teacher(RecModel):
+class Teacher(ChannelModel):
     """PromptMM-style teacher over frozen item features; see the module docstring."""
 
     def __init__(
@@ -121,37 +122,9 @@ class Teacher(RecModel):
             self._cache = (key, self.propagate())
         return self._cache[1]
 
-    def final_embeddings(self) -> tuple[Tensor, Tensor]:
-        """Fused user [U, C·d] and item [I, C·d] representations: t(u, i) = user[u] · item[i]."""
-        emb = self.channel_embeddings()
-        scale = len(self.channels) ** -0.5
-        users = torch.cat([emb[c][0] for c in self.channels], dim=1) * scale  # [U, C·d]
-        items = torch.cat([emb[c][1] for c in self.channels], dim=1) * scale  # [I, C·d]
-        return users, items
-
     @property
     def item_dim(self) -> int:
         return self.dim * len(self.channels)
-
-    def channel_scores(
-        self, users: Tensor, items: Tensor, emb: dict[str, tuple[Tensor, Tensor]] | None = None
-    ) -> dict[str, Tensor]:
-        """t_c(u, i) for users [b] and items [b] or [b, L] -> {channel: [b] or [b, L]}; `emb` is a
-        `channel_embeddings()` result to reuse (one propagation per training batch)."""
-        emb = self.channel_embeddings() if emb is None else emb
-        out = {}
-        for c in self.channels:
-            eu, ei = emb[c]
-            u = eu[users]  # [b, d]
-            out[c] = (u.unsqueeze(1) * ei[items]).sum(-1) if items.ndim == 2 else (u * ei[items]).sum(-1)
-        return out
-
-    def score(self, users: Tensor, items: Tensor) -> Tensor:
-        return torch.stack(list(self.channel_scores(users, items).values())).mean(0)  # [b]
-
-    def full_sort(self, users: Tensor) -> Tensor:
-        eu, ei = self.final_embeddings()
-        return eu[users] @ ei.T  # [b, I]
 
     def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         users, pos, neg = batch["users"], batch["pos"], batch["neg"]  # [b] each

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from mllmrec.config import Checked, opt
+from mllmrec.recsys.channels import ChannelModel
 from mllmrec.recsys.graph import RecsysError, check_interactions, normalized_adjacency
 from mllmrec.recsys.item_graph import EdgePruner, knn_graph
 from mllmrec.recsys.models import RecModel, bpr_loss, l2_reg
@@ -58,7 +59,7 @@ def _unit_centred(x: np.ndarray | Tensor) -> Tensor:
     return torch.where(n > 0, c / n.clamp_min(1e-12), c)  # [I, d]
 
 
-class Freedom(RecModel):
+class Freedom(ChannelModel):
     """Frozen item–item kNN graphs + LightGCN with degree-pruned edges; see the module docstring."""
 
     def __init__(
@@ -163,33 +164,7 @@ class Freedom(RecModel):
     def item_dim(self) -> int:
         return self.dim * len(self.channels)
 
-    def final_embeddings(self) -> tuple[Tensor, Tensor]:
-        """Users [U, C·d] and items [I, C·d] with user · item = t(u, i) (the fused score)."""
-        emb = self.channel_embeddings()
-        scale = len(self.channels) ** -0.5
-        users = torch.cat([emb[c][0] for c in self.channels], dim=1) * scale  # [U, C·d]
-        items = torch.cat([emb[c][1] for c in self.channels], dim=1) * scale  # [I, C·d]
-        return users, items
-
     # -- recsys contract ------------------------------------------------------------------------
-    def channel_scores(
-        self, users: Tensor, items: Tensor, emb: dict[str, tuple[Tensor, Tensor]] | None = None
-    ) -> dict[str, Tensor]:
-        """t_c(u, i) for users [b] and items [b] or [b, L] -> {channel: [b] or [b, L]}."""
-        emb = self.channel_embeddings() if emb is None else emb
-        out = {}
-        for c in self.channels:
-            eu, ei = emb[c]
-            u = eu[users]  # [b, d]
-            out[c] = (u.unsqueeze(1) * ei[items]).sum(-1) if items.ndim == 2 else (u * ei[items]).sum(-1)
-        return out
-
-    def score(self, users: Tensor, items: Tensor) -> Tensor:
-        return torch.stack(list(self.channel_scores(users, items).values())).mean(0)  # [b]
-
-    def full_sort(self, users: Tensor) -> Tensor:
-        eu, ei = self.final_embeddings()
-        return eu[users] @ ei.T  # [b, I]
 
     def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         users, pos, neg = batch["users"], batch["pos"], batch["neg"]  # [b] each
