@@ -78,7 +78,6 @@ class Teacher(ChannelModel):
         if self.item_emb is not None:
             nn.init.normal_(self.item_emb.weight, std=init_std)
         self.register_buffer("adjacency", normalized_adjacency(r), persistent=False)
-        self._cache: tuple[tuple, dict[str, tuple[Tensor, Tensor]]] | None = None
 
     def features(self, channel: str) -> Tensor:
         return getattr(self, f"feat_{channel}")  # [I, d_c]
@@ -108,19 +107,6 @@ class Teacher(ChannelModel):
             final = total / (self.n_layers + 1)  # [(U+I), d]
             out[c] = (final[: self.n_users], final[self.n_users :])
         return out
-
-    def channel_embeddings(self) -> dict[str, tuple[Tensor, Tensor]]:
-        """`propagate()`, cached under torch.no_grad() until a weight or feature changes (full-ranking
-        evaluation then propagates once, not once per user batch)."""
-        if torch.is_grad_enabled():
-            self._cache = None
-            return self.propagate()
-        key = tuple(
-            (t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()) if not t.is_sparse
-        )
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self.propagate())
-        return self._cache[1]
 
     @property
     def item_dim(self) -> int:

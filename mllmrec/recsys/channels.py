@@ -19,9 +19,24 @@ class ChannelModel(RecModel):
     items [I, d])}`; this class derives the fused score, full ranking and per-channel scores."""
 
     channels: tuple[str, ...]
+    _cache: tuple[tuple, dict[str, tuple[Tensor, Tensor]]] | None = None
+
+    def propagate(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """{channel: (users [U, d], items [I, d])} from the current weights."""
+        raise NotImplementedError
 
     def channel_embeddings(self) -> dict[str, tuple[Tensor, Tensor]]:
-        raise NotImplementedError
+        """`propagate()`, cached in eval mode under torch.no_grad() until a weight or dense buffer
+        changes, so full-ranking evaluation propagates once, not once per user batch. Training mode
+        never caches (a model may propagate differently per call there: Freedom prunes edges)."""
+        if torch.is_grad_enabled() or self.training:
+            self._cache = None
+            return self.propagate()
+        tensors = (*self.parameters(), *self.buffers())
+        key = tuple((t.data_ptr(), t._version) for t in tensors if not t.is_sparse)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self.propagate())
+        return self._cache[1]
 
     def final_embeddings(self) -> tuple[Tensor, Tensor]:
         """Users [U, C·d] and items [I, C·d] with user · item = t(u, i) (the fused score)."""

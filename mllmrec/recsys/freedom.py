@@ -107,7 +107,6 @@ class Freedom(ChannelModel):
         nn.init.xavier_uniform_(self.item.weight)
         self.proj = nn.ModuleDict({c: nn.Linear(x.shape[1], dim) for c, x in feats.items()})
         self.prompt = prompt  # () -> [I, d], e.g. distill.prompt.PromptModule (built by the distill stage)
-        self._cache: tuple[tuple, dict[str, tuple[Tensor, Tensor]]] | None = None
 
     # -- graphs ---------------------------------------------------------------------------------
     def start_epoch(self, epoch: int) -> None:
@@ -149,16 +148,6 @@ class Freedom(ChannelModel):
     def content(self, channel: str) -> Tensor:
         """x_c = W_c f̂_c [I, d]."""
         return self.proj[channel](getattr(self, f"feat_{channel}"))
-
-    def channel_embeddings(self) -> dict[str, tuple[Tensor, Tensor]]:
-        """`propagate()`, cached in eval mode under no_grad until a weight changes."""
-        if torch.is_grad_enabled() or self.training:
-            self._cache = None
-            return self.propagate()
-        key = tuple((t.data_ptr(), t._version) for t in self.parameters())
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self.propagate())
-        return self._cache[1]
 
     @property
     def item_dim(self) -> int:
