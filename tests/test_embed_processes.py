@@ -17,6 +17,7 @@ from mllmrec.embed import run_embed
 from mllmrec.embed.config import EmbedConfig
 from mllmrec.store import EmbeddingStore
 from mllmrec.testing.catalog import write_small_catalog as write_catalog
+from mllmrec.testing.processes import accelerate_launch
 
 pytestmark = pytest.mark.slow
 
@@ -31,14 +32,6 @@ def _env() -> dict[str, str]:
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
     return env
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _embed_args(cat: Path, model: Path, out: Path, *extra: str) -> list[str]:
@@ -78,25 +71,7 @@ def test_accelerate_launch_two_processes_fill_one_store(tiny_qwen2_dir, tmp_path
             progress=False,
         )
     )
-    launcher = Path(sys.executable).with_name("accelerate")
-    cmd = [
-        str(launcher),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
-        "-m",
-        "mllmrec.cli",
-        *_embed_args(cat, tiny_qwen2_dir, tmp_path / "two"),
-    ]
+    cmd = accelerate_launch(*_embed_args(cat, tiny_qwen2_dir, tmp_path / "two"))
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = st.read_manifest(tmp_path / "two")

@@ -18,6 +18,7 @@ from mllmrec.artifacts import write_manifest
 from mllmrec.backbone.trained_run import RunDirError
 from mllmrec.config import ConfigError
 from mllmrec.embed.config import EmbedConfig
+from mllmrec.testing.processes import accelerate_launch
 from mllmrec.train.config import TrainConfig
 from mllmrec.train.data import TrainDataError
 from mllmrec.train.lora import LoraError
@@ -194,14 +195,6 @@ def test_qlora_trains_on_4bit_base_weights_and_merges(synthetic_pairs, tmp_path)
     assert not any("lora" in n for n, _ in plain.named_parameters())
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_see_the_whole_batch_as_negatives(synthetic_pairs, tiny_qwen2_dir, tmp_path):
     """accelerate launch with 2 CPU processes (3 pairs each) trains the same weights as one process
@@ -239,30 +232,8 @@ def test_two_processes_see_the_whole_batch_as_negatives(synthetic_pairs, tiny_qw
         timeout=600,
     )
     assert one.returncode == 0, one.stderr[-3000:]
-    launcher = Path(sys.executable).with_name("accelerate")
     two = subprocess.run(
-        [
-            str(launcher),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            str(_free_port()),
-            "-m",
-            "mllmrec.cli",
-            "train",
-            str(pairs),
-            "--out",
-            str(tmp_path / "two"),
-            *args,
-        ],
+        accelerate_launch("train", str(pairs), "--out", str(tmp_path / "two"), *args),
         env=env,
         capture_output=True,
         text=True,
