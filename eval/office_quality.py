@@ -69,7 +69,7 @@ def parse_grid(spec: list[str]) -> list[dict[str, Any]]:
 def evaluate(model: Any, train: Any, positives: list[np.ndarray]) -> dict[str, float]:
     import torch
 
-    from mllmrec.eval.metrics import full_ranking_metrics
+    from mllmrec.metrics import full_ranking_metrics
 
     model.eval()
 
@@ -123,7 +123,8 @@ def fit_distill(
     feats: dict[str, np.ndarray],
     teacher_cfg: dict[str, Any],
 ) -> tuple[Any, Any]:
-    from mllmrec.config import DistillSettings, from_dict
+    from mllmrec.config import from_dict
+    from mllmrec.distill.config import DistillSettings
     from mllmrec.distill.trainer import distill, train_teacher
 
     if method == "teacher-promptmm":

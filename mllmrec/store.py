@@ -5,6 +5,7 @@ Layout of a store directory:
     manifest.json                 stage, version, config, backbone, prompt, dims, counts, rejected
     vectors.safetensors           {channel: [n, d]} in catalogue order   (or vectors.parquet)
     items.parquet                 id (str), label (first text field, for display), in the same order
+    items.idindex.*               sorted ids for lookup without a dict (a cache, rebuilt when stale)
     shards/shard-000123.safetensors   work in progress; removed once the store is complete
 
 Shards are written to a temporary name and renamed into place, so a shard file either exists
@@ -19,7 +20,7 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,8 +29,12 @@ from mllmrec.errors import MllmrecError
 from mllmrec.filecheck import DamagedFileError, expect_equal, parquet_rows, safetensors_shapes
 from mllmrec.fsutil import atomic_path, atomic_write_bytes
 
+if TYPE_CHECKING:
+    from mllmrec.ids import IdIndex
+
 SHARDS = "shards"
 ITEMS = "items.parquet"
+ID_INDEX = "items.idindex"  # sorted ids for lookup, a cache of items.parquet (mllmrec.ids)
 VECTOR_FILES = {"safetensors": "vectors.safetensors", "parquet": "vectors.parquet"}
 
 
@@ -215,21 +220,50 @@ class EmbeddingStore:
     def ids(self) -> list[str]:
         return self._items().column("id").to_pylist()
 
+    def id_array(self) -> Any:
+        """The ids as one pyarrow string array (no Python object per id)."""
+        return self._items().column("id").combine_chunks()
+
     @property
     def labels(self) -> list[str]:
         return self._items().column("label").to_pylist()
 
+    def label_of(self, rows: Any) -> list[str]:
+        """Labels of the given store rows."""
+        return self._items().column("label").take(np.asarray(rows, np.int64)).to_pylist()
+
+    def id_index(self) -> IdIndex:
+        """The store's ids, sorted for lookup (mllmrec.ids): loaded memory-mapped from
+        items.idindex.* in the store folder when those match items.parquet, else built and saved
+        there (a read-only folder keeps it in memory). No dict of all ids is built."""
+        if getattr(self, "_id_index", None) is None:
+            from mllmrec.ids import IdIndex
+
+            stat = (self.path / ITEMS).stat()
+            meta = {"items_bytes": stat.st_size, "items_mtime_ns": stat.st_mtime_ns}
+            ix = IdIndex.load(self.path, ID_INDEX, meta)
+            if ix is None:
+                ix = IdIndex.build(self.id_array())
+                try:
+                    ix.save(self.path, ID_INDEX, meta)
+                except OSError:
+                    pass  # read-only store: the index lives in memory for this process
+            self._id_index = ix
+        return self._id_index
+
+    def positions(self, ids: Any) -> np.ndarray:
+        """[len(ids)] store row of each id (str sequence or pyarrow array), -1 where absent."""
+        return self.id_index().positions(ids)
+
     def index_of(self, item_id: str | int) -> int:
-        if not hasattr(self, "_pos"):
-            self._pos = {i: n for n, i in enumerate(self.ids)}
-        try:
-            return self._pos[str(item_id)]
-        except KeyError:
-            why = next(
-                (r["reason"] for r in self.manifest.get("rejected", []) if r["id"] == str(item_id)), None
-            )
-            extra = f": it was rejected at embed time ({why})" if why else ""
-            raise UnknownItemError(f"item {item_id!r} is not in the store {self.path}{extra}") from None
+        row = self.id_index().position(str(item_id))
+        if row >= 0:
+            return row
+        why = next(
+            (r["reason"] for r in self.manifest.get("rejected", []) if r["id"] == str(item_id)), None
+        )
+        extra = f": it was rejected at embed time ({why})" if why else ""
+        raise UnknownItemError(f"item {item_id!r} is not in the store {self.path}{extra}")
 
     def vectors(self, channel: str = "mm", *, mmap: bool = True) -> np.ndarray:
         """[n, d] vectors of one channel, in store order (memory-mapped for safetensors)."""

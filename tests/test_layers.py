@@ -20,7 +20,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("config",),
     ("metrics", "fusion"),
     ("artifacts",),
-    ("filecheck",),
+    ("filecheck", "ids"),
     ("store",),
     ("catalog",),
     ("datasets",),

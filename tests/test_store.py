@@ -218,3 +218,35 @@ def test_a_damaged_shard_is_named_and_dropped_so_resume_redoes_it(tmp_path):
         st.read_shard(st.shard_path(out, 1))
     assert st.drop_damaged_shards(out) == [st.shard_path(out, 1)]
     assert st.done_shards(out) == {0, 2}
+
+
+# ---------------------------------------------------------------------------------------------
+# Id lookup without a dict (issue 14.4): a sorted index cached beside items.parquet
+# ---------------------------------------------------------------------------------------------
+def test_ids_are_found_through_a_cached_sorted_index_rebuilt_when_the_ids_change(tmp_path):
+    from mllmrec.testing.stores import write_array_store
+
+    vecs = {"mm": np.zeros((4, 2), np.float32)}
+    s = write_array_store(tmp_path / "s", ["b", "a", "017", "17"], vecs)
+    store = st.EmbeddingStore.open(s)
+    assert store.positions(["17", "a", "zz"]).tolist() == [3, 1, -1] and store.index_of("017") == 2
+    assert (s / "items.idindex.json").is_file()  # saved for the next process, which memory-maps it
+    again = st.EmbeddingStore.open(s)
+    assert isinstance(again.id_index().keys, np.memmap) and again.index_of("b") == 0
+    # the store is rewritten with other ids: the cache no longer matches items.parquet and is rebuilt
+    write_array_store(tmp_path / "s", ["c", "b"], {"mm": np.zeros((2, 2), np.float32)})
+    fresh = st.EmbeddingStore.open(s)
+    assert fresh.positions(["c", "b", "a"]).tolist() == [0, 1, -1]
+
+
+def test_a_read_only_store_keeps_its_id_index_in_memory(tmp_path, monkeypatch):
+    from mllmrec.ids import IdIndex
+
+    def refuse(*a, **k):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(IdIndex, "save", refuse)  # (chmod does not stop root, who runs CI)
+    s = _good_store(tmp_path)
+    store = st.EmbeddingStore.open(s)
+    assert store.index_of("i4") == 4 and store.label_of([4]) == store.labels[4:5]
+    assert not (s / "items.idindex.json").exists()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,7 +31,11 @@ from mllmrec.distill.errors import DistillError
 from mllmrec.fsutil import atomic_path, atomic_write_bytes
 from mllmrec.store import EmbeddingStore, UnknownItemError
 
+if TYPE_CHECKING:
+    from mllmrec.ids import IdIndex
+
 STAGE = "distill"
+MAP_BATCH = 65_536  # store rows mapped to student vectors per step (new_item_vectors_at)
 FILES = {
     "tables": "tables.safetensors",
     "users": "users.parquet",
@@ -138,8 +142,7 @@ class DistillRun:
         self.path, self.manifest = path, manifest
         self.user_ids, self.item_ids = user_ids, item_ids
         self.dim = int(manifest["dims"]["student"])
-        self._item_pos: dict[str, int] | None = None
-        self._user_pos: dict[str, int] | None = None
+        self._index: dict[str, IdIndex] = {}  # "user"/"item" -> sorted ids (mllmrec.ids), built on use
 
     @classmethod
     def open(cls, path: str | Path) -> DistillRun:
@@ -210,21 +213,33 @@ class DistillRun:
         t = pq.read_table(self.path / FILES["seen"])
         return t.column("user").to_numpy(), [str(x) for x in t.column("item").to_pylist()]
 
+    def _rows(self, kind: str, ids: Any) -> np.ndarray:
+        if kind not in self._index:
+            from mllmrec.ids import IdIndex
+
+            self._index[kind] = IdIndex.build(self.user_ids if kind == "user" else self.item_ids)
+        return self._index[kind].positions(ids)
+
+    def user_rows(self, user_ids: Any) -> np.ndarray:
+        """[len(user_ids)] user table row of each id, -1 for users the run does not know."""
+        return self._rows("user", user_ids)
+
+    def item_rows(self, item_ids: Any) -> np.ndarray:
+        """[len(item_ids)] item table row of each id, -1 for items without a row."""
+        return self._rows("item", item_ids)
+
     def user_index_of(self, user_id: str | int) -> int | None:
-        if self._user_pos is None:
-            self._user_pos = {u: n for n, u in enumerate(self.user_ids)}
-        return self._user_pos.get(str(user_id))
+        row = int(self.user_rows([str(user_id)])[0])
+        return row if row >= 0 else None
 
     def item_index_of(self, item_id: str | int) -> int:
-        if self._item_pos is None:
-            self._item_pos = {i: n for n, i in enumerate(self.item_ids)}
-        try:
-            return self._item_pos[str(item_id)]
-        except KeyError:
+        row = int(self.item_rows([str(item_id)])[0])
+        if row < 0:
             raise UnknownItemError(
                 f"item {item_id!r} has no row in the tables of {self.path} (no training "
                 "interactions); new_item_vectors() maps it from its MLLM vectors"
-            ) from None
+            )
+        return row
 
     def mapping(self) -> Any:
         from safetensors.torch import load_file
@@ -268,27 +283,34 @@ class DistillRun:
         the run's store). An id absent from the store but in the tables gets its table row; an id in
         neither raises UnknownItemError."""
         st = self.open_store(store)
+        keys = [str(i) for i in ids]
+        rows = st.positions(keys)
+        out = np.zeros((len(keys), self.dim), np.float32)
+        absent = np.flatnonzero(rows < 0)
+        if absent.size:
+            table_rows = self.item_rows([keys[n] for n in absent])
+            if (table_rows < 0).any():
+                item = keys[absent[np.flatnonzero(table_rows < 0)[0]]]
+                raise UnknownItemError(f"item {item!r} is neither in the store {st.path} nor in the run's tables")
+            out[absent] = self.item_table()[table_rows]
+        present = np.flatnonzero(rows >= 0)
+        if present.size:
+            out[present] = self.new_item_vectors_at(rows[present], st)
+        return out
+
+    def new_item_vectors_at(
+        self, rows: np.ndarray, store: EmbeddingStore, batch: int = MAP_BATCH
+    ) -> np.ndarray:
+        """[len(rows), d] the mapping applied to the given rows of `store` (an opened, checked store),
+        `batch` rows at a time, so memory holds one batch of MLLM vectors, not the catalogue's."""
         mapping = self.mapping()
-        out = np.zeros((len(ids), self.dim), np.float32)
-        in_store, rows = [], []
-        table: np.ndarray | None = None
-        for n, item in enumerate(ids):
-            try:
-                rows.append(st.index_of(item))
-                in_store.append(n)
-            except UnknownItemError:
-                try:
-                    row = self.item_index_of(item)
-                    table = self.item_table() if table is None else table
-                    out[n] = table[row]
-                except UnknownItemError:
-                    raise UnknownItemError(
-                        f"item {item!r} is neither in the store {st.path} nor in the run's tables"
-                    ) from None
-        if rows:
-            order = np.asarray(rows)
-            feats = {c: np.asarray(st.vectors(c))[order] for c in mapping.channels}
-            out[in_store] = mapping(feats).numpy()
+        vectors = {c: store.vectors(c) for c in mapping.channels}  # memory-mapped for safetensors
+        out = np.empty((len(rows), self.dim), np.float32)
+        for start in range(0, len(rows), batch):
+            part = np.asarray(rows[start : start + batch])
+            order = np.argsort(part, kind="stable")  # ascending rows read the memory map in sequence
+            feats = {c: np.asarray(v[part[order]], np.float32) for c, v in vectors.items()}
+            out[start + order] = mapping(feats).numpy()
         return out
 
 

@@ -20,6 +20,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,10 +30,13 @@ from mllmrec.distill.artifact import DistillRun
 from mllmrec.distill.config import RecommendConfig, ServeConfig
 from mllmrec.distill.errors import DistillError, UnknownUserError
 from mllmrec.index.mips import IndexParams, MipsIndex, choose_kind
+from mllmrec.ids import IdList
 from mllmrec.index.mips_store import fingerprint, load_or_build
+from mllmrec.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
 VIA_TABLE, VIA_MAPPING, VIA_POPULARITY = "table", "new-item mapping", "popularity"
+VIAS = (VIA_TABLE, VIA_MAPPING)  # Recommender._via_code indexes this
 
 
 @dataclass(frozen=True)
@@ -43,22 +47,25 @@ class Recommendation:
 
 
 class Recommender:
-    """Top-k recommendations from a distill run (see the module docstring)."""
+    """Top-k recommendations from a distill run (see the module docstring).
+
+    Ids and labels stay in pyarrow arrays and sorted id indexes (mllmrec.ids): no dict of every item
+    is built, so a catalogue of 10M new items costs their vectors plus ~(id bytes + 8) per item."""
 
     def __init__(
         self,
         run: DistillRun,
-        item_ids: list[str],
+        item_ids: IdList,
         items: np.ndarray,
-        via: np.ndarray,
+        via_code: np.ndarray,
         popularity: np.ndarray,
         seen: sp.csr_matrix,
-        labels: dict[str, str],
+        store: EmbeddingStore | None,
         use_gpu: bool | None = None,
         index: MipsIndex | None = None,
         index_info: dict | None = None,
     ):
-        self.run, self.item_ids, self.via, self.labels = run, item_ids, via, labels
+        self.run, self.item_ids, self._via_code, self.store = run, item_ids, via_code, store
         self.users = run.user_table()  # [U, d]
         self.items = items  # [I, d]
         self.popularity, self.seen = popularity, seen
@@ -69,6 +76,16 @@ class Recommender:
         self.index, self.on_gpu = index, index.on_gpu
         self.index_info = index_info or {"kind": index.kind}
         self._popular = np.argsort(-popularity, kind="stable")
+
+    @property
+    def via(self) -> np.ndarray:
+        """[I] how each item came: "table" or "new-item mapping"."""
+        return np.asarray(VIAS, dtype=object)[self._via_code]
+
+    @property
+    def labels(self) -> _Labels:
+        """Item labels from the store (`.get(item_id, default)`), looked up on demand."""
+        return _Labels(self.store)
 
     @classmethod
     def load(
@@ -92,46 +109,48 @@ class Recommender:
         the run directory (memory-mapped) or built and saved there; `target_recall` tunes its search
         knob to the cheapest value whose recall@recall_k on a sample of users meets it; a saved index
         built from other vectors raises StaleIndexError unless rebuild_index."""
+        import pyarrow as pa
+
         run = DistillRun.open(path)
-        item_ids = list(run.item_ids)
+        ids = pa.array(run.item_ids, pa.string())
         items = run.item_table()  # [n, d]
-        labels: dict[str, str] = {}
-        extra: list[str] = []
-        st = None
+        extra_rows = np.zeros(0, np.int64)
+        st = label_store = None
         if new_items or store is not None:
             try:
-                st = run.open_store(store)
+                st = label_store = run.open_store(store)
             except DistillError as e:
                 if store is not None:
                     raise
                 log.warning("no new items: %s; serving table items only", e)  # says what is gone or differs
-                labels = _labels_of(run.store_path)
-        if st is not None:
-            labels = dict(zip(st.ids, st.labels, strict=True))
-            if new_items:
-                have = set(item_ids)
-                extra = [i for i in st.ids if i not in have]
-                if extra:
-                    items = np.concatenate([items, run.new_item_vectors(extra, st)])  # [n + m, d]
-        via = np.array([VIA_TABLE] * len(run.item_ids) + [VIA_MAPPING] * len(extra), dtype=object)
-        popularity = np.concatenate([run.popularity(), np.zeros(len(extra), np.int64)])
-        pos = {i: n for n, i in enumerate(item_ids + extra)}
+                label_store = _open_for_labels(run.store_path)
+        if st is not None and new_items:
+            # store rows of the run's items, found through the store's sorted id index (no dict)
+            taken = np.ones(len(st.id_array()), bool)
+            in_run = st.positions(ids)
+            taken[in_run[in_run >= 0]] = False
+            extra_rows = np.flatnonzero(taken)
+            if extra_rows.size:
+                items = np.concatenate([items, run.new_item_vectors_at(extra_rows, st)])  # [n + m, d]
+                ids = pa.concat_arrays([ids, st.id_array().take(pa.array(extra_rows))])
+        n_table, n_extra = len(run.item_ids), len(extra_rows)
+        via_code = np.concatenate([np.zeros(n_table, np.int8), np.ones(n_extra, np.int8)])
+        popularity = np.concatenate([run.popularity(), np.zeros(n_extra, np.int64)])
         s_users, s_items = run.seen()
-        cols = np.fromiter((pos.get(i, -1) for i in s_items), np.int64, len(s_items))
+        cols = run.item_rows(s_items)  # table rows come first, so a table row is its item's column
         keep = cols >= 0
         seen = sp.csr_matrix(
             (np.ones(int(keep.sum()), np.float32), (s_users[keep], cols[keep])),
-            shape=(len(run.user_ids), len(pos)),
+            shape=(len(run.user_ids), n_table + n_extra),
         )
-        all_ids = item_ids + extra
         items = np.ascontiguousarray(items, np.float32)
-        kind = choose_kind(len(all_ids), index)
+        kind = choose_kind(len(ids), index)
         params = replace(index_params or IndexParams(), kind=kind)
         source = {
             "run_manifest_sha256": hashlib.sha256((run.path / MANIFEST).read_bytes()).hexdigest(),
-            "new_items": len(extra),
+            "new_items": n_extra,
         }
-        fp = fingerprint(_ids_sha256(all_ids), items, source) if kind != "exact" else {}
+        fp = fingerprint(_ids_sha256(ids), items, source) if kind != "exact" else {}
         built, info = load_or_build(
             run.path,
             items,
@@ -143,7 +162,7 @@ class Recommender:
             rebuild=rebuild_index,
             use_gpu=use_gpu,
         )
-        return cls(run, all_ids, items, via, popularity, seen, labels, use_gpu, built, info)
+        return cls(run, IdList(ids), items, via_code, popularity, seen, label_store, use_gpu, built, info)
 
     def recommend(
         self,
@@ -158,7 +177,8 @@ class Recommender:
             raise DistillError(f"k must be >= 1, got {k}")
         if unknown_users not in ("popularity", "error"):
             raise DistillError(f"unknown_users must be 'popularity' or 'error', got {unknown_users!r}")
-        rows = [self.run.user_index_of(u) for u in user_ids]
+        found = self.run.user_rows([str(u) for u in user_ids])
+        rows = [int(r) if r >= 0 else None for r in found]
         unknown = [u for u, r in zip(user_ids, rows, strict=True) if r is None]
         if unknown and unknown_users == "error":
             raise UnknownUserError(
@@ -167,17 +187,12 @@ class Recommender:
             )
         known = np.asarray([r for r in rows if r is not None], np.int64)
         hits = self._search(known, k, exclude_seen) if known.size else []
-        out, it = [], iter(hits)
-        for r in rows:
-            out.append(
-                next(it)
-                if r is not None
-                else [
-                    Recommendation(self.item_ids[i], float(self.popularity[i]), VIA_POPULARITY)
-                    for i in self._popular[:k]
-                ]
-            )
-        return out
+        popular = [
+            Recommendation(i, float(self.popularity[r]), VIA_POPULARITY)
+            for i, r in zip(self.item_ids.take(self._popular[:k]), self._popular[:k], strict=True)
+        ]
+        it = iter(hits)
+        return [next(it) if r is not None else list(popular) for r in rows]
 
     def _search(self, rows: np.ndarray, k: int, exclude_seen: bool) -> list[list[Recommendation]]:
         n_seen = np.diff(self.seen.indptr)[rows] if exclude_seen else np.zeros(len(rows), np.int64)
@@ -192,34 +207,51 @@ class Recommender:
                 if exclude_seen
                 else set()
             )
-            recs = [
-                Recommendation(self.item_ids[i], float(s), str(self.via[i]))
-                for i, s in zip(idx[b], scores[b], strict=True)
-                if i >= 0 and i not in seen
-            ]
-            out.append(recs[:k])
+            keep = [n for n, i in enumerate(idx[b]) if i >= 0 and i not in seen][:k]
+            hit = idx[b][keep]
+            out.append(
+                [
+                    Recommendation(i, float(sc), VIAS[v])
+                    for i, sc, v in zip(self.item_ids.take(hit), scores[b][keep], self._via_code[hit], strict=True)
+                ]
+            )
         return out
 
 
-def _labels_of(store: Path | None) -> dict[str, str]:
-    """Item labels of a store whose vectors cannot be used (re-embedded with another model): the
-    labels come from the catalogue and are still right; {} when the store cannot be read at all."""
+class _Labels:
+    """Labels by item id from a store's items.parquet, found through its sorted id index."""
+
+    def __init__(self, store: EmbeddingStore | None) -> None:
+        self.store = store
+
+    def __bool__(self) -> bool:
+        return self.store is not None and len(self.store.id_array()) > 0
+
+    def get(self, item_id: str, default: str = "") -> str:
+        if self.store is None:
+            return default
+        row = self.store.id_index().position(str(item_id))
+        return self.store.label_of([row])[0] if row >= 0 else default
+
+
+def _open_for_labels(path: Path | None) -> EmbeddingStore | None:
+    """A store whose vectors cannot be used (re-embedded with another model) still has the right
+    labels (they come from the catalogue); None when it cannot be read at all."""
     from mllmrec.errors import MllmrecError
-    from mllmrec.store import EmbeddingStore
 
-    if store is None:
-        return {}
+    if path is None:
+        return None
     try:
-        st = EmbeddingStore.open(store)
-        return dict(zip(st.ids, st.labels, strict=True))
+        return EmbeddingStore.open(path)
     except (MllmrecError, OSError):
-        return {}
+        return None
 
 
-def _ids_sha256(ids: list[str]) -> str:
+def _ids_sha256(ids: Any) -> str:
+    """sha256 of the ids (a pyarrow string array), 100k at a time, newline-separated."""
     h = hashlib.sha256()
     for start in range(0, len(ids), 100_000):
-        h.update("\n".join(ids[start : start + 100_000]).encode("utf-8") + b"\n")
+        h.update("\n".join(ids.slice(start, 100_000).to_pylist()).encode("utf-8") + b"\n")
     return h.hexdigest()
 
 

@@ -208,3 +208,26 @@ def test_a_run_whose_store_was_re_embedded_says_what_differs_and_keeps_labels(se
     assert "unavailable" not in said and "backbone.synthetic_attributes.noise" in said and "2.0" in said
     assert all(r.via == VIA_TABLE for r in rec.recommend([setup["rows"][1][0]], k=5)[0])
     assert rec.labels and all(rec.labels.get(i) for i in rec.item_ids[:5])
+
+
+def test_new_items_are_mapped_in_batches_without_a_list_or_dict_of_every_store_id(setup, monkeypatch):
+    """Issue 14.4: at 10M items a Python list/dict of every id costs GBs; Recommender.load finds the
+    new items through the store's sorted id index and maps them a batch at a time."""
+    run = DistillRun.open(setup["run"])
+    store = run.open_store()
+    rows = store.positions(setup["new"])
+    whole = run.new_item_vectors_at(rows, store, batch=len(rows))
+    np.testing.assert_allclose(run.new_item_vectors_at(rows[::-1], store, batch=2), whole[::-1], rtol=1e-6)
+    np.testing.assert_allclose(run.new_item_vectors(setup["new"]), whole, rtol=1e-6)
+
+    def no_full_list(self):
+        raise AssertionError("EmbeddingStore.ids (a Python list of every id) was read")
+
+    monkeypatch.setattr(EmbeddingStore, "ids", property(no_full_list))
+    monkeypatch.setattr(EmbeddingStore, "labels", property(no_full_list))
+    rec = Recommender.load(setup["run"])
+    assert rec.item_ids[-5:] == [setup["new"][i] for i in np.argsort(rows, kind="stable")]
+    np.testing.assert_allclose(rec.items[-5:], whole[np.argsort(rows, kind="stable")], rtol=1e-6)
+    user = rec.run.user_ids[0]
+    assert [r.item_id for r in rec.recommend([user], k=10)[0]] == _brute_force(rec, user, 10, True)
+    assert rec.labels.get(rec.item_ids[0])  # labels are looked up through the index too
