@@ -128,7 +128,6 @@ def _is_arrow(x: Any) -> bool:
     return type(x).__module__.startswith("pyarrow")
 
 
-
 def _slice(ids: Any, start: int, stop: int) -> Any:
     if _is_arrow(ids):
         return ids.slice(start, stop - start)

@@ -259,9 +259,7 @@ class EmbeddingStore:
         row = self.id_index().position(str(item_id))
         if row >= 0:
             return row
-        why = next(
-            (r["reason"] for r in self.manifest.get("rejected", []) if r["id"] == str(item_id)), None
-        )
+        why = next((r["reason"] for r in self.manifest.get("rejected", []) if r["id"] == str(item_id)), None)
         extra = f": it was rejected at embed time ({why})" if why else ""
         raise UnknownItemError(f"item {item_id!r} is not in the store {self.path}{extra}")
 

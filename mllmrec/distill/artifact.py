@@ -291,7 +291,9 @@ class DistillRun:
             table_rows = self.item_rows([keys[n] for n in absent])
             if (table_rows < 0).any():
                 item = keys[absent[np.flatnonzero(table_rows < 0)[0]]]
-                raise UnknownItemError(f"item {item!r} is neither in the store {st.path} nor in the run's tables")
+                raise UnknownItemError(
+                    f"item {item!r} is neither in the store {st.path} nor in the run's tables"
+                )
             out[absent] = self.item_table()[table_rows]
         present = np.flatnonzero(rows >= 0)
         if present.size:

@@ -29,8 +29,8 @@ from mllmrec.artifacts import MANIFEST
 from mllmrec.distill.artifact import DistillRun
 from mllmrec.distill.config import RecommendConfig, ServeConfig
 from mllmrec.distill.errors import DistillError, UnknownUserError
-from mllmrec.index.mips import IndexParams, MipsIndex, choose_kind
 from mllmrec.ids import IdList
+from mllmrec.index.mips import IndexParams, MipsIndex, choose_kind
 from mllmrec.index.mips_store import fingerprint, load_or_build
 from mllmrec.store import EmbeddingStore
 
@@ -212,7 +212,9 @@ class Recommender:
             out.append(
                 [
                     Recommendation(i, float(sc), VIAS[v])
-                    for i, sc, v in zip(self.item_ids.take(hit), scores[b][keep], self._via_code[hit], strict=True)
+                    for i, sc, v in zip(
+                        self.item_ids.take(hit), scores[b][keep], self._via_code[hit], strict=True
+                    )
                 ]
             )
         return out
