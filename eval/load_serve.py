@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--index", default="auto")
+    ap.add_argument("--target-recall", type=float, default=None, help="Passed to `mllmrec serve`.")
     ap.add_argument("--work", default="eval/data/load_serve_run", help="Where the synthetic run is written.")
     ap.add_argument("--out", default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -126,6 +127,7 @@ def main() -> None:
             "--index",
             args.index,
             "--no-new-items",
+            *(["--target-recall", str(args.target_recall)] if args.target_recall else []),
         ],
         env=env,
     )
