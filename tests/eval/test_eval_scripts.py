@@ -140,3 +140,42 @@ def test_user_files_with_mmrec_labels_and_a_clear_error_for_missing_ml100k(tmp_p
         and "pip download --no-deps recbole==1.2.1" in p.stderr
         and "Traceback" not in p.stderr
     )
+
+
+def _tiny_mmrec_split(path: Path, n_users: int = 40, n_items: int = 30) -> None:
+    """An MMRec .inter (userID itemID rating timestamp x_label) with every user in all three parts."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lines = ["userID\titemID\trating\ttimestamp\tx_label"]
+    for u in range(n_users):
+        items = rng.choice(n_items, 8, replace=False)
+        for n, i in enumerate(items):
+            lines.append(f"{u}\t{i}\t5\t{1000 + n}\t{0 if n < 6 else n - 5}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    "method, extra",
+    [
+        ("mf", ["--grid", "lr=0.01,0.005"]),
+        ("freedom", ["--vectors", "VEC"]),
+        ("student-lightgcn", ["--vectors", "VEC", "--teacher", "teacher_kind=freedom", "teacher_epochs=2"]),
+    ],
+)
+def test_office_quality_tunes_on_validation_and_writes_its_report(tmp_path, method, extra):
+    import numpy as np
+
+    inter, vec = tmp_path / "x.inter", tmp_path / "v.npy"
+    _tiny_mmrec_split(inter)
+    np.save(vec, np.random.default_rng(1).normal(size=(30, 8)).astype(np.float32))
+    extra = [str(vec) if a == "VEC" else a for a in extra]
+    p = _run(
+        str(ROOT / "eval" / "office_quality.py"), "--method", method, "--inter", str(inter), *extra,
+        "--fixed", "epochs=2", "--final-seeds", "0", "1", "--out", str(tmp_path / "out"), cwd=ROOT,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((tmp_path / "out" / f"{method}.json").read_text())
+    assert [f["seed"] for f in res["final"]] == [0, 1] and "recall@20" in res["final"][0]["test"]
+    assert len(res["grid"]) == (2 if method == "mf" else 1)
+    assert method in (tmp_path / "out" / "README.md").read_text()
