@@ -118,26 +118,32 @@ class MethodConfig(Checked):
         None, "An existing embedding store (any, including an imported one) instead of embed."
     )
     params: Any = opt(None, "The model's hyper-parameters (the entry's other keys).")
+    search: Any = opt(
+        None,
+        "Declared search space {name: [values, ...]} over the model's hyper-parameters and the train "
+        "keys (lr, epochs, batch_size, patience): every combination, or a random sample of at most "
+        "the grid's search_budget, tried on the first seed and chosen on validation Recall@20.",
+    )
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> MethodConfig:
-        own = {"name", "label", "embed", "store"}
-        m = from_dict(cls, {k: v for k, v in data.items() if k in own})
+        own = {"name", "label", "embed", "store", "search"}
+        m = from_dict(cls, {k: v for k, v in data.items() if k in own and k != "search"})
         rest = {k: v for k, v in data.items() if k not in own}
-        if m.name in DISTILL_METHODS:
-            from mllmrec.distill.config import DistillSettings
-
-            check_partial(DistillSettings, {}, rest)
-        else:
-            from mllmrec.recsys import registry
-
-            try:
-                registry.params(m.name, rest)
-            except registry.UnknownModel as e:
-                raise ConfigError(f"{e} (or {', '.join(DISTILL_METHODS)})") from e
+        search = data.get("search") or {}
+        if not isinstance(search, dict) or not all(isinstance(v, list) and v for v in search.values()):
+            raise ConfigError(f"method {m.name}: search must map each name to a non-empty list of values")
+        _check_params(m.name, rest)
+        for point in search_points(search):
+            _check_params(m.name, {**rest, **point}, search=True)
         if m.embed is not None and m.store is not None:
             raise ConfigError(f"method {m.name}: give embed or store, not both")
-        return dataclasses.replace(m, params=rest)
+        return dataclasses.replace(m, params=rest, search=search)
+
+    def with_point(self, point: dict[str, Any]) -> MethodConfig:
+        """This method with a search point's model hyper-parameters set (train keys stay out)."""
+        own = {k: v for k, v in point.items() if k not in BPR_TRAIN_KEYS or self.name in DISTILL_METHODS}
+        return dataclasses.replace(self, params={**self.params, **own})
 
     @property
     def title(self) -> str:
@@ -147,6 +153,34 @@ class MethodConfig(Checked):
     def features(self) -> str:
         """What the method's item features are, as results name them."""
         return self.embed.label if self.embed else f"store {self.store}" if self.store else "ids only"
+
+
+BPR_TRAIN_KEYS = ("epochs", "batch_size", "lr", "patience")  # BprTrain's fields
+
+
+def search_points(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of a search space, in a fixed order."""
+    import itertools
+
+    names = list(space)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*space.values())]
+
+
+def _check_params(name: str, params: dict[str, Any], search: bool = False) -> None:
+    """Raise ConfigError unless `params` are hyper-parameters of method `name` (a search point may
+    also set the train keys of user-to-item methods)."""
+    if name in DISTILL_METHODS:
+        from mllmrec.distill.config import DistillSettings
+
+        check_partial(DistillSettings, {}, params)
+        return
+    from mllmrec.recsys import registry
+
+    own = {k: v for k, v in params.items() if not (search and k in BPR_TRAIN_KEYS)}
+    try:
+        registry.params(name, own)
+    except registry.UnknownModel as e:
+        raise ConfigError(f"{e} (or {', '.join(DISTILL_METHODS)})") from e
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +218,12 @@ class GridConfig(Checked):
         "items has no vector in their store (1.0: run anyway, zero vectors for them).",
     )
     train: BprTrain = opt(BprTrain(), "Training settings shared by every method.")
+    search_budget: int | None = opt(
+        None,
+        "Most search points tried per method with a `search:` space (a seeded random sample when the "
+        "space is larger); the same for every method, so tuned methods and baselines get one budget.",
+    )
+    search_seed: int = opt(0, "Seed of the random sample of search points.")
 
 
 # -- item-to-item ------------------------------------------------------------------------------

@@ -99,6 +99,10 @@ def write(results: dict[str, Any], out: Path) -> None:
         )
         + ".",
         "",
+        "## Tuning (declared search spaces, chosen on validation Recall@20 only)",
+        "",
+        *tuning_lines(results.get("tuning", {}), sorted({r["method"] for r in runs})),
+        "",
         "## Test (all held-out items)",
         "",
         table(runs, "test"),
@@ -140,6 +144,25 @@ def write(results: dict[str, Any], out: Path) -> None:
     ]
     (out / "report.md").write_text("\n".join(md_lines), encoding="utf-8")
     plots(runs, out)
+
+
+def tuning_lines(tuning: dict[str, dict], methods: list[str]) -> list[str]:
+    """One line per method: its search space, budget, choice and time, or that it was not tuned (a
+    report never shows an untuned method beside a tuned one without saying so)."""
+    lines = []
+    for m in methods:
+        t = tuning.get(m) or {}
+        if not t.get("budget"):
+            lines.append(f"- {m}: **not tuned** (the config's values)")
+            continue
+        space = ", ".join(f"{k} {v}" for k, v in t["space"].items())
+        sample = f" (a random {t['budget']} of {t['space_size']})" if t["budget"] < t["space_size"] else ""
+        best = max(x["valid_recall@20"] for x in t["tried"])
+        lines.append(
+            f"- {m}: {t['budget']} point(s){sample} of {space}, seed {t['seed']}; chosen {t['chosen']} "
+            f"(valid Recall@20 {best:.4f}); {t['seconds']:.0f} s"
+        )
+    return lines
 
 
 def _missing_line(runs: list[dict]) -> str:

@@ -32,7 +32,17 @@ import grid_config  # noqa: E402
 import i2i  # noqa: E402
 import methods as M  # noqa: E402
 import report  # noqa: E402
-from grid_config import DatasetConfig, GridConfig, I2IConfig, MethodConfig, ProtocolConfig  # noqa: E402
+from grid_config import (  # noqa: E402
+    BPR_TRAIN_KEYS,
+    DISTILL_METHODS,
+    BprTrain,
+    DatasetConfig,
+    GridConfig,
+    I2IConfig,
+    MethodConfig,
+    ProtocolConfig,
+    search_points,
+)
 from stores import make_store, store_channels  # noqa: E402
 
 
@@ -163,6 +173,7 @@ def run_grid(cfg: GridConfig, raw: dict[str, Any], args: argparse.Namespace, out
     seeds = args.seeds or list(cfg.seeds)
     specs = [m for m in cfg.methods if not args.methods or m.title in args.methods]
     runs, splits, feature_cache, embed_seconds = [], {}, {}, {}
+    tuning: dict[str, dict[str, Any]] = {}
     for seed in seeds:
         split = make_split(inter, cfg.protocol, seed, work, data_key)
         splits[seed] = split.stats() | {
@@ -186,7 +197,18 @@ def run_grid(cfg: GridConfig, raw: dict[str, Any], args: argparse.Namespace, out
                 print(
                     f"    {len(cov.missing)} of {cov.items} items have no vector (scored from zero vectors)"
                 )
-            r = M.run(spec, split, vectors, seed, cfg.train, list(cfg.ks), progress=not args.no_progress)
+            if spec.title not in tuning:  # the first seed tunes (validation only); later seeds reuse
+                tuning[spec.title] = tune(spec, split, vectors, seed, cfg, not args.no_progress)
+            point = tuning[spec.title]["chosen"]
+            r = tuning[spec.title].pop("run", None) or M.run(
+                spec.with_point(point),
+                split,
+                vectors,
+                seed,
+                train_with(cfg.train, spec, point),
+                list(cfg.ks),
+                progress=not args.no_progress,
+            )
             print(f"    test {report.headline(r.test, cfg.ks)}  ({r.seconds:.1f} s)", flush=True)
             runs.append(
                 dataclasses.asdict(r)
@@ -204,6 +226,7 @@ def run_grid(cfg: GridConfig, raw: dict[str, Any], args: argparse.Namespace, out
         "splits": {str(k): v for k, v in splits.items()},
         "runs": runs,
         "embedding_seconds": embed_seconds,
+        "tuning": tuning,
         "seconds": time.perf_counter() - t_start,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
@@ -212,6 +235,51 @@ def run_grid(cfg: GridConfig, raw: dict[str, Any], args: argparse.Namespace, out
         f"wrote {out / 'results.json'}, {out / 'report.md'} and plots in {time.perf_counter() - t_start:.0f} s"
     )
     return 0
+
+
+def tune(
+    spec: MethodConfig, split: Any, vectors: Any, seed: int, cfg: GridConfig, progress: bool
+) -> dict[str, Any]:
+    """Try the method's declared search points (at most cfg.search_budget, a seeded random sample
+    when the space is larger) on this seed's split; choose by validation Recall@20. Test is computed
+    by each run but never looked at here; the chosen point's run is kept for this seed's results."""
+    if not spec.search:
+        return {"chosen": {}, "budget": 0, "space": {}, "tried": [], "seconds": 0.0}
+    points = search_points(spec.search)
+    space_size = len(points)
+    if cfg.search_budget is not None and space_size > cfg.search_budget:
+        pick = np.random.default_rng(cfg.search_seed).choice(space_size, cfg.search_budget, replace=False)
+        points = [points[i] for i in sorted(pick)]
+    t0, tried, best = time.perf_counter(), [], None
+    for point in points:
+        r = M.run(
+            spec.with_point(point), split, vectors, seed, train_with(cfg.train, spec, point), list(cfg.ks),
+            progress=progress,
+        )  # fmt: skip
+        valid = r.valid.get("recall@20", float("nan"))
+        tried.append(
+            {"config": point, "valid_recall@20": valid, "best_epoch": r.best_epoch, "seconds": r.seconds}
+        )
+        print(f"    search {point}: valid recall@20 {valid:.4f}", flush=True)
+        if best is None or valid > best[0]:
+            best = (valid, point, r)
+    return {
+        "space": spec.search,
+        "space_size": space_size,
+        "budget": len(points),
+        "tried": tried,
+        "chosen": best[1],
+        "seed": seed,
+        "seconds": time.perf_counter() - t0,
+        "run": best[2],
+    }
+
+
+def train_with(train: BprTrain, spec: MethodConfig, point: dict[str, Any]) -> BprTrain:
+    """The shared train settings with a search point's train keys (user-to-item methods)."""
+    if spec.name in DISTILL_METHODS:
+        return train
+    return dataclasses.replace(train, **{k: v for k, v in point.items() if k in BPR_TRAIN_KEYS})
 
 
 def merge(args: argparse.Namespace) -> int:
@@ -225,6 +293,11 @@ def merge(args: argparse.Namespace) -> int:
     seeds = [s for p in parts for s in p["splits"]]
     if len(seeds) != len(set(seeds)):
         raise SystemExit(f"--merge: a seed occurs in two runs ({sorted(seeds)})")
+    chosen = {
+        json.dumps({m: t["chosen"] for m, t in p.get("tuning", {}).items()}, sort_keys=True) for p in parts
+    }
+    if len(chosen) > 1:  # each part tuned on its own first seed and they disagree: not one method
+        raise SystemExit(f"--merge: the runs chose different search points ({' vs '.join(sorted(chosen))})")
     out = Path(args.out or f"eval/results/{cfg['name']}")
     out.mkdir(parents=True, exist_ok=True)
     results = {

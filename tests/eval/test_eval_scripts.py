@@ -21,11 +21,12 @@ seeds: [0, 1]
 ks: [5, 10, 20]
 methods:
   - name: popularity
-  - {name: mf, dim: 16}
+  - {name: mf, dim: 16, search: {lr: [0.01, 0.05], dim: [8, 16]}}
   - {name: lightgcn, dim: 16, layers: 2}
   - {name: content-knn, embed: {model: "tiny:qwen2-vl", prompt: notellm2}}
   - {name: vbpr, dim: 16, embed: {model: "tiny:qwen2-vl", prompt: notellm2}}
 train: {epochs: 5, batch_size: 512, lr: 0.01, patience: 2}
+search_budget: 3
 """
 
 
@@ -66,6 +67,15 @@ def test_run_grid_writes_results_report_and_plots(tmp_path):
     assert "What the counts mean: `cold_items` = " in report
     for png in ("recall_at_k.png", "popularity.png", "cold_warm.png"):
         assert (out / png).stat().st_size > 1000
+    # mf's declared space (4 points) is sampled to the budget of 3 on seed 0 and chosen on validation;
+    # seed 0's result is the chosen point's run, seed 1 trains the chosen point again.
+    t = res["tuning"]["mf"]
+    assert t["space_size"] == 4 and t["budget"] == 3 and len(t["tried"]) == 3 and t["seed"] == 0
+    best = max(t["tried"], key=lambda x: x["valid_recall@20"])
+    assert t["chosen"] == best["config"]
+    mf0 = next(r for r in res["runs"] if r["method"] == "mf" and r["seed"] == 0)
+    assert mf0["valid"]["recall@20"] == best["valid_recall@20"]
+    assert "- lightgcn: **not tuned**" in report and "- mf: 3 point(s) (a random 3 of 4)" in report
     # Popularity cannot reach items it never saw in training: its cold recall is exactly zero.
     assert all(r["cold"]["recall@20"] == 0.0 for r in res["runs"] if r["method"] == "popularity")
 

@@ -111,3 +111,30 @@ def test_an_i2i_config_checks_its_pairs_and_train_blocks_against_the_stage_confi
         with pytest.raises(ConfigError) as e:
             grid_config.load(tmp_path / "bad.yaml")
         assert message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "search, message",
+    [
+        ("{lr: 0.01}", "non-empty list"),
+        ("{lr: []}", "non-empty list"),
+        ("{dimm: [8, 16]}", "dimm"),
+    ],
+)
+def test_a_search_space_is_checked_like_the_method_parameters(tmp_path: Path, search, message) -> None:
+    (tmp_path / "g.yaml").write_text(
+        "name: g\ndataset: {kind: synthetic}\nmethods:\n  - {name: mf, dim: 8, search: " + search + "}\n"
+    )
+    with pytest.raises(ConfigError, match=message):
+        grid_config.load(tmp_path / "g.yaml")
+
+
+def test_a_search_point_sets_model_keys_and_train_keys_apart(tmp_path: Path) -> None:
+    (tmp_path / "g.yaml").write_text(
+        "name: g\ndataset: {kind: synthetic}\nsearch_budget: 2\n"
+        "methods:\n  - {name: mf, dim: 8, search: {lr: [0.01, 0.1], reg: [0.0, 0.1]}}\n"
+    )
+    cfg = grid_config.load(tmp_path / "g.yaml")
+    m = cfg.methods[0]
+    assert cfg.search_budget == 2 and len(grid_config.search_points(m.search)) == 4
+    assert m.with_point({"lr": 0.1, "reg": 0.1}).params == {"dim": 8, "reg": 0.1}  # lr goes to training
