@@ -5,7 +5,8 @@ per id (e.g. 10M ids of 12 bytes: 200 MB), can be saved as two .npy files and me
 looks ids up in batches with numpy (`positions`). Ids come in as Python strings or as a pyarrow
 string column, whose buffers are converted without creating a Python object per id.
 
-numpy's fixed-width bytes ignore trailing NUL bytes, so an id containing NUL is refused.
+numpy's fixed-width bytes ignore trailing NUL bytes, so every key ends in a 0xFF byte (never part of
+UTF-8): "a" and "a\\0" stay two ids.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+END = b"\xff"  # appended to every key (module docstring)
 CHUNK = 1_000_000  # ids converted / looked up per step; bounds the temporaries (~16 bytes per id byte)
 
 
@@ -98,10 +100,8 @@ def to_fixed_bytes(ids: Any) -> np.ndarray:
     if isinstance(ids, np.ndarray) and ids.dtype.kind == "S":
         return ids
     if not _is_arrow(ids):
-        enc = [str(i).encode("utf-8") for i in ids]
-        if any(b"\x00" in b for b in enc):
-            raise ValueError("an id contains a NUL byte; ids must be text without NUL")
-        return np.array(enc, dtype=f"S{max((len(b) for b in enc), default=1) or 1}")
+        enc = [str(i).encode("utf-8") + END for i in ids]
+        return np.array(enc, dtype=f"S{max((len(b) for b in enc), default=1)}")
     import pyarrow as pa
 
     arr = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
@@ -112,15 +112,14 @@ def to_fixed_bytes(ids: Any) -> np.ndarray:
     offsets = np.frombuffer(off_buf, np.int64)[arr.offset : arr.offset + len(arr) + 1]
     data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     lengths = np.diff(offsets)
-    if data[offsets[0] : offsets[-1]].min(initial=1) == 0:
-        raise ValueError("an id contains a NUL byte; ids must be text without NUL")
-    width = max(int(lengths.max(initial=0)), 1)
+    width = int(lengths.max(initial=0)) + 1
     out = np.zeros((len(arr), width), np.uint8)
     for start in range(0, len(arr), CHUNK):
         lens = lengths[start : start + CHUNK]
         rows = np.repeat(np.arange(start, start + len(lens)), lens)
         cols = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
         out[rows, cols] = data[offsets[start] : offsets[start + len(lens)]]
+        out[np.arange(start, start + len(lens)), lens] = END[0]
     return out.view(f"S{width}").reshape(len(arr))
 
 

@@ -240,7 +240,7 @@ class EmbeddingStore:
             from mllmrec.ids import IdIndex
 
             stat = (self.path / ITEMS).stat()
-            meta = {"items_bytes": stat.st_size, "items_mtime_ns": stat.st_mtime_ns}
+            meta = {"format": 1, "items_bytes": stat.st_size, "items_mtime_ns": stat.st_mtime_ns}
             ix = IdIndex.load(self.path, ID_INDEX, meta)
             if ix is None:
                 ix = IdIndex.build(self.id_array())
