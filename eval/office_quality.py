@@ -199,7 +199,9 @@ def merge(args: argparse.Namespace) -> int:
         "grid": parts[0]["grid"],
         "per_seed_runs": [g for p in parts for g in p["grid"]],
         "command": " ; ".join(p["command"] for p in parts),
-        "selection": "no grid (one declared config); each seed's run is its own",
+        "selection": parts[0]["selection"]
+        if len(parts[0]["grid"]) > 1
+        else "no grid (one declared config); each seed's run is its own",
         "merged_from": args.merge,
         "seconds": round(sum(p["seconds"] for p in parts), 1),
     }
