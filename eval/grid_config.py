@@ -205,6 +205,8 @@ class GridConfig(Checked):
         super().__post_init__()
         if not 0.0 <= self.max_missing_share <= 1.0:
             raise ConfigError(f"max_missing_share must be between 0 and 1, got {self.max_missing_share}")
+        if self.search_budget is not None and self.search_budget < 1:
+            raise ConfigError(f"search_budget must be at least 1, got {self.search_budget}")
 
     name: str = opt(REQUIRED, "Name of the run (default results folder eval/results/<name>).")
     dataset: DatasetConfig = opt(REQUIRED, "Items and interactions.")

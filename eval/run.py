@@ -257,12 +257,15 @@ def tune(
             progress=progress,
         )  # fmt: skip
         valid = r.valid.get("recall@20", float("nan"))
+        valid = -1.0 if valid != valid else valid  # NaN (no validation positives) never wins
         tried.append(
             {"config": point, "valid_recall@20": valid, "best_epoch": r.best_epoch, "seconds": r.seconds}
         )
         print(f"    search {point}: valid recall@20 {valid:.4f}", flush=True)
         if best is None or valid > best[0]:
             best = (valid, point, r)
+    if best[0] < 0:
+        raise SystemExit(f"{spec.title}: no search point has a validation Recall@20 to choose by")
     return {
         "space": spec.search,
         "space_size": space_size,
@@ -293,8 +296,11 @@ def merge(args: argparse.Namespace) -> int:
     seeds = [s for p in parts for s in p["splits"]]
     if len(seeds) != len(set(seeds)):
         raise SystemExit(f"--merge: a seed occurs in two runs ({sorted(seeds)})")
-    chosen = {
-        json.dumps({m: t["chosen"] for m, t in p.get("tuning", {}).items()}, sort_keys=True) for p in parts
+    chosen = {  # only methods that searched: a part from before search spaces has no "tuning"
+        json.dumps(
+            {m: t["chosen"] for m, t in p.get("tuning", {}).items() if t.get("chosen")}, sort_keys=True
+        )
+        for p in parts
     }
     if len(chosen) > 1:  # each part tuned on its own first seed and they disagree: not one method
         raise SystemExit(f"--merge: the runs chose different search points ({' vs '.join(sorted(chosen))})")

@@ -12,7 +12,6 @@ UTF-8): "a" and "a\\0" stay two ids.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,14 +69,13 @@ class IdIndex:
 
     def save(self, folder: Path, stem: str, meta: dict[str, Any]) -> None:
         """Write <stem>.keys.npy, <stem>.order.npy and <stem>.json (meta) atomically, json last."""
+        from mllmrec.fsutil import atomic_path
+
         for part, arr in (("keys", self.keys), ("order", self.order)):
-            tmp = folder / f".{stem}.{part}.npy.tmp{os.getpid()}"
-            with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a path
-                np.save(f, np.asarray(arr), allow_pickle=False)
-            os.replace(tmp, folder / f"{stem}.{part}.npy")
-        tmp = folder / f".{stem}.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps({**meta, "n": len(self), "width": self.width}))
-        os.replace(tmp, folder / f"{stem}.json")
+            with atomic_path(folder / f"{stem}.{part}.npy") as tmp, open(tmp, "wb") as f:
+                np.save(f, np.asarray(arr), allow_pickle=False)  # a file object: no .npy appended
+        with atomic_path(folder / f"{stem}.json") as tmp:
+            tmp.write_text(json.dumps({**meta, "n": len(self), "width": self.width}))
 
     @classmethod
     def load(cls, folder: Path, stem: str, meta: dict[str, Any]) -> IdIndex | None:
@@ -98,7 +96,7 @@ class IdIndex:
 def to_fixed_bytes(ids: Any) -> np.ndarray:
     """[n] numpy S{w} array of the ids' UTF-8 bytes (w = longest id, at least 1)."""
     if isinstance(ids, np.ndarray) and ids.dtype.kind == "S":
-        return ids
+        raise TypeError("pass ids as str or a pyarrow string array, not numpy bytes (keys carry an end byte)")
     if not _is_arrow(ids):
         enc = [str(i).encode("utf-8") + END for i in ids]
         return np.array(enc, dtype=f"S{max((len(b) for b in enc), default=1)}")

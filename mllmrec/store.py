@@ -213,6 +213,12 @@ class EmbeddingStore:
         import pyarrow.parquet as pq
 
         if not hasattr(self, "_items_table"):
+            stat = (self.path / ITEMS).stat()  # before the read: a later rewrite makes the cache stale
+            self._items_stat = {
+                "items_bytes": stat.st_size,
+                "items_mtime_ns": stat.st_mtime_ns,
+                "items_inode": stat.st_ino,  # an atomic rewrite renames a new file in
+            }
             self._items_table = pq.read_table(self.path / ITEMS)
         return self._items_table
 
@@ -239,11 +245,11 @@ class EmbeddingStore:
         if getattr(self, "_id_index", None) is None:
             from mllmrec.ids import IdIndex
 
-            stat = (self.path / ITEMS).stat()
-            meta = {"format": 1, "items_bytes": stat.st_size, "items_mtime_ns": stat.st_mtime_ns}
+            ids = self.id_array()
+            meta = {"format": 1, **self._items_stat}  # of the items.parquet that `ids` came from
             ix = IdIndex.load(self.path, ID_INDEX, meta)
             if ix is None:
-                ix = IdIndex.build(self.id_array())
+                ix = IdIndex.build(ids)
                 try:
                     ix.save(self.path, ID_INDEX, meta)
                 except OSError:

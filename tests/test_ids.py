@@ -68,3 +68,8 @@ def test_id_list_reads_like_a_list():
     ids = IdList(pa.array(AWKWARD))
     assert len(ids) == len(AWKWARD) and ids[1] == "017" and ids[-2:] == AWKWARD[-2:]
     assert list(ids) == AWKWARD and ids.take([3, 0]) == ["ü-ß", "17"]
+
+
+def test_numpy_bytes_are_refused_since_keys_carry_an_end_byte():
+    with pytest.raises(TypeError, match="pyarrow"):
+        IdIndex.build(["a"]).positions(np.array([b"a"]))

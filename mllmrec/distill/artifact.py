@@ -308,6 +308,9 @@ class DistillRun:
         `batch` rows at a time, so memory holds one batch of MLLM vectors, not the catalogue's."""
         mapping = self.mapping()
         vectors = {c: store.vectors(c) for c in mapping.channels}  # memory-mapped for safetensors
+        n = len(next(iter(vectors.values())))
+        if len(rows) and (int(np.min(rows)) < 0 or int(np.max(rows)) >= n):
+            raise DistillError(f"store rows must be in 0..{n - 1} (an id not found is -1: look it up first)")
         out = np.empty((len(rows), self.dim), np.float32)
         for start in range(0, len(rows), batch):
             part = np.asarray(rows[start : start + batch])

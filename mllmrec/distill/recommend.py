@@ -138,6 +138,14 @@ class Recommender:
         popularity = np.concatenate([run.popularity(), np.zeros(n_extra, np.int64)])
         s_users, s_items = run.seen()
         cols = run.item_rows(s_items)  # table rows come first, so a table row is its item's column
+        miss = np.flatnonzero(cols < 0)
+        if miss.size and n_extra:
+            # Seen items without a table row (valid/test pairs of items cold in training, pairs the
+            # split dropped) are served as new items: find their columns through the store's rows.
+            col_of_row = np.full(len(st.id_array()), -1, np.int64)
+            col_of_row[extra_rows] = n_table + np.arange(n_extra)
+            rows = st.positions(s_items.take(pa.array(miss)))
+            cols[miss[rows >= 0]] = col_of_row[rows[rows >= 0]]
         keep = cols >= 0
         seen = sp.csr_matrix(
             (np.ones(int(keep.sum()), np.float32), (s_users[keep], cols[keep])),

@@ -219,6 +219,10 @@ def test_new_items_are_mapped_in_batches_without_a_list_or_dict_of_every_store_i
     whole = run.new_item_vectors_at(rows, store, batch=len(rows))
     np.testing.assert_allclose(run.new_item_vectors_at(rows[::-1], store, batch=2), whole[::-1], rtol=1e-6)
     np.testing.assert_allclose(run.new_item_vectors(setup["new"]), whole, rtol=1e-6)
+    with pytest.raises(
+        DistillError, match="look it up first"
+    ):  # a -1 from positions() would read the last row
+        run.new_item_vectors_at(np.array([0, -1]), store)
 
     def no_full_list(self):
         raise AssertionError("EmbeddingStore.ids (a Python list of every id) was read")
@@ -231,3 +235,26 @@ def test_new_items_are_mapped_in_batches_without_a_list_or_dict_of_every_store_i
     user = rec.run.user_ids[0]
     assert [r.item_id for r in rec.recommend([user], k=10)[0]] == _brute_force(rec, user, 10, True)
     assert rec.labels.get(rec.item_ids[0])  # labels are looked up through the index too
+
+
+def test_seen_items_served_as_new_items_are_still_left_out(setup, tmp_path):
+    """With a cold split, items seen only in valid/test have no table row and come back through the
+    new-item mapping; the user's log must still exclude them (the seen matrix spans those columns)."""
+    from tests.distill.conftest import QUICK
+
+    run = tmp_path / "cold"
+    args = ["distill", str(setup["store"]), "--interactions", str(setup["log"]), "--out", str(run)]
+    assert main([*args, "--split", "cold", *QUICK]) == 0
+    dr = DistillRun.open(run)
+    s_users, s_items = dr.seen()
+    table = set(dr.item_ids)
+    outside = [(int(u), i) for u, i in zip(s_users, s_items.to_pylist(), strict=True) if i not in table]
+    assert outside  # the cold split leaves logged items without a table row
+    rec = Recommender.load(run)
+    col = {i: n for n, i in enumerate(rec.item_ids)}
+    for u, i in outside:
+        if i in col:  # in the store: served via the mapping, so it must be marked seen
+            assert col[i] in rec.seen[u].indices
+    users = sorted({u for u, _ in outside})
+    for u, recs in zip(users, rec.recommend([dr.user_ids[u] for u in users], k=20), strict=True):
+        assert not {r.item_id for r in recs} & {i for uu, i in outside if uu == u}

@@ -138,3 +138,11 @@ def test_a_search_point_sets_model_keys_and_train_keys_apart(tmp_path: Path) -> 
     m = cfg.methods[0]
     assert cfg.search_budget == 2 and len(grid_config.search_points(m.search)) == 4
     assert m.with_point({"lr": 0.1, "reg": 0.1}).params == {"dim": 8, "reg": 0.1}  # lr goes to training
+
+
+def test_a_search_budget_below_one_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "g.yaml").write_text(
+        "name: g\ndataset: {kind: synthetic}\nsearch_budget: 0\nmethods: [{name: mf}]\n"
+    )
+    with pytest.raises(ConfigError, match="search_budget must be at least 1"):
+        grid_config.load(tmp_path / "g.yaml")
