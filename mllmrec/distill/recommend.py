@@ -216,16 +216,28 @@ class Recommender:
                 else set()
             )
             keep = [n for n, i in enumerate(idx[b]) if i >= 0 and i not in seen][:k]
-            hit = idx[b][keep]
+            hit, sc = idx[b][keep], scores[b][keep]
+            if len(hit) < min(k, len(self.item_ids) - len(seen)):
+                # An approximate index can return fewer candidates than asked (IVF cells probed
+                # held too few unseen items): score this user exactly so the list is never short.
+                hit, sc = self._exact_top(r, k, seen)
             out.append(
                 [
-                    Recommendation(i, float(sc), VIAS[v])
-                    for i, sc, v in zip(
-                        self.item_ids.take(hit), scores[b][keep], self._via_code[hit], strict=True
-                    )
+                    Recommendation(i, float(x), VIAS[v])
+                    for i, x, v in zip(self.item_ids.take(hit), sc, self._via_code[hit], strict=True)
                 ]
             )
         return out
+
+    def _exact_top(self, row: int, k: int, seen: set[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(items, scores) of one user's exact top k unseen, by a full pass over the item table."""
+        s = self.items @ np.asarray(self.users[row], np.float32)  # [I]
+        if seen:
+            s[np.fromiter(seen, np.int64, len(seen))] = -np.inf
+        top = np.argpartition(-s, min(k, len(s) - 1))[:k]
+        top = top[np.argsort(-s[top], kind="stable")]
+        top = top[np.isfinite(s[top])]
+        return top, s[top]
 
 
 class _Labels:
