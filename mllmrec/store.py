@@ -227,8 +227,10 @@ class EmbeddingStore:
         return self._items().column("id").to_pylist()
 
     def id_array(self) -> Any:
-        """The ids as one pyarrow string array (no Python object per id)."""
-        return self._items().column("id").combine_chunks()
+        """The ids as one pyarrow string array (no Python object per id), combined once."""
+        if getattr(self, "_id_array", None) is None:
+            self._id_array = self._items().column("id").combine_chunks()
+        return self._id_array
 
     @property
     def labels(self) -> list[str]:
