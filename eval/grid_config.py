@@ -155,9 +155,6 @@ class MethodConfig(Checked):
         return self.embed.label if self.embed else f"store {self.store}" if self.store else "ids only"
 
 
-BPR_TRAIN_KEYS = ("epochs", "batch_size", "lr", "patience")  # BprTrain's fields
-
-
 def search_points(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Every combination of a search space, in a fixed order."""
     import itertools
@@ -195,6 +192,9 @@ class BprTrain(Checked):
 
     def given(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+BPR_TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(BprTrain))  # keys a search point may train with
 
 
 @dataclass(frozen=True, kw_only=True)

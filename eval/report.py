@@ -157,7 +157,7 @@ def tuning_lines(tuning: dict[str, dict], methods: list[str]) -> list[str]:
             continue
         space = ", ".join(f"{k} {v}" for k, v in t["space"].items())
         sample = f" (a random {t['budget']} of {t['space_size']})" if t["budget"] < t["space_size"] else ""
-        best = max(x["valid_recall@20"] for x in t["tried"])
+        best = next(x["valid_recall@20"] for x in t["tried"] if x["config"] == t["chosen"])
         lines.append(
             f"- {m}: {t['budget']} point(s){sample} of {space}, seed {t['seed']}; chosen {t['chosen']} "
             f"(valid Recall@20 {best:.4f}); {t['seconds']:.0f} s"

@@ -257,13 +257,13 @@ def tune(
             progress=progress,
         )  # fmt: skip
         valid = r.valid.get("recall@20", float("nan"))
-        valid = -1.0 if valid != valid else valid  # NaN (no validation positives) never wins
+        score = valid if valid == valid else -1.0  # NaN (no validation positives) never wins
         tried.append(
             {"config": point, "valid_recall@20": valid, "best_epoch": r.best_epoch, "seconds": r.seconds}
         )
         print(f"    search {point}: valid recall@20 {valid:.4f}", flush=True)
-        if best is None or valid > best[0]:
-            best = (valid, point, r)
+        if best is None or score > best[0]:
+            best = (score, point, r)
     if best[0] < 0:
         raise SystemExit(f"{spec.title}: no search point has a validation Recall@20 to choose by")
     return {
