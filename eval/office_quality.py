@@ -83,6 +83,7 @@ def evaluate(model: Any, train: Any, positives: list[np.ndarray]) -> dict[str, f
 
 
 TEACHERS: dict[str, Any] = {}
+USER_ITEM = ("popularity", "mf", "lightgcn", "vbpr", "content-knn", "freedom")  # recsys registry rows
 
 
 def fit(
@@ -95,23 +96,24 @@ def fit(
     teacher_cfg: dict[str, Any],
 ) -> tuple[Any, Any]:
     """(trained model, TrainResult) for one method/config/seed; selection on `valid` only."""
+    import dataclasses
+
     import torch
 
-    from mllmrec.recsys import MF, LightGCN, train_bpr
-    from mllmrec.recsys.freedom import Freedom
+    from mllmrec.recsys import train_bpr
+    from mllmrec.recsys.registry import build_model, spec
 
+    if method not in USER_ITEM:
+        return fit_distill(method, cfg, seed, train, valid, feats, teacher_cfg)
     torch.manual_seed(seed)
     tr = {k: cfg[k] for k in ("lr", "batch_size", "patience", "epochs") if k in cfg}
     own = {k: v for k, v in cfg.items() if k not in tr}
-    if method == "mf":
-        model = MF(*train.shape, int(own.pop("dim", 64)), **own)
-    elif method == "lightgcn":
-        model = LightGCN.from_interactions(train, int(own.pop("dim", 64)), int(own.pop("layers", 2)), **own)
-    elif method == "freedom":
-        model = Freedom(feats, train, seed=seed, **own)
-    else:
-        return fit_distill(method, cfg, seed, train, valid, feats, teacher_cfg)
-    return model, train_bpr(model, train, valid, seed=seed, progress=False, **tr)
+    row = spec(method)
+    if "seed" in {f.name for f in dataclasses.fields(row.params)}:
+        own.setdefault("seed", seed)  # models with their own sampling (Freedom's edge pruning)
+    x = torch.from_numpy(feats["text"]) if row.features else None
+    model = build_model(method, train, x, **own)
+    return model, train_bpr(model, train, valid, seed=seed, progress=False, **tr)  # popularity: no epochs
 
 
 def fit_distill(
@@ -220,7 +222,7 @@ def main() -> int:
     ap.add_argument(
         "--method",
         required=True,
-        choices=["mf", "lightgcn", "freedom", "teacher-promptmm", "student-mf", "student-lightgcn"],
+        choices=[*USER_ITEM, "teacher-promptmm", "student-mf", "student-lightgcn", "student-freedom"],
     )
     ap.add_argument("--label", default=None, help="name in the report (default: --method)")
     ap.add_argument("--inter", default="/work/shared/data/amazon-office/mmrec/office.inter")

@@ -170,6 +170,8 @@ def _tiny_mmrec_split(path: Path, n_users: int = 40, n_items: int = 30) -> None:
     [
         ("mf", ["--grid", "lr=0.01,0.005"]),
         ("freedom", ["--vectors", "VEC"]),
+        ("vbpr", ["--vectors", "VEC"]),
+        ("popularity", []),
         ("student-lightgcn", ["--vectors", "VEC", "--teacher", "teacher_kind=freedom", "teacher_epochs=2"]),
     ],
 )
