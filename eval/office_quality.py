@@ -133,6 +133,8 @@ def fit_distill(
         s = from_dict(DistillSettings, {**cfg, "seed": seed, "progress": False, "teacher_kind": "promptmm"})
         return train_teacher(feats, train, valid, s)
     student = method.removeprefix("student-")
+    if isinstance(cfg.get("losses"), str):  # --grid losses=bpr+listwise_kd:2,bpr+listwise_kd:4
+        cfg = {**cfg, "losses": tuple(cfg["losses"].split("+"))}
     s = from_dict(
         DistillSettings, {**teacher_cfg, **cfg, "student": student, "seed": seed, "progress": False}
     )
@@ -227,7 +229,13 @@ def main() -> int:
     ap.add_argument("--label", default=None, help="name in the report (default: --method)")
     ap.add_argument("--inter", default="/work/shared/data/amazon-office/mmrec/office.inter")
     ap.add_argument("--vectors", default=None, help=".npy [n_items, d], row i = itemID i (channel 'text')")
-    ap.add_argument("--grid", nargs="*", default=[], help="NAME=V1,V2 ... (all combinations are tried)")
+    ap.add_argument(
+        "--grid",
+        nargs="*",
+        default=[],
+        help="NAME=V1,V2 ... (all combinations are tried); a students' loss list joins its losses with +, "
+        "e.g. losses=bpr+listwise_kd:1,bpr+listwise_kd:2",
+    )
     ap.add_argument("--fixed", nargs="*", default=[], help="NAME=V settings shared by every grid point")
     ap.add_argument(
         "--teacher", nargs="*", default=[], help="NAME=V DistillSettings of the teacher (students)"

@@ -173,6 +173,18 @@ def _tiny_mmrec_split(path: Path, n_users: int = 40, n_items: int = 30) -> None:
         ("vbpr", ["--vectors", "VEC"]),
         ("popularity", []),
         ("student-lightgcn", ["--vectors", "VEC", "--teacher", "teacher_kind=freedom", "teacher_epochs=2"]),
+        (
+            "student-mf",
+            [
+                "--vectors",
+                "VEC",
+                "--teacher",
+                "teacher_kind=freedom",
+                "teacher_epochs=2",
+                "--grid",
+                "losses=bpr+listwise_kd:1,bpr+pairwise_kd:1+listwise_kd:2",
+            ],
+        ),  # fmt: skip
     ],
 )
 def test_office_quality_tunes_on_validation_and_writes_its_report(tmp_path, method, extra):
@@ -189,5 +201,10 @@ def test_office_quality_tunes_on_validation_and_writes_its_report(tmp_path, meth
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((tmp_path / "out" / f"{method}.json").read_text())
     assert [f["seed"] for f in res["final"]] == [0, 1] and "recall@20" in res["final"][0]["test"]
-    assert len(res["grid"]) == (2 if method == "mf" else 1)
+    assert len(res["grid"]) == (2 if "--grid" in extra else 1)
+    if method == "student-mf":  # a loss list in the grid: its losses joined by +
+        assert [g["config"]["losses"] for g in res["grid"]] == [
+            "bpr+listwise_kd:1",
+            "bpr+pairwise_kd:1+listwise_kd:2",
+        ]
     assert method in (tmp_path / "out" / "README.md").read_text()
