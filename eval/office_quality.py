@@ -224,7 +224,7 @@ def main() -> int:
     ap.add_argument(
         "--method",
         required=True,
-        choices=[*USER_ITEM, "teacher-promptmm", "student-mf", "student-lightgcn", "student-freedom"],
+        choices=[*USER_ITEM, "teacher-promptmm", "student-mf", "student-lightgcn"],
     )
     ap.add_argument("--label", default=None, help="name in the report (default: --method)")
     ap.add_argument("--inter", default="/work/shared/data/amazon-office/mmrec/office.inter")
