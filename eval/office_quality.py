@@ -142,15 +142,51 @@ def fit_distill(
     if s.kd:
         key = json.dumps([seed, teacher_cfg], sort_keys=True)
         if key not in TEACHERS:
-            TEACHERS[key] = train_teacher(
-                feats,
-                train,
-                valid,
-                from_dict(DistillSettings, {**teacher_cfg, "seed": seed, "progress": False}),
+            ts = from_dict(DistillSettings, {**teacher_cfg, "seed": seed, "progress": False})
+            TEACHERS[key] = cached_teacher(
+                ts, key, lambda: train_teacher(feats, train, valid, ts), feats, train
             )
         teacher, teacher_result = TEACHERS[key]
     out = distill(feats, train, valid, s, teacher=teacher, teacher_result=teacher_result if s.kd else None)
     return out.tables, out.student_result
+
+
+TEACHER_CACHE: dict[str, Any] = {}  # "dir": --teacher-cache, "inputs": what the split and vectors were
+
+
+def cached_teacher(
+    s: Any, key: str, train_it: Any, feats: dict[str, np.ndarray], train: Any
+) -> tuple[Any, Any]:
+    """A trained teacher from --teacher-cache (keyed by its settings, seed, the split file and the
+    vectors file's identity), or trained now and saved there: students run in separate processes
+    (seeds in parallel, the MF and LightGCN students) then share one teacher per seed."""
+    import dataclasses
+    import hashlib
+
+    import torch
+
+    from mllmrec.distill.trainer import build_teacher
+    from mllmrec.recsys.trainer import TrainResult
+
+    folder = TEACHER_CACHE.get("dir")
+    if folder is None:
+        return train_it()
+    name = hashlib.sha256(json.dumps([key, TEACHER_CACHE["inputs"]]).encode()).hexdigest()[:16]
+    path = Path(folder) / f"teacher-{name}.pt"
+    if path.is_file():
+        saved = torch.load(path, weights_only=True)
+        torch.manual_seed(s.seed)
+        teacher = build_teacher(feats, train, s)
+        teacher.load_state_dict(saved["state"])
+        teacher.eval()
+        print(f"  teacher from {path}", flush=True)
+        return teacher, TrainResult(**json.loads(saved["result"]))
+    teacher, result = train_it()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"state": teacher.state_dict(), "result": json.dumps(dataclasses.asdict(result))}, tmp)
+    tmp.replace(path)
+    return teacher, result
 
 
 def summary(rows: list[dict[str, Any]], part: str) -> dict[str, str]:
@@ -240,6 +276,11 @@ def main() -> int:
     ap.add_argument(
         "--teacher", nargs="*", default=[], help="NAME=V DistillSettings of the teacher (students)"
     )
+    ap.add_argument(
+        "--teacher-cache",
+        default=None,
+        help="students: a folder where each seed's trained teacher is saved and reused by later runs",
+    )
     ap.add_argument("--tune-seed", type=int, default=0)
     ap.add_argument("--final-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="eval/results/office-quality")
@@ -260,6 +301,10 @@ def main() -> int:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     feats = {"text": np.load(args.vectors).astype(np.float32)} if args.vectors else None
+    if args.teacher_cache:
+        ident = [str(Path(p).resolve()) + f":{Path(p).stat().st_size}:{Path(p).stat().st_mtime_ns}" for p in
+                 (args.inter, args.vectors) if p]  # fmt: skip
+        TEACHER_CACHE.update(dir=args.teacher_cache, inputs=ident)
     train, valid, test = load_split(Path(args.inter), None if feats is None else feats["text"].shape[0])
     counts = np.asarray(train.sum(axis=0)).ravel()
     valid = [p[counts[p] > 0] for p in valid]  # selection on items with training interactions

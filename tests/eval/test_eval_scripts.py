@@ -208,3 +208,24 @@ def test_office_quality_tunes_on_validation_and_writes_its_report(tmp_path, meth
             "bpr+pairwise_kd:1+listwise_kd:2",
         ]
     assert method in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_office_quality_reuses_a_cached_teacher_with_identical_results(tmp_path):
+    import numpy as np
+
+    inter, vec = tmp_path / "x.inter", tmp_path / "v.npy"
+    _tiny_mmrec_split(inter)
+    np.save(vec, np.random.default_rng(1).normal(size=(30, 8)).astype(np.float32))
+    runs = []
+    for n in range(2):
+        p = _run(
+            str(ROOT / "eval" / "office_quality.py"), "--method", "student-mf", "--inter", str(inter),
+            "--vectors", str(vec), "--teacher", "teacher_kind=freedom", "teacher_epochs=3", "--fixed",
+            "epochs=2", "--final-seeds", "0", "--teacher-cache", str(tmp_path / "teachers"),
+            "--out", str(tmp_path / f"out{n}"), cwd=ROOT,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr[-3000:]
+        runs.append((p.stdout, json.loads((tmp_path / f"out{n}" / "student-mf.json").read_text())))
+    assert "teacher from" not in runs[0][0] and "teacher from" in runs[1][0]
+    assert len(list((tmp_path / "teachers").glob("teacher-*.pt"))) == 1
+    assert runs[0][1]["final"][0]["test"] == runs[1][1]["final"][0]["test"]
