@@ -11,13 +11,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx  # the dev extra installs httpx, starlette and uvicorn: a missing one is a failure, not a skip
 import pytest
 
 from mllmrec.testing.processes import free_port
-
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
 
 
 @pytest.fixture(scope="module")
