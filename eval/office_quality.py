@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from mllmrec.recsys.registry import MODELS  # names only: imports no torch
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 KS = (10, 20)
 
@@ -83,7 +85,7 @@ def evaluate(model: Any, train: Any, positives: list[np.ndarray]) -> dict[str, f
 
 
 TEACHERS: dict[str, Any] = {}
-USER_ITEM = ("popularity", "mf", "lightgcn", "vbpr", "content-knn", "freedom")  # recsys registry rows
+USER_ITEM = tuple(MODELS)  # every recsys registry row; students and teachers go through distill
 
 
 def fit(
