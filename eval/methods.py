@@ -4,7 +4,6 @@ model selection, and scored on the test part (all items, warm items, cold items,
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,10 +40,8 @@ def build(spec: MethodConfig, split: Any, features: dict[str, np.ndarray] | None
             raise ValueError(f"method {spec.name!r} needs item features (an `embed:` or `store:` entry)")
         channel = spec.embed.channel if spec.embed else "mm"
         feats = torch.from_numpy(np.ascontiguousarray(features[channel], dtype=np.float32))
-    params = dict(spec.params)
-    if "seed" in {f.name for f in dataclasses.fields(model_spec(spec.name).params)}:
-        params.setdefault("seed", seed)  # models with their own sampling follow the grid's seed
-    return build_model(spec.name, split.matrix("train"), feats, **params)
+    # models with their own sampling follow the grid's seed
+    return build_model(spec.name, split.matrix("train"), feats, run_seed=seed, **spec.params)
 
 
 def distill_settings(spec: MethodConfig, seed: int, train_cfg: BprTrain, progress: bool) -> Any:

@@ -98,8 +98,6 @@ def fit(
     teacher_cfg: dict[str, Any],
 ) -> tuple[Any, Any]:
     """(trained model, TrainResult) for one method/config/seed; selection on `valid` only."""
-    import dataclasses
-
     import torch
 
     from mllmrec.recsys import train_bpr
@@ -110,11 +108,8 @@ def fit(
     torch.manual_seed(seed)
     tr = {k: cfg[k] for k in ("lr", "batch_size", "patience", "epochs") if k in cfg}
     own = {k: v for k, v in cfg.items() if k not in tr}
-    row = spec(method)
-    if "seed" in {f.name for f in dataclasses.fields(row.params)}:
-        own.setdefault("seed", seed)  # models with their own sampling (Freedom's edge pruning)
-    x = torch.from_numpy(feats["text"]) if row.features else None
-    model = build_model(method, train, x, **own)
+    x = torch.from_numpy(feats["text"]) if spec(method).features else None
+    model = build_model(method, train, x, run_seed=seed, **own)  # run_seed: Freedom's edge pruning
     return model, train_bpr(model, train, valid, seed=seed, progress=False, **tr)  # popularity: no epochs
 
 

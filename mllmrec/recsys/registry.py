@@ -98,13 +98,22 @@ def params(name: str, values: dict[str, Any] | None = None) -> Any:
 
 
 def build_model(
-    name: str, train: sp.spmatrix | sp.sparray, features: Tensor | None = None, **hyper: Any
+    name: str,
+    train: sp.spmatrix | sp.sparray,
+    features: Tensor | None = None,
+    *,
+    run_seed: int | None = None,
+    **hyper: Any,
 ) -> RecModel:
     """Build model `name` for the interaction matrix `train` [U, I]; `hyper` are its
-    hyper-parameters (a params dataclass instance may be passed as `params=`)."""
+    hyper-parameters (a params dataclass instance may be passed as `params=`). `run_seed`: the
+    run's seed, given to a model with sampling of its own (a `seed` hyper-parameter) unless
+    `hyper` sets one."""
     from mllmrec.recsys.graph import RecsysError, check_interactions
 
     row = spec(name)
+    if run_seed is not None and "params" not in hyper and "seed" in describe(name):
+        hyper.setdefault("seed", run_seed)
     p = hyper.pop("params") if "params" in hyper else params(name, hyper)
     if not isinstance(p, row.params):
         raise RecsysError(f"model {name!r} takes {row.params.__name__}, got {type(p).__name__}")

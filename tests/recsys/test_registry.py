@@ -67,3 +67,9 @@ def test_reading_the_names_imports_no_model_code() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == [str(len(MODELS)), "False"]
+
+
+def test_the_run_seed_reaches_models_that_sample_unless_their_own_seed_is_given() -> None:
+    assert build_model("freedom", R, FEATURES, run_seed=5, knn_k=2).seed == 5
+    assert build_model("freedom", R, FEATURES, run_seed=5, knn_k=2, seed=2).seed == 2
+    build_model("mf", R, run_seed=5)  # no seed hyper-parameter: the run seed is not forced on it
