@@ -4,6 +4,10 @@
     t_c(u, i) = e_c[u] · e_c[i]                 the modality-specific score (list-wise KD reads it)
     t(u, i)   = (1/C) Σ_c t_c(u, i)              the fused score
               = [e_1[u]; ...; e_C[u]] / √C · [e_1[i]; ...; e_C[i]] / √C     (full ranking)
+
+With a collaborative channel attached (`model.cf`, a `recsys.cf_blend.CFBlend`, set by
+`cf_blend.choose_blend`), every t_c is first mixed with the EASE score as that module describes;
+`final_embeddings` then no longer reproduce the scores (EASE has no embeddings).
 """
 
 from __future__ import annotations
@@ -57,11 +61,17 @@ class ChannelModel(RecModel):
             eu, ei = emb[c]
             u = eu[users]  # [b, d]
             out[c] = (u.unsqueeze(1) * ei[items]).sum(-1) if items.ndim == 2 else (u * ei[items]).sum(-1)
-        return out
+        cf = getattr(self, "cf", None)  # nn.Module keeps submodules out of __dict__: no class default
+        return out if cf is None else cf.mix(users, items, out, emb)
 
     def score(self, users: Tensor, items: Tensor) -> Tensor:
         return torch.stack(list(self.channel_scores(users, items).values())).mean(0)  # [b]
 
     def full_sort(self, users: Tensor) -> Tensor:
-        eu, ei = self.final_embeddings()
-        return eu[users] @ ei.T  # [b, I]
+        cf = getattr(self, "cf", None)
+        if cf is None:
+            eu, ei = self.final_embeddings()
+            return eu[users] @ ei.T  # [b, I]
+        emb = self.channel_embeddings()
+        raw = {c: emb[c][0][users] @ emb[c][1].T for c in self.channels}  # {c: [b, I]}
+        return torch.stack(list(cf.mix(users, None, raw, emb).values())).mean(0)  # [b, I]

@@ -36,6 +36,7 @@ MODELS: dict[str, str] = {
     "content-knn": "mllmrec.recsys.builtin:CONTENT_KNN",
     "vbpr": "mllmrec.recsys.builtin:VBPR",
     "freedom": "mllmrec.recsys.freedom:FREEDOM",
+    "ease": "mllmrec.recsys.ease:EASE_SPEC",
 }
 
 

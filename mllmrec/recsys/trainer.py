@@ -137,6 +137,20 @@ def _validate(
     return {name: float(value) for name, value in metrics.items()}
 
 
+def validate(
+    model: RecModel,
+    train: sp.spmatrix | sp.sparray,
+    valid_positives: Sequence[np.ndarray],
+    *,
+    metric: str = "recall@20",
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """`model`'s full-ranking validation metrics, as `train_bpr` computes them for early stopping."""
+    r = check_interactions(train)
+    users, positives = _validation_split(valid_positives, *r.shape)
+    return _validate(model, r, users, positives, _metric_ks(metric), torch.device(device))
+
+
 def _train_epoch(
     model: RecModel,
     optimizer: torch.optim.Optimizer,
