@@ -76,6 +76,7 @@ def run_distill(
 ) -> tuple[Any, Any]:
     """(model to test, its TrainResult) for the teacher or a student; the teacher of a (split, seed,
     teacher settings) is trained once and shared by every student entry."""
+    import dataclasses
     import json
 
     from mllmrec.distill.trainer import distill, train_teacher
@@ -90,23 +91,11 @@ def run_distill(
     )
     feats = {c: features[c] for c in chans}
     train = split.matrix("train")
-    teacher_keys = (
-        "teacher_dim",
-        "teacher_layers",
-        "prompt_tokens",
-        "teacher_item_ids",
-        "teacher_epochs",
-        "batch_size",
-        "patience",
-        "reg",
-        "teacher_kind",
-        "teacher_knn",
-        "teacher_item_layers",
-        "teacher_edge_keep",
-        "teacher_content_loss",
-        "teacher_content_in_score",
-        "teacher_prompt",
-        "teacher_reg",
+    # Every setting the teacher reads: its own (teacher_* and prompt_tokens) and the shared ones.
+    teacher_keys = sorted(
+        f.name
+        for f in dataclasses.fields(s)
+        if f.name.startswith("teacher_") or f.name in ("prompt_tokens", "batch_size", "patience", "reg")
     )
     key = (
         split.fingerprint(),

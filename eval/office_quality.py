@@ -5,9 +5,10 @@ only, then the chosen config re-run for several seeds and tested once per seed.
         --grid content_in_score=0,1 --final-seeds 0 1 2 --out eval/results/office-quality
 
 Data: an MMRec `.inter` with x_label 0/1/2 (train/valid/test); row i of --vectors is itemID i.
-Methods: mf, lightgcn (ID only), freedom (recsys.freedom), teacher-promptmm (distill.teacher),
-student-mf / student-lightgcn (distilled from a teacher given by --teacher, `kd=0` in the grid
-or --fixed trains the same student with BPR alone). The grid is searched with --tune-seed (default 0);
+Methods: every recsys registry model (popularity, mf, lightgcn, vbpr, content-knn, freedom, ease),
+teacher (the distillation teacher --teacher and the grid describe, with its EASE channel chosen on
+validation; shares --teacher-cache with the students), student-mf / student-lightgcn (distilled
+from the --teacher teacher; `kd=0` in the grid or --fixed trains the same student with BPR alone). The grid is searched with --tune-seed (default 0);
 test is never read while tuning. Writes <out>/<label>.json and re-renders <out>/README.md from every
 json there.
 """
@@ -126,9 +127,11 @@ def fit_distill(
     from mllmrec.distill.config import DistillSettings
     from mllmrec.distill.trainer import distill, train_teacher
 
-    if method == "teacher-promptmm":
-        s = from_dict(DistillSettings, {**cfg, "seed": seed, "progress": False, "teacher_kind": "promptmm"})
-        return train_teacher(feats, train, valid, s)
+    if method == "teacher":
+        both = {**teacher_cfg, **cfg}
+        ts = from_dict(DistillSettings, {**both, "seed": seed, "progress": False})
+        key = json.dumps([seed, both], sort_keys=True)  # the students' key when the grid is empty
+        return cached_teacher(ts, key, lambda: train_teacher(feats, train, valid, ts), feats, train, valid)
     student = method.removeprefix("student-")
     if isinstance(cfg.get("losses"), str):  # --grid losses=bpr+listwise_kd:2,bpr+listwise_kd:4
         cfg = {**cfg, "losses": tuple(cfg["losses"].split("+"))}
@@ -141,7 +144,7 @@ def fit_distill(
         if key not in TEACHERS:
             ts = from_dict(DistillSettings, {**teacher_cfg, "seed": seed, "progress": False})
             TEACHERS[key] = cached_teacher(
-                ts, key, lambda: train_teacher(feats, train, valid, ts), feats, train
+                ts, key, lambda: train_teacher(feats, train, valid, ts), feats, train, valid
             )
         teacher, teacher_result = TEACHERS[key]
     out = distill(feats, train, valid, s, teacher=teacher, teacher_result=teacher_result if s.kd else None)
@@ -152,7 +155,7 @@ TEACHER_CACHE: dict[str, Any] = {}  # "dir": --teacher-cache, "inputs": what the
 
 
 def cached_teacher(
-    s: Any, key: str, train_it: Any, feats: dict[str, np.ndarray], train: Any
+    s: Any, key: str, train_it: Any, feats: dict[str, np.ndarray], train: Any, valid: list[np.ndarray]
 ) -> tuple[Any, Any]:
     """A trained teacher from --teacher-cache (keyed by its settings, seed, the split file and the
     vectors file's identity), or trained now and saved there: students run in separate processes
@@ -162,7 +165,7 @@ def cached_teacher(
 
     import torch
 
-    from mllmrec.distill.trainer import build_teacher
+    from mllmrec.distill.trainer import attach_cf, build_teacher
     from mllmrec.recsys.trainer import TrainResult
 
     folder = TEACHER_CACHE.get("dir")
@@ -177,13 +180,18 @@ def cached_teacher(
         teacher.load_state_dict(saved["state"])
         teacher.eval()
         print(f"  teacher from {path}", flush=True)
-        return teacher, TrainResult(**json.loads(saved["result"]))
+        # The EASE channel is not in the state dict: choose it again (deterministic given the weights).
+        return teacher, attach_cf(teacher, train, valid, s, TrainResult(**json.loads(saved["result"])))
     teacher, result = train_it()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"state": teacher.state_dict(), "result": json.dumps(dataclasses.asdict(result))}, tmp)
     tmp.replace(path)
     return teacher, result
+
+
+def _cf_summary(choice: dict[str, Any]) -> dict[str, Any]:
+    return {"weight": choice["weight"], "l2": choice["l2"], "tried": choice["tried"]}
 
 
 def summary(rows: list[dict[str, Any]], part: str) -> dict[str, str]:
@@ -257,7 +265,7 @@ def main() -> int:
     ap.add_argument(
         "--method",
         required=True,
-        choices=[*USER_ITEM, "teacher-promptmm", "student-mf", "student-lightgcn"],
+        choices=[*USER_ITEM, "teacher", "student-mf", "student-lightgcn"],
     )
     ap.add_argument("--label", default=None, help="name in the report (default: --method)")
     ap.add_argument("--inter", default="/work/shared/data/amazon-office/mmrec/office.inter")
@@ -348,6 +356,8 @@ def main() -> int:
                 "valid": evaluate(model, train, valid),
                 "test": evaluate(model, train, test),
                 "seconds": round(secs, 1),
+                # a teacher's EASE channel (recsys.cf_blend): chosen w and l2, validation points tried
+                **({"cf_blend": _cf_summary(model.cf_choice)} if hasattr(model, "cf_choice") else {}),
             }
         )
         print(

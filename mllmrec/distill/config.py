@@ -46,6 +46,16 @@ class DistillSettings(Checked):
     teacher_prompt: bool = opt(
         False, "Freedom teacher: add PromptMM soft prompts (from --prompt-tokens PCA hard tokens)."
     )
+    teacher_cf_weights: tuple[float, ...] = opt(
+        (0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+        "Teacher: weights w of the collaborative item-item channel (EASE on the training "
+        "interactions) mixed into its scores after training (mllmrec.recsys.cf_blend), chosen on "
+        "validation Recall@20; a w > 0 is kept only if it beats the teacher alone. 0 alone: off.",
+    )
+    teacher_cf_l2: tuple[float, ...] = opt(
+        (50.0, 100.0, 200.0, 500.0, 1000.0),
+        "Teacher: EASE ridge weights tried for that channel (chosen by EASE's own validation Recall@20).",
+    )
     teacher_reg: float | None = opt(
         None, "L2 weight of the teacher; default: --reg for promptmm, 0 for freedom."
     )
@@ -115,6 +125,10 @@ class DistillSettings(Checked):
             raise ConfigError("teacher_knn >= 1, teacher_item_layers >= 0, 0 < teacher_edge_keep <= 1")
         if self.teacher_content_loss < 0 or (self.teacher_reg is not None and self.teacher_reg < 0):
             raise ConfigError("teacher_content_loss and teacher_reg must be >= 0")
+        if not self.teacher_cf_weights or not all(0 <= w <= 1 for w in self.teacher_cf_weights):
+            raise ConfigError(f"teacher_cf_weights must be in [0, 1], got {self.teacher_cf_weights}")
+        if not self.teacher_cf_l2 or not all(x > 0 for x in self.teacher_cf_l2):
+            raise ConfigError(f"teacher_cf_l2 must be > 0, got {self.teacher_cf_l2}")
         if self.teacher_lr is not None and not self.teacher_lr > 0:
             raise ConfigError(f"teacher_lr must be > 0, got {self.teacher_lr}")
         if self.mapping_l2 is not None and not self.mapping_l2 > 0:

@@ -184,6 +184,9 @@ def _distill(
             "parameters": sum(p.numel() for p in teacher.parameters()),
             "best_epoch": result.teacher_result.best_epoch,
             "valid": result.teacher_result.best_valid,
+            # the EASE channel mixed into the teacher's scores (mllmrec.recsys.cf_blend): chosen w,
+            # λ and every validation point tried
+            "cf_blend": getattr(teacher, "cf_choice", None),
         },
         "student": {
             "kind": cfg.student,
@@ -269,6 +272,9 @@ def print_summary(out: Path, m: dict[str, Any]) -> None:
             f"  teacher: valid recall@20 {t['valid']['recall@20']:.4f} (epoch {t['best_epoch']}, "
             f"{t['parameters']:,} parameters)"
         )
+        cf = t.get("cf_blend") or {}
+        if cf.get("weight"):
+            print(f"  teacher mixes EASE (l2 {cf['l2']:g}) at weight {cf['weight']:g}, chosen on validation")
     print(
         f"  student {s['kind']} d={s['dim']} ({', '.join(s['losses'])}): valid recall@20 "
         f"{s['valid']['recall@20']:.4f} (epoch {s['best_epoch']})"

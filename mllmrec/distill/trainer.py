@@ -12,6 +12,7 @@ row from the new-item mapping fitted on the items that have one (`mapping.NewIte
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,10 +28,11 @@ from mllmrec.distill.mapping import NewItemMapping
 from mllmrec.distill.prompt import PromptModule, pca_hard_tokens, prepare_features
 from mllmrec.distill.students import Distillation, TableModel
 from mllmrec.distill.teacher import Teacher
+from mllmrec.recsys.cf_blend import choose_blend
 from mllmrec.recsys.freedom import Freedom
 from mllmrec.recsys.graph import check_interactions
 from mllmrec.recsys.registry import build_model
-from mllmrec.recsys.trainer import TrainResult, train_bpr
+from mllmrec.recsys.trainer import TrainResult, train_bpr, validate
 
 
 @dataclass
@@ -123,11 +125,34 @@ def train_teacher(
     valid_positives: Sequence[np.ndarray],
     s: DistillSettings,
 ) -> tuple[Teacher, TrainResult]:
-    """The teacher, trained with BPR and selected on validation Recall@20."""
+    """The teacher, trained with BPR and selected on validation Recall@20, then its collaborative
+    channel chosen (`attach_cf`)."""
     torch.manual_seed(s.seed)
     teacher = build_teacher(features, train, s)
     result = _fit(teacher, train, valid_positives, s, s.teacher_epochs, s.teacher_lr or s.lr)
-    return teacher, result
+    return teacher, attach_cf(teacher, train, valid_positives, s, result)
+
+
+def attach_cf(
+    teacher: Teacher | Freedom,
+    train: sp.spmatrix | sp.sparray,
+    valid_positives: Sequence[np.ndarray],
+    s: DistillSettings,
+    result: TrainResult,
+) -> TrainResult:
+    """Choose on validation and attach the trained teacher's EASE channel (`recsys.cf_blend`; off
+    when --teacher-cf-weights is 0 or w = 0 wins). Returns `result` with the mixed teacher's
+    validation metrics; the choice and what was tried are kept in `teacher.cf_choice`. Deterministic
+    given the trained weights, so a teacher reloaded from its state dict is re-attached by this."""
+    record = choose_blend(
+        teacher,
+        train,
+        lambda m: validate(m, train, valid_positives, device=s.device),
+        s.teacher_cf_l2,
+        s.teacher_cf_weights,
+    )
+    teacher.cf_choice = record
+    return dataclasses.replace(result, best_valid=record["valid"])
 
 
 def distill(

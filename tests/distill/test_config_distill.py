@@ -30,6 +30,9 @@ def test_every_flag_has_help(command, capsys):
         ({"student_layers": -1}, "student_layers"),
         ({"mapping_l2": -1.0}, "mapping_l2"),
         ({"teacher_lr": 0.0}, "teacher_lr"),
+        ({"teacher_cf_weights": (0.0, 1.5)}, "teacher_cf_weights must be in"),
+        ({"teacher_cf_weights": ()}, "teacher_cf_weights must be in"),
+        ({"teacher_cf_l2": (0.0,)}, "teacher_cf_l2 must be > 0"),
         ({"student": "transformer"}, "unknown student .transformer.; known: mf, lightgcn"),
     ],
 )

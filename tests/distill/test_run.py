@@ -28,6 +28,9 @@ def test_run_directory_contract(setup):
         m["store"]["path"] == str(Path(setup["store"]).resolve()) and len(m["store"]["manifest_sha256"]) == 64
     )
     assert m["teacher"]["kind"] == "promptmm" and m["student"]["kind"] == "lightgcn" and run.dim == 16
+    cf = m["teacher"]["cf_blend"]  # the EASE channel: chosen on validation, every point recorded
+    assert cf["weight"] in m["config"]["teacher_cf_weights"] and len(cf["tried"]) == 5 + 6
+    assert (cf["l2"] is None) == (cf["weight"] == 0) and "recall@20" in cf["valid"]
     assert m["missing_items"] == setup["missing"] and m["counts"]["missing_items"] == 3
     assert m["counts"]["new_items"] == 5 and m["new_items"]["channels"] == ["mm", "visual", "text"]
     assert "valid" in m["student"] and "recall@20" in m["test"]["metrics"]

@@ -172,6 +172,8 @@ def _tiny_mmrec_split(path: Path, n_users: int = 40, n_items: int = 30) -> None:
         ("freedom", ["--vectors", "VEC"]),
         ("vbpr", ["--vectors", "VEC"]),
         ("popularity", []),
+        ("ease", ["--grid", "l2=1,10"]),
+        ("teacher", ["--vectors", "VEC", "--teacher", "teacher_kind=freedom", "teacher_epochs=2"]),
         ("student-lightgcn", ["--vectors", "VEC", "--teacher", "teacher_kind=freedom", "teacher_epochs=2"]),
         (
             "student-mf",
@@ -207,6 +209,9 @@ def test_office_quality_tunes_on_validation_and_writes_its_report(tmp_path, meth
             "bpr+listwise_kd:1",
             "bpr+pairwise_kd:1+listwise_kd:2",
         ]
+    if method == "teacher":  # its EASE channel, chosen on validation, is recorded per seed
+        cf = res["final"][0]["cf_blend"]
+        assert cf["weight"] in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5) and len(cf["tried"]) == 11
     assert method in (tmp_path / "out" / "README.md").read_text()
 
 
