@@ -286,31 +286,51 @@ def train_with(train: BprTrain, spec: MethodConfig, point: dict[str, Any]) -> Bp
 
 
 def merge(args: argparse.Namespace) -> int:
-    """One results.json + report from per-seed runs of the same config (their splits must not overlap)."""
+    """One results.json + report from runs of the same config over different seeds (run in
+    parallel) or different `--methods` (a few methods re-run after a change): where two parts ran a
+    method on the same seed, the later part's run is kept. Every part must come from --config
+    unchanged apart from its method list, and every kept run's method must be the config's entry of
+    that name; parts that tuned the same kept method must have chosen the same point."""
     import yaml
 
     cfg = yaml.safe_load(Path(args.config).read_text())
+
+    def entries(config: dict[str, Any]) -> dict[str, Any]:
+        return {m.get("label") or m["name"]: m for m in config.get("methods", [])}
+
+    def rest(config: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in config.items() if k != "methods"}
+
     parts = [json.loads((Path(d) / "results.json").read_text()) for d in args.merge]
-    if any(p["config"] != cfg for p in parts):
-        raise SystemExit("--merge: every run must come from --config unchanged")
-    seeds = [s for p in parts for s in p["splits"]]
-    if len(seeds) != len(set(seeds)):
-        raise SystemExit(f"--merge: a seed occurs in two runs ({sorted(seeds)})")
-    chosen = {  # only methods that searched: a part from before search spaces has no "tuning"
-        json.dumps(
-            {m: t["chosen"] for m, t in p.get("tuning", {}).items() if t.get("chosen")}, sort_keys=True
-        )
-        for p in parts
-    }
-    if len(chosen) > 1:  # each part tuned on its own first seed and they disagree: not one method
-        raise SystemExit(f"--merge: the runs chose different search points ({' vs '.join(sorted(chosen))})")
+    wanted = entries(cfg)
+    last = {(r["method"], r["seed"]): n for n, p in enumerate(parts) for r in p["runs"]}
+    kept = [[r for r in p["runs"] if last[r["method"], r["seed"]] == n] for n, p in enumerate(parts)]
+    tuning: dict[str, Any] = {}
+    for d, p, runs in zip(args.merge, parts, kept, strict=True):
+        if rest(p["config"]) != rest(cfg):
+            raise SystemExit(f"--merge: {d} comes from another config than --config")
+        methods = {r["method"] for r in runs}
+        changed = sorted(m for m in methods if entries(p["config"]).get(m) != wanted.get(m))
+        if changed:
+            raise SystemExit(f"--merge: in {d}, {', '.join(changed)} differ from --config's entries")
+        for m, t in p.get("tuning", {}).items():
+            if m not in methods:
+                continue
+            if m in tuning and t.get("chosen") != tuning[m].get("chosen"):
+                raise SystemExit(f"--merge: the runs chose different search points for {m}")
+            tuning.setdefault(m, t)
     out = Path(args.out or f"eval/results/{cfg['name']}")
     out.mkdir(parents=True, exist_ok=True)
+    order = list(wanted)  # the config's method order, then seeds
     results = {
         **parts[0],
+        "config": cfg,
+        "tuning": tuning,
         "command": " ; ".join(p["command"] for p in parts) + " ; " + common.command(),
         "splits": {k: v for p in parts for k, v in p["splits"].items()},
-        "runs": [r for p in parts for r in p["runs"]],
+        "runs": sorted(
+            (r for runs in kept for r in runs), key=lambda r: (r["seed"], order.index(r["method"]))
+        ),
         "embedding_seconds": {k: v for p in parts for k, v in p["embedding_seconds"].items()},
         "seconds": sum(p["seconds"] for p in parts),
         "merged_from": [str(d) for d in args.merge],

@@ -29,28 +29,23 @@ train: {epochs: 3, batch_size: 256, lr: 0.01, patience: 2}
 """
 
 
-def test_grid_runs_teacher_and_students(tmp_path):
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(CONFIG)
+def _run(cfg: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    p = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "eval" / "run.py"),
-            "--config",
-            str(cfg),
-            "--out",
-            str(tmp_path / "out"),
-            "--work",
-            str(tmp_path / "work"),
-            "--no-progress",
-        ],
-        cwd=tmp_path,
+    return subprocess.run(
+        [sys.executable, str(ROOT / "eval" / "run.py"), "--config", str(cfg), *args],
+        cwd=cfg.parent,
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+def test_grid_runs_teacher_and_students(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(CONFIG)
+    work = ["--work", str(tmp_path / "work"), "--no-progress"]
+    p = _run(cfg, "--out", str(tmp_path / "out"), *work)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     runs = {r["method"]: r for r in res["runs"]}
@@ -59,65 +54,27 @@ def test_grid_runs_teacher_and_students(tmp_path):
         assert 0 <= r["test"]["recall@20"] <= 1 and "test" not in json.dumps(r["valid"])
     assert "student-mf-kd" in (tmp_path / "out" / "report.md").read_text()
     # A second seed run separately (e.g. in parallel) and merged into one report.
-    p = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "eval" / "run.py"),
-            "--config",
-            str(cfg),
-            "--out",
-            str(tmp_path / "out1"),
-            "--work",
-            str(tmp_path / "work"),
-            "--no-progress",
-            "--seeds",
-            "1",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    p = _run(cfg, "--out", str(tmp_path / "out1"), *work, "--seeds", "1")
     assert p.returncode == 0, p.stderr[-3000:]
-    p = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "eval" / "run.py"),
-            "--config",
-            str(cfg),
-            "--out",
-            str(tmp_path / "merged"),
-            "--merge",
-            str(tmp_path / "out"),
-            str(tmp_path / "out1"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    p = _run(cfg, "--out", str(tmp_path / "merged"), "--merge", str(tmp_path / "out"), str(tmp_path / "out1"))
     assert p.returncode == 0, p.stderr[-3000:]
     merged = json.loads((tmp_path / "merged" / "results.json").read_text())
     assert sorted(merged["splits"]) == ["0", "1"] and len(merged["runs"]) == 8
     assert "± " in (tmp_path / "merged" / "report.md").read_text()
-    p = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "eval" / "run.py"),
-            "--config",
-            str(cfg),
-            "--out",
-            str(tmp_path / "bad"),
-            "--merge",
-            str(tmp_path / "out"),
-            str(tmp_path / "out"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert p.returncode != 0 and "occurs in two runs" in p.stderr
+    # One method re-run on seed 0 (e.g. after a change): its run replaces the older part's.
+    p = _run(cfg, "--out", str(tmp_path / "again"), *work, "--seeds", "0", "--methods", "lightgcn")
+    assert p.returncode == 0, p.stderr[-3000:]
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    parts = [str(tmp_path / d) for d in ("out", "out1", "again")]
+    p = _run(cfg, "--out", str(tmp_path / "merged2"), "--merge", *parts)
+    assert p.returncode == 0, p.stderr[-3000:]
+    merged = json.loads((tmp_path / "merged2" / "results.json").read_text())
+    assert len(merged["runs"]) == 8
+    kept = [r for r in merged["runs"] if (r["method"], r["seed"]) == ("lightgcn", 0)]
+    assert kept == again["runs"]
+    # A part whose entry for a kept method is not the config's (run from an edited config): refused.
+    edited = json.loads((tmp_path / "again" / "results.json").read_text())
+    edited["config"]["methods"][0]["dim"] = 8
+    (tmp_path / "again" / "results.json").write_text(json.dumps(edited))
+    p = _run(cfg, "--out", str(tmp_path / "bad"), "--merge", *parts)
+    assert p.returncode != 0 and "lightgcn differ from --config's entries" in p.stderr
