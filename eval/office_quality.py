@@ -8,8 +8,8 @@ Data: an MMRec `.inter` with x_label 0/1/2 (train/valid/test); row i of --vector
 Methods: every recsys registry model (popularity, mf, lightgcn, vbpr, content-knn, freedom, ease),
 teacher (the distillation teacher --teacher and the grid describe, with its EASE channel chosen on
 validation; shares --teacher-cache with the students), student-mf / student-lightgcn (distilled
-from the --teacher teacher; `kd=0` in the grid or --fixed trains the same student with BPR alone). The grid is searched with --tune-seed (default 0);
-test is never read while tuning. Writes <out>/<label>.json and re-renders <out>/README.md from every
+from the --teacher teacher; `kd=0` in the grid or --fixed trains the same student with BPR alone).
+The grid is searched with --tune-seed (default 0); test is never read while tuning. Writes <out>/<label>.json and re-renders <out>/README.md from every
 json there.
 """
 
@@ -125,13 +125,10 @@ def fit_distill(
 ) -> tuple[Any, Any]:
     from mllmrec.config import from_dict
     from mllmrec.distill.config import DistillSettings
-    from mllmrec.distill.trainer import distill, train_teacher
+    from mllmrec.distill.trainer import distill
 
-    if method == "teacher":
-        both = {**teacher_cfg, **cfg}
-        ts = from_dict(DistillSettings, {**both, "seed": seed, "progress": False})
-        key = json.dumps([seed, both], sort_keys=True)  # the students' key when the grid is empty
-        return cached_teacher(ts, key, lambda: train_teacher(feats, train, valid, ts), feats, train, valid)
+    if method == "teacher":  # the students' teacher when the grid is empty (one cache key for both)
+        return shared_teacher({**teacher_cfg, **cfg}, seed, train, valid, feats)
     student = method.removeprefix("student-")
     if isinstance(cfg.get("losses"), str):  # --grid losses=bpr+listwise_kd:2,bpr+listwise_kd:4
         cfg = {**cfg, "losses": tuple(cfg["losses"].split("+"))}
@@ -140,15 +137,27 @@ def fit_distill(
     )
     teacher = None
     if s.kd:
-        key = json.dumps([seed, teacher_cfg], sort_keys=True)
-        if key not in TEACHERS:
-            ts = from_dict(DistillSettings, {**teacher_cfg, "seed": seed, "progress": False})
-            TEACHERS[key] = cached_teacher(
-                ts, key, lambda: train_teacher(feats, train, valid, ts), feats, train, valid
-            )
-        teacher, teacher_result = TEACHERS[key]
+        teacher, teacher_result = shared_teacher(teacher_cfg, seed, train, valid, feats)
     out = distill(feats, train, valid, s, teacher=teacher, teacher_result=teacher_result if s.kd else None)
     return out.tables, out.student_result
+
+
+def shared_teacher(
+    settings: dict[str, Any], seed: int, train: Any, valid: list[np.ndarray], feats: dict[str, np.ndarray]
+) -> tuple[Any, Any]:
+    """(teacher, TrainResult) for DistillSettings `settings` and `seed`: trained once per process
+    (TEACHERS) and, with --teacher-cache, once across processes (`cached_teacher`)."""
+    from mllmrec.config import from_dict
+    from mllmrec.distill.config import DistillSettings
+    from mllmrec.distill.trainer import train_teacher
+
+    key = json.dumps([seed, settings], sort_keys=True)
+    if key not in TEACHERS:
+        ts = from_dict(DistillSettings, {**settings, "seed": seed, "progress": False})
+        TEACHERS[key] = cached_teacher(
+            ts, key, lambda: train_teacher(feats, train, valid, ts), feats, train, valid
+        )
+    return TEACHERS[key]
 
 
 TEACHER_CACHE: dict[str, Any] = {}  # "dir": --teacher-cache, "inputs": what the split and vectors were

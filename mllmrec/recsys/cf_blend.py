@@ -55,9 +55,6 @@ class CFBlend(nn.Module):
         self.register_buffer("e_mean", torch.cat(means), persistent=False)  # [U]
         self.register_buffer("e_std", torch.where(std > 0, std, torch.ones_like(std)), persistent=False)
 
-    def describe(self) -> dict[str, float]:
-        return {"weight": self.weight, "l2": self.ease.l2}
-
     def mix(
         self,
         users: Tensor,
@@ -96,8 +93,8 @@ def choose_blend(
 
     `evaluate(model) -> {metric: value}` computes validation metrics (the caller's, so that nothing
     here can read test data). Candidates are tried in the order given; a λ or a w > 0 is kept only
-    when it beats the ones before it (a w > 0 must beat the model alone). Catalogues above EASE's `MAX_ITEMS` are skipped
-    (recorded), not refused: the blend is an improvement, not a requirement.
+    when it beats the ones before it (a w > 0 must beat the model alone). Catalogues above EASE's
+    `MAX_ITEMS` are skipped (recorded), not refused: the blend is an improvement, not a requirement.
     """
     r = check_interactions(train)
     model.cf = None
@@ -117,16 +114,14 @@ def choose_blend(
             best_ease = (ease, value)
     assert best_ease is not None  # l2s is not empty (the caller's config checks it)
     ease = best_ease[0]
-    best = (0.0, base)
+    best: tuple[CFBlend | None, dict[str, float]] = (None, base)  # (the winning blend, its metrics)
     for w in weights:
-        if w == 0:
-            valid = base
-        else:
-            model.cf = CFBlend(ease, w)
-            valid = evaluate(model)
+        blend = CFBlend(ease, w) if w > 0 else None
+        model.cf = blend
+        valid = evaluate(model) if blend is not None else base
         record["tried"].append({"weight": w, "l2": ease.l2, metric: valid[metric]})
         if valid[metric] > best[1][metric]:
-            best = (w, valid)
-    model.cf = CFBlend(ease, best[0]) if best[0] > 0 else None
-    record.update(weight=best[0], l2=ease.l2 if best[0] > 0 else None, valid=best[1])
+            best = (blend, valid)
+    model.cf = best[0]  # kept as built: its EASE moments are not computed again
+    record.update(weight=best[0].weight if best[0] else 0.0, l2=ease.l2 if best[0] else None, valid=best[1])
     return record
